@@ -1,0 +1,362 @@
+//! `downtime check`: patch → staging → measure → verdict → report.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::measure::{self, ApplyOptions};
+use crate::patch::{self, Class, Patch};
+use crate::report::{
+    self, BaselineInfo, ErrorReport, LockReport, PatchReport, Postgres, Report, RewriteReport,
+    StatementReport, Status,
+};
+use crate::staging::embedded::{Embedded, EmbeddedOptions};
+use crate::staging::{self, Backend, Baseline};
+use crate::ui;
+use crate::verdict::{self, Budget, ClassifyOptions, Severity};
+
+/// Where patches are looked for when no path is given.
+pub const DEFAULT_PATCH_DIR: &str = "patches";
+
+/// Everything `check` needs to know.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub paths: Vec<PathBuf>,
+    /// Explicit baseline; when `None`, a `baseline.sql` beside the patches is used.
+    pub baseline: Option<PathBuf>,
+    /// Start from an empty database even if a baseline.sql is found.
+    pub no_baseline: bool,
+    pub budget: Budget,
+    /// Statement cap; default ten times the per-patch budget.
+    pub timeout_seconds: Option<f64>,
+    pub classify: ClassifyOptions,
+    pub embedded: EmbeddedOptions,
+    /// Go on with later patches after one fails (it is rolled back).
+    pub keep_going: bool,
+}
+
+impl CheckOptions {
+    pub fn statement_cap(&self) -> Duration {
+        Duration::from_secs_f64(
+            self.timeout_seconds
+                .unwrap_or(self.budget.per_patch_seconds * 10.0)
+                .max(0.001),
+        )
+    }
+}
+
+fn find_baseline(opts: &CheckOptions) -> Result<Baseline> {
+    if let Some(path) = &opts.baseline {
+        return Baseline::from_path(path);
+    }
+    if opts.no_baseline {
+        return Ok(Baseline::Empty);
+    }
+    for dir in opts.paths.iter().filter(|p| p.is_dir()) {
+        let candidate = dir.join("baseline.sql");
+        if candidate.is_file() {
+            ui::note(&format!(
+                "using baseline {} (--baseline FILE to choose another, --no-baseline for an empty database)",
+                candidate.display()
+            ));
+            return Ok(Baseline::Script(candidate));
+        }
+    }
+    ui::note("no baseline: patches are applied to an empty database (--baseline FILE to load one)");
+    Ok(Baseline::Empty)
+}
+
+/// Discover and load the patches, refusing bad input before anything starts.
+pub fn load_patches(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<(Vec<Patch>, Vec<String>)> {
+    let found = patch::discover(paths, exclude)?;
+    if found.patches.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::Usage(format!(
+            "no patches found in {}; accepted names: {}",
+            shown.join(", "),
+            patch::discover::ACCEPTED_PATTERNS
+        )));
+    }
+    let patches = found
+        .patches
+        .into_iter()
+        .map(patch::load)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((patches, found.notes))
+}
+
+fn path_text(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn skipped(p: &Patch, because: String) -> PatchReport {
+    PatchReport {
+        path: path_text(&p.file.path),
+        id: p.file.id.clone(),
+        sha256: p.sha256.clone(),
+        status: Status::Skipped,
+        seconds: 0.0,
+        over_budget: false,
+        classification: None,
+        declared: p.declared,
+        reasons: Vec::new(),
+        error: None,
+        commit_seconds: 0.0,
+        skipped_because: Some(because),
+        statements: Vec::new(),
+    }
+}
+
+/// Run `check` end to end and return the report. `Err` is an input or
+/// infrastructure error (exit 2); a failing verdict is a report that says so.
+pub async fn run(opts: &CheckOptions) -> Result<Report> {
+    let started_at = report::now_rfc3339();
+    let baseline = find_baseline(opts)?;
+    let exclude: Vec<PathBuf> = match &baseline {
+        Baseline::Script(p) | Baseline::Archive(p) => vec![p.clone()],
+        Baseline::Empty => Vec::new(),
+    };
+    let (patches, notes) = load_patches(&opts.paths, &exclude)?;
+    for n in &notes {
+        ui::note(n);
+    }
+
+    let mut report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at,
+        postgres: Postgres {
+            version: String::new(),
+            backend: "embedded".into(),
+            settings: Default::default(),
+        },
+        baseline: BaselineInfo {
+            source: baseline.describe(),
+            load_seconds: 0.0,
+        },
+        budget: opts.budget.clone(),
+        classify: opts.classify.clone(),
+        verdict: "pass".into(),
+        failures: Vec::new(),
+        total_seconds: 0.0,
+        cold_seconds: 0.0,
+        patches: Vec::new(),
+        notes,
+    };
+
+    // A patch downtime cannot apply is refused before anything runs.
+    if let Some(refused) = patches.iter().find(|p| p.refusal.is_some()) {
+        let refusal = refused.refusal.clone().unwrap_or_else(|| patch::Refusal {
+            line: 1,
+            reason: String::new(),
+        });
+        for p in &patches {
+            if std::ptr::eq(p, refused) {
+                let mut r = skipped(p, String::new());
+                r.status = Status::Failed;
+                r.skipped_because = None;
+                r.error = Some(ErrorReport {
+                    message: refusal.reason.clone(),
+                    sqlstate: None,
+                    line: refusal.line,
+                    statement_line: refusal.line,
+                    detail: None,
+                    hint: None,
+                    partially_applied: false,
+                });
+                report.patches.push(r);
+            } else {
+                report.patches.push(skipped(
+                    p,
+                    format!("not run: {} was refused", refused.file.id),
+                ));
+            }
+        }
+        report.failures.push(format!(
+            "{}:{}: refused before anything ran: {}",
+            refused.file.path.display(),
+            refusal.line,
+            refusal.reason
+        ));
+        report.verdict = "fail".into();
+        return Ok(report);
+    }
+
+    let mut backend = Embedded::start(&opts.embedded)?;
+    let result = apply_all(&mut backend, &baseline, &patches, opts, &mut report).await;
+    let stopped = backend.shutdown();
+    result?;
+    stopped?;
+    decide(&mut report);
+    Ok(report)
+}
+
+async fn apply_all(
+    backend: &mut dyn Backend,
+    baseline: &Baseline,
+    patches: &[Patch],
+    opts: &CheckOptions,
+    report: &mut Report,
+) -> Result<()> {
+    let load_started = Instant::now();
+    staging::prepare_template(backend, baseline).await?;
+    report.baseline.load_seconds = load_started.elapsed().as_secs_f64();
+
+    let admin = staging::connect(backend, "postgres").await?;
+    let info = staging::server_info(&admin, backend.name()).await?;
+    report.postgres = Postgres {
+        version: info.version.clone(),
+        backend: info.backend.clone(),
+        settings: info.settings.clone(),
+    };
+    let copy = format!("downtime_copy_{}", std::process::id());
+    staging::create_copy(&admin, &copy, info.version_num).await?;
+
+    let cap = opts.statement_cap();
+    let mut config = backend.config(&copy);
+    config.options(format!("-c statement_timeout={}", cap.as_millis().max(1)));
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| Error::Server(format!("cannot connect to the staging copy: {e}")))?;
+    let conn = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+
+    let apply_opts = ApplyOptions { statement_cap: cap };
+    let mut stop_after: Option<String> = None;
+    for p in patches {
+        if let Some(failed) = &stop_after {
+            report.patches.push(skipped(
+                p,
+                format!("not run: {failed} failed before it (--keep-going runs later patches anyway)"),
+            ));
+            continue;
+        }
+        ui::note(&format!("applying {}", p.file.id));
+        client.batch_execute("reset all").await?;
+        let run = measure::apply(&client, p, &apply_opts).await?;
+        let patch_report = patch_report(p, &run, opts);
+        if patch_report.status == Status::Failed && !opts.keep_going {
+            stop_after = Some(p.file.id.clone());
+        }
+        report.patches.push(patch_report);
+    }
+    drop(client);
+    let _ = conn.await;
+    staging::drop_copy(&admin, &copy).await?;
+    Ok(())
+}
+
+fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> PatchReport {
+    let classification = verdict::classify(p, run, &opts.classify);
+    let seconds = run.seconds();
+    let mut error = run.error.clone().map(ErrorReport::from);
+    if error.is_none() {
+        if let Some(e) = classification.errors().find(|r| r.rule == "invalid-index") {
+            error = Some(ErrorReport {
+                message: e.message.clone(),
+                sqlstate: None,
+                line: p.statements.last().map_or(1, |s| s.line),
+                statement_line: p.statements.last().map_or(1, |s| s.line),
+                detail: None,
+                hint: Some(e.hint.clone()),
+                partially_applied: false,
+            });
+        }
+    }
+    let statements = run
+        .statements
+        .iter()
+        .map(|sr| {
+            let st = &p.statements[sr.index];
+            StatementReport {
+                line: st.line,
+                sql: report::excerpt(&st.sql),
+                seconds: sr.seconds,
+                kind: st.analysis.kind.clone(),
+                rows_affected: sr.rows_affected,
+                outside_transaction: sr.outside_transaction,
+                locks: sr
+                    .locks
+                    .iter()
+                    .map(|l| LockReport {
+                        relation: l.relation.clone(),
+                        mode: l.mode,
+                        held_seconds: l.held_seconds,
+                    })
+                    .collect(),
+                rewrites: sr
+                    .rewrites
+                    .iter()
+                    .map(|r| RewriteReport {
+                        relation: r.relation.clone(),
+                        kind: r.kind.to_string(),
+                        rows: r.rows,
+                        bytes: r.bytes,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    PatchReport {
+        path: path_text(&p.file.path),
+        id: p.file.id.clone(),
+        sha256: p.sha256.clone(),
+        status: if error.is_some() {
+            Status::Failed
+        } else {
+            Status::Ok
+        },
+        seconds,
+        over_budget: seconds > opts.budget.per_patch_seconds,
+        classification: Some(classification.class),
+        declared: p.declared,
+        reasons: classification.reasons,
+        error,
+        commit_seconds: run.commit_seconds,
+        skipped_because: None,
+        statements,
+    }
+}
+
+/// Totals and the verdict.
+pub fn decide(report: &mut Report) {
+    report.total_seconds = report.patches.iter().map(|p| p.seconds).sum();
+    report.cold_seconds = report
+        .patches
+        .iter()
+        .filter(|p| p.classification == Some(Class::Cold))
+        .map(|p| p.seconds)
+        .sum();
+    let budget = report.budget.per_patch_seconds;
+    let mut failures = Vec::new();
+    for p in &report.patches {
+        if let Some(e) = &p.error {
+            failures.push(format!("{}:{}: {} failed: {}", p.path, e.line, p.id, e.message));
+        }
+        if p.over_budget {
+            failures.push(format!(
+                "{} took {:.3} s, over the {budget:.2} s per-patch budget",
+                p.id, p.seconds
+            ));
+        }
+        for r in p
+            .reasons
+            .iter()
+            .filter(|r| r.severity == Severity::Error && r.rule != "invalid-index")
+        {
+            failures.push(format!("{} [{}]: {}", p.id, r.rule, r.message));
+        }
+    }
+    if let Some(total) = report.budget.total_seconds {
+        if report.total_seconds > total {
+            failures.push(format!(
+                "all patches took {:.3} s, over the {total:.2} s total budget",
+                report.total_seconds
+            ));
+        }
+    }
+    report.verdict = if failures.is_empty() { "pass" } else { "fail" }.into();
+    report.failures = failures;
+}

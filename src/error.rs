@@ -1,0 +1,79 @@
+//! Library error type and the exit-code contract.
+
+use std::path::PathBuf;
+
+/// Exit code for a run whose verdict passed.
+pub const EXIT_PASS: i32 = 0;
+/// Exit code for a verdict failure: a patch over budget, failed, or cold when declared live.
+pub const EXIT_VERDICT: i32 = 1;
+/// Exit code for usage, input and infrastructure errors.
+pub const EXIT_ERROR: i32 = 2;
+
+/// Errors that stop a run before a verdict can be given.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+
+    #[error("{path}:{line}: {message}")]
+    InputAt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("PostgreSQL server: {0}")]
+    Server(String),
+
+    #[error("baseline {path}: {message}")]
+    Baseline { path: PathBuf, message: String },
+
+    #[error("database: {0}")]
+    Database(String),
+
+    #[error("interrupted by {0}")]
+    Interrupted(&'static str),
+}
+
+impl Error {
+    pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit code this error maps to.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Interrupted("SIGTERM") => 143,
+            Error::Interrupted(_) => 130,
+            _ => EXIT_ERROR,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error::Database(crate::measure::describe_pg_error(&e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

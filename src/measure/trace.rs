@@ -1,0 +1,252 @@
+//! Catalogue reads around each statement: which relations existed before the
+//! patch, which locks the applying backend holds on them, whose storage was
+//! rewritten, and which indexes appeared.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tokio_postgres::Client;
+
+use crate::error::Result;
+use crate::verdict::locks::LockMode;
+
+/// A relation that existed before the patch started.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub oid: u32,
+    /// `schema.name`
+    pub name: String,
+    /// `pg_class.relkind`: r table, p partitioned table, m materialized view, i/I index.
+    pub kind: char,
+    pub filenode: u32,
+    /// Estimated rows (`reltuples`; for a partitioned table, the sum over its partitions).
+    pub rows: f64,
+    /// Main-fork bytes (for a partitioned table, the sum over its partitions).
+    pub bytes: i64,
+    /// For an index: the table it belongs to.
+    pub table: Option<u32>,
+    /// For an index: `indisvalid`.
+    pub valid: bool,
+}
+
+impl Relation {
+    pub fn is_table(&self) -> bool {
+        matches!(self.kind, 'r' | 'p' | 'm')
+    }
+
+    /// Whether the relation holds data, so work over it grows with it.
+    pub fn populated(&self) -> bool {
+        self.rows > 0.0 || self.bytes > 0
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            'r' => "table",
+            'p' => "partitioned table",
+            'm' => "materialized view",
+            'i' | 'I' => "index",
+            _ => "relation",
+        }
+    }
+}
+
+/// The relations that existed before a patch.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub relations: HashMap<u32, Relation>,
+}
+
+impl Snapshot {
+    pub fn get(&self, oid: u32) -> Option<&Relation> {
+        self.relations.get(&oid)
+    }
+
+    pub fn oids(&self) -> Vec<u32> {
+        self.relations.keys().copied().collect()
+    }
+
+    /// Pre-existing table (not index) with rows.
+    pub fn populated_table(&self, oid: u32) -> Option<&Relation> {
+        self.get(oid).filter(|r| r.is_table() && r.populated())
+    }
+}
+
+const USER_RELATIONS: &str = "\
+    n.nspname not in ('pg_catalog', 'information_schema') \
+    and n.nspname !~ '^pg_toast' and n.nspname !~ '^pg_temp'";
+
+/// Analyse tables that have data but no statistics yet (created and filled
+/// by an earlier patch), so row estimates exist. Runs outside any timing.
+pub async fn analyse_unanalysed(client: &Client) -> Result<()> {
+    let rows = client
+        .query(
+            &format!(
+                "select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+                 where c.relkind in ('r', 'm') and c.reltuples < 0 and pg_relation_size(c.oid) > 0 and {USER_RELATIONS}"
+            ),
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let name: String = r.get(0);
+        client.simple_query(&format!("analyze {name}")).await?;
+    }
+    Ok(())
+}
+
+/// Record the relations that exist now.
+pub async fn snapshot(client: &Client) -> Result<Snapshot> {
+    let rows = client
+        .query(
+            &format!(
+                "select c.oid, n.nspname || '.' || c.relname, c.relkind::text, c.relfilenode, \
+                   case when c.relkind = 'p' then \
+                     (select coalesce(sum(greatest(k.reltuples, 0)), 0)::float8 from pg_partition_tree(c.oid) t join pg_class k on k.oid = t.relid where t.isleaf) \
+                   else greatest(c.reltuples, 0)::float8 end, \
+                   case when c.relkind = 'p' then \
+                     (select coalesce(sum(pg_relation_size(t.relid)), 0)::int8 from pg_partition_tree(c.oid) t where t.isleaf) \
+                   else pg_relation_size(c.oid) end, \
+                   i.indrelid, coalesce(i.indisvalid, true) \
+                 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+                 left join pg_index i on i.indexrelid = c.oid \
+                 where c.relkind in ('r', 'p', 'm', 'i', 'I') and {USER_RELATIONS}"
+            ),
+            &[],
+        )
+        .await?;
+    let relations = rows
+        .iter()
+        .map(|r| {
+            let kind: String = r.get(2);
+            let rel = Relation {
+                oid: r.get(0),
+                name: r.get(1),
+                kind: kind.chars().next().unwrap_or('r'),
+                filenode: r.get(3),
+                rows: r.get(4),
+                bytes: r.get(5),
+                table: r.get(6),
+                valid: r.get(7),
+            };
+            (rel.oid, rel)
+        })
+        .collect();
+    Ok(Snapshot { relations })
+}
+
+/// What the catalogue says right after a statement.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// Locks the applying backend holds on pre-existing relations.
+    pub locks: BTreeSet<(u32, LockMode)>,
+    /// Current storage file of each pre-existing relation that still exists.
+    pub filenodes: HashMap<u32, u32>,
+    /// Indexes (oid, name) on pre-existing tables, by table.
+    pub indexes: HashMap<u32, (u32, String)>,
+    /// `lock_timeout` in effect now, as PostgreSQL shows it (`0` when off).
+    pub lock_timeout: String,
+}
+
+/// Read locks, storage files and indexes for the pre-existing relations `oids`.
+pub async fn trace(client: &Client, oids: &[u32]) -> Result<Trace> {
+    let rows = client
+        .query(
+            "select 'l', l.relation, l.mode from pg_locks l \
+               where l.pid = pg_backend_pid() and l.locktype = 'relation' and l.granted and l.relation = any($1) \
+             union all select 'f', c.oid, c.relfilenode::text from pg_class c where c.oid = any($1) \
+             union all select 'i', i.indexrelid, i.indrelid::text || ' ' || i.indexrelid::regclass::text \
+               from pg_index i where i.indrelid = any($1) \
+             union all select 's', 0::oid, current_setting('lock_timeout')",
+            &[&oids],
+        )
+        .await?;
+    let mut t = Trace::default();
+    for r in rows {
+        let kind: &str = r.get(0);
+        let oid: u32 = r.get(1);
+        let value: String = r.get(2);
+        match kind {
+            "l" => {
+                if let Some(mode) = LockMode::from_pg_locks(&value) {
+                    t.locks.insert((oid, mode));
+                }
+            }
+            "f" => {
+                if let Ok(f) = value.parse() {
+                    t.filenodes.insert(oid, f);
+                }
+            }
+            "i" => {
+                if let Some((table, name)) = value.split_once(' ') {
+                    if let Ok(table) = table.parse() {
+                        t.indexes.insert(oid, (table, name.to_string()));
+                    }
+                }
+            }
+            _ => t.lock_timeout = value,
+        }
+    }
+    Ok(t)
+}
+
+/// Resolve a relation name as the session would.
+pub async fn resolve(client: &Client, regclass_text: &str) -> Result<Option<u32>> {
+    let row = client
+        .query_one("select to_regclass($1)::oid", &[&regclass_text])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Whether column `column` of `table` is already NOT NULL, or a validated
+/// CHECK constraint proves it (PostgreSQL 12+ then skips the scan).
+pub async fn not_null_proven(client: &Client, table: u32, column: &str) -> Result<bool> {
+    let rows = client
+        .query(
+            "select a.attnotnull, coalesce(array_agg(pg_get_constraintdef(k.oid)) filter (where k.oid is not null), '{}') \
+             from pg_attribute a \
+             left join pg_constraint k on k.conrelid = a.attrelid and k.contype = 'c' and k.convalidated \
+             where a.attrelid = $1 and a.attname = $2 group by a.attnotnull",
+            &[&table, &column],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(false);
+    };
+    let already: bool = row.get(0);
+    let defs: Vec<String> = row.get(1);
+    let quoted = format!("\"{}\"", column.replace('"', "\"\""));
+    let plain_ok = column
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let proves = |def: &String| {
+        def.contains(&format!("({quoted} IS NOT NULL)"))
+            || (plain_ok && def.contains(&format!("({column} IS NOT NULL)")))
+    };
+    Ok(already || defs.iter().any(proves))
+}
+
+/// For `VALIDATE CONSTRAINT`: whether the constraint is already validated
+/// (then nothing is scanned), and its kind.
+pub async fn constraint_state(
+    client: &Client,
+    table: u32,
+    name: &str,
+) -> Result<Option<(bool, String)>> {
+    let row = client
+        .query_opt(
+            "select convalidated, contype::text from pg_constraint where conrelid = $1 and conname = $2",
+            &[&table, &name],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Indexes that are not valid now, by oid and name.
+pub async fn invalid_indexes(client: &Client) -> Result<Vec<(u32, String)>> {
+    let rows = client
+        .query(
+            "select i.indexrelid, i.indexrelid::regclass::text from pg_index i where not i.indisvalid",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

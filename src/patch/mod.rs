@@ -1,0 +1,211 @@
+//! Patches: discovery and ordering, splitting into statements, and what each
+//! statement does.
+
+pub mod discover;
+pub mod split;
+pub mod statement;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+pub use discover::{discover, Layout, PatchFile};
+pub use statement::{analyse, Analysis, Fact, RelRef, TxControl};
+
+/// Patch files larger than this are refused before they are read into memory.
+pub const MAX_PATCH_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Live (applies while the application runs) or cold (needs a downtime window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Live,
+    Cold,
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Class::Live => "live",
+            Class::Cold => "cold",
+        })
+    }
+}
+
+/// One statement of a patch.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// 1-based line of the statement's first token.
+    pub line: usize,
+    /// The statement as sent to the server (no trailing semicolon).
+    pub sql: String,
+    pub analysis: Analysis,
+}
+
+impl Statement {
+    /// Map a 1-based character position in `sql` (as the server reports it)
+    /// to a line in the patch file.
+    pub fn line_of_position(&self, position: usize) -> usize {
+        let newlines = self
+            .sql
+            .chars()
+            .take(position.saturating_sub(1))
+            .filter(|&c| c == '\n')
+            .count();
+        self.line + newlines
+    }
+}
+
+/// Why a patch is refused before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A patch read from disk, split and analysed.
+#[derive(Debug, Clone)]
+pub struct Patch {
+    pub file: PatchFile,
+    pub sha256: String,
+    pub statements: Vec<Statement>,
+    /// The class the patch declares for itself (`-- downtime: live|cold`).
+    pub declared: Option<Class>,
+    /// Set when the patch cannot be applied by downtime at all.
+    pub refusal: Option<Refusal>,
+}
+
+/// Read, split and analyse one patch file.
+pub fn load(file: PatchFile) -> Result<Patch> {
+    let bytes = read_limited(&file.path)?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        Error::InputAt {
+            path: file.path.clone(),
+            line,
+            message: "the file is not valid UTF-8; save it as UTF-8".into(),
+        }
+    })?;
+    let split = split::split(&text).map_err(|e| Error::InputAt {
+        path: file.path.clone(),
+        line: e.line,
+        message: e.message,
+    })?;
+    if split.statements.is_empty() && split.meta_commands.is_empty() {
+        return Err(Error::input(
+            &file.path,
+            "the patch has no SQL statements (empty, or only comments)",
+        ));
+    }
+    let first_line = split.statements.first().map_or(usize::MAX, |s| s.line);
+    let declared = declared_class(&file.path, &text, first_line)?;
+
+    let statements: Vec<Statement> = split
+        .statements
+        .iter()
+        .map(|s| Statement {
+            line: s.line,
+            sql: s.text.to_string(),
+            analysis: analyse(s.text),
+        })
+        .collect();
+
+    let mut refusals: Vec<Refusal> = split
+        .meta_commands
+        .iter()
+        .map(|m| Refusal {
+            line: m.line,
+            reason: format!(
+                "psql meta-command `{}` is not SQL: downtime sends each statement to the server itself; \
+                 remove it (use SET for settings, --pg-conf for server settings)",
+                m.text.split_whitespace().next().unwrap_or("\\")
+            ),
+        })
+        .collect();
+    for s in &statements {
+        if s.analysis.copy_from_stdin {
+            refusals.push(Refusal {
+                line: s.line,
+                reason: "COPY ... FROM STDIN needs psql to stream the rows that follow it; \
+                         use INSERT, or load the data in the baseline"
+                    .into(),
+            });
+        }
+        if s.analysis.tx_control == Some(TxControl::TwoPhase) {
+            refusals.push(Refusal {
+                line: s.line,
+                reason: "two-phase commit statements cannot be applied to a staging copy".into(),
+            });
+        }
+    }
+    let refusal = refusals.into_iter().min_by_key(|r| r.line);
+
+    Ok(Patch {
+        file,
+        sha256,
+        statements,
+        declared,
+        refusal,
+    })
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > MAX_PATCH_BYTES {
+        return Err(Error::input(
+            path,
+            format!(
+                "the file is {} MiB; patches over {} MiB are refused (load bulk data in the baseline)",
+                meta.len() / (1024 * 1024),
+                MAX_PATCH_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// `-- downtime: live` or `-- downtime: cold` in the comments before the
+/// first statement.
+fn declared_class(path: &Path, text: &str, first_statement_line: usize) -> Result<Option<Class>> {
+    let mut declared = None;
+    for (i, line) in text.lines().enumerate() {
+        let number = i + 1;
+        if number >= first_statement_line {
+            break;
+        }
+        let Some(comment) = line.trim_start().strip_prefix("--") else {
+            continue;
+        };
+        let Some(value) = comment.trim().strip_prefix("downtime:") else {
+            continue;
+        };
+        let class = match value.trim() {
+            "live" => Class::Live,
+            "cold" => Class::Cold,
+            other => {
+                return Err(Error::InputAt {
+                    path: path.to_path_buf(),
+                    line: number,
+                    message: format!(
+                        "unknown downtime directive `{other}`; expected `-- downtime: live` or `-- downtime: cold`"
+                    ),
+                })
+            }
+        };
+        if declared.is_some_and(|d| d != class) {
+            return Err(Error::InputAt {
+                path: path.to_path_buf(),
+                line: number,
+                message: "the patch declares both live and cold".into(),
+            });
+        }
+        declared = Some(class);
+    }
+    Ok(declared)
+}

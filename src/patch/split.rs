@@ -1,0 +1,453 @@
+//! Splitting a patch file into statements, each with the line it starts on.
+//!
+//! The splitter is a lexer that follows PostgreSQL's own lexical rules closely
+//! enough to find statement boundaries in any input, valid or not: `--` and
+//! nested `/* */` comments, `'…'` (with `''`), `E'…'` (with backslash escapes),
+//! `"…"`, `$tag$…$tag$` bodies, and `BEGIN ATOMIC … END` function bodies, in
+//! which semicolons do not end the statement. The parse tree of each statement
+//! comes from pg_query afterwards; keeping the split lexical means a syntax
+//! error in one statement still leaves every statement with its exact text
+//! and line, so the server can report the error where it is.
+
+/// One statement as it stands in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawStatement<'a> {
+    /// The statement text, from its first token up to (not including) the `;`.
+    pub text: &'a str,
+    /// Byte offset of `text` in the file.
+    pub offset: usize,
+    /// 1-based line of the first token.
+    pub line: usize,
+}
+
+/// A backslash command found outside any literal or comment (psql syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaCommand {
+    pub line: usize,
+    /// The command up to the end of its line.
+    pub text: String,
+}
+
+/// What the splitter could not make sense of.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct SplitError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Statements and psql meta-commands found in one file.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Split<'a> {
+    pub statements: Vec<RawStatement<'a>>,
+    pub meta_commands: Vec<MetaCommand>,
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn is_ident_cont(b: u8) -> bool {
+    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
+}
+
+/// Tracks the words that decide whether a `BEGIN` opens a SQL-standard body.
+#[derive(Default)]
+struct BodyTracker {
+    /// First letters of the leading CREATE / OR / REPLACE / FUNCTION / PROCEDURE words.
+    lead: [u8; 4],
+    words: usize,
+    depth: usize,
+}
+
+impl BodyTracker {
+    fn word(&mut self, word: &[u8], paren_depth: usize) {
+        let lower = |w: &[u8], s: &str| w.eq_ignore_ascii_case(s.as_bytes());
+        if self.words < self.lead.len()
+            && ["create", "or", "replace", "function", "procedure"]
+                .iter()
+                .any(|k| lower(word, k))
+        {
+            self.lead[self.words] = word[0].to_ascii_lowercase();
+        }
+        self.words += 1;
+        let routine = self.lead[0] == b'c'
+            && (matches!(self.lead[1], b'f' | b'p')
+                || (self.lead[1] == b'o' && self.lead[2] == b'r' && matches!(self.lead[3], b'f' | b'p')));
+        if !routine || paren_depth > 0 {
+            return;
+        }
+        if lower(word, "begin") {
+            self.depth += 1;
+        } else if lower(word, "case") {
+            if self.depth > 0 {
+                self.depth += 1;
+            }
+        } else if lower(word, "end") && self.depth > 0 {
+            self.depth -= 1;
+        }
+    }
+}
+
+/// Split `src` into statements. Fails only on a literal or comment that is
+/// never closed, naming the line where it starts.
+pub fn split(src: &str) -> Result<Split<'_>, SplitError> {
+    let bytes = src.as_bytes();
+    let n = bytes.len();
+    let mut out = Split::default();
+    let mut i = 0;
+    let mut line = 1;
+    // Start of the current statement's first token, and its line.
+    let mut start: Option<(usize, usize)> = None;
+    let mut paren = 0usize;
+    let mut body = BodyTracker::default();
+
+    // Skip a UTF-8 byte order mark.
+    if src.starts_with('\u{feff}') {
+        i = 3;
+    }
+
+    macro_rules! begin_token {
+        ($at:expr) => {
+            if start.is_none() {
+                start = Some(($at, line));
+            }
+        };
+    }
+
+    while i < n {
+        let b = bytes[i];
+        match b {
+            b'\n' => {
+                line += 1;
+                i += 1;
+            }
+            b' ' | b'\t' | b'\r' | 0x0c => i += 1,
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < n && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let open_line = line;
+                let mut depth = 1;
+                i += 2;
+                while depth > 0 {
+                    if i >= n {
+                        return Err(SplitError {
+                            line: open_line,
+                            message: "unterminated /* comment".into(),
+                        });
+                    }
+                    match (bytes[i], bytes.get(i + 1)) {
+                        (b'/', Some(b'*')) => {
+                            depth += 1;
+                            i += 2;
+                        }
+                        (b'*', Some(b'/')) => {
+                            depth -= 1;
+                            i += 2;
+                        }
+                        (b'\n', _) => {
+                            line += 1;
+                            i += 1;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b';' => {
+                if body.depth == 0 {
+                    if let Some((s, l)) = start.take() {
+                        out.statements.push(RawStatement {
+                            text: src[s..i].trim_end(),
+                            offset: s,
+                            line: l,
+                        });
+                    }
+                    paren = 0;
+                    body = BodyTracker::default();
+                } else {
+                    begin_token!(i);
+                }
+                i += 1;
+            }
+            b'\\' => {
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(n, |p| i + p);
+                out.meta_commands.push(MetaCommand {
+                    line,
+                    text: src[i..end].trim_end().to_string(),
+                });
+                i = end;
+            }
+            b'\'' => {
+                begin_token!(i);
+                i = quoted(bytes, i, &mut line, b'\'', false)?;
+            }
+            b'"' => {
+                begin_token!(i);
+                i = quoted(bytes, i, &mut line, b'"', false)?;
+            }
+            b'$' => {
+                begin_token!(i);
+                match dollar_tag(bytes, i) {
+                    Some(tag_end) => {
+                        let tag = &bytes[i..tag_end];
+                        let open_line = line;
+                        let mut j = tag_end;
+                        loop {
+                            if j >= n {
+                                return Err(SplitError {
+                                    line: open_line,
+                                    message: format!(
+                                        "unterminated dollar-quoted string {}",
+                                        String::from_utf8_lossy(tag)
+                                    ),
+                                });
+                            }
+                            if bytes[j] == b'\n' {
+                                line += 1;
+                            } else if bytes[j..].starts_with(tag) {
+                                j += tag.len();
+                                break;
+                            }
+                            j += 1;
+                        }
+                        i = j;
+                    }
+                    None => i += 1,
+                }
+            }
+            b'(' => {
+                begin_token!(i);
+                paren += 1;
+                i += 1;
+            }
+            b')' => {
+                begin_token!(i);
+                paren = paren.saturating_sub(1);
+                i += 1;
+            }
+            _ if is_ident_start(b) => {
+                begin_token!(i);
+                // E'…' (escape string), also after U& or N prefixes it is plain.
+                if (b == b'e' || b == b'E') && bytes.get(i + 1) == Some(&b'\'') {
+                    i = quoted(bytes, i + 1, &mut line, b'\'', true)?;
+                    continue;
+                }
+                let s = i;
+                while i < n && is_ident_cont(bytes[i]) {
+                    i += 1;
+                }
+                body.word(&bytes[s..i], paren);
+            }
+            _ if b.is_ascii_digit() => {
+                begin_token!(i);
+                while i < n && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
+                {
+                    i += 1;
+                }
+            }
+            _ => {
+                begin_token!(i);
+                i += 1;
+            }
+        }
+    }
+    if let Some((s, l)) = start {
+        let text = src[s..].trim_end();
+        if !text.is_empty() {
+            out.statements.push(RawStatement {
+                text,
+                offset: s,
+                line: l,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Scan a quoted literal or identifier starting at `open` (the quote byte);
+/// returns the index just past the closing quote.
+fn quoted(
+    bytes: &[u8],
+    open: usize,
+    line: &mut usize,
+    quote: u8,
+    backslash_escapes: bool,
+) -> Result<usize, SplitError> {
+    let open_line = *line;
+    let mut i = open + 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' {
+            *line += 1;
+        } else if backslash_escapes && b == b'\\' {
+            if bytes.get(i + 1) == Some(&b'\n') {
+                *line += 1;
+            }
+            i += 2;
+            continue;
+        } else if b == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return Ok(i + 1);
+        }
+        i += 1;
+    }
+    Err(SplitError {
+        line: open_line,
+        message: match quote {
+            b'"' => "unterminated quoted identifier (\")".into(),
+            _ if backslash_escapes => "unterminated E'…' string".into(),
+            _ => "unterminated quoted string (')".into(),
+        },
+    })
+}
+
+/// If a dollar-quote opener (`$$` or `$tag$`) starts at `i`, the index past it.
+fn dollar_tag(bytes: &[u8], i: usize) -> Option<usize> {
+    // `$` inside an identifier (a$b) or a parameter ($1) is not a quote.
+    if i > 0 && is_ident_cont(bytes[i - 1]) {
+        return None;
+    }
+    let mut j = i + 1;
+    if j < bytes.len() && bytes[j] == b'$' {
+        return Some(j + 1);
+    }
+    if j >= bytes.len() || !is_ident_start(bytes[j]) {
+        return None;
+    }
+    while j < bytes.len() && (is_ident_start(bytes[j]) || bytes[j].is_ascii_digit()) {
+        j += 1;
+    }
+    (j < bytes.len() && bytes[j] == b'$').then_some(j + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(src: &str) -> Vec<(usize, &str)> {
+        split(src)
+            .unwrap()
+            .statements
+            .into_iter()
+            .map(|s| (s.line, s.text))
+            .collect()
+    }
+
+    #[test]
+    fn plain_statements_keep_their_first_line() {
+        let src = "-- header\ncreate table a (id int);\n\n\ninsert into a values (1);\nselect 1";
+        assert_eq!(
+            texts(src),
+            vec![
+                (2, "create table a (id int)"),
+                (5, "insert into a values (1)"),
+                (6, "select 1")
+            ]
+        );
+    }
+
+    #[test]
+    fn dollar_quotes_hide_semicolons() {
+        let src = "create function f() returns int language plpgsql as $body$\nbegin\n  return 1; -- ;\nend;\n$body$;\nselect $$a;b$$, $x$ $$ ; $x$;\nselect $1;";
+        let got = texts(src);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].1.ends_with("$body$"));
+        assert_eq!(got[1], (6, "select $$a;b$$, $x$ $$ ; $x$"));
+        assert_eq!(got[2], (7, "select $1"));
+    }
+
+    #[test]
+    fn nested_block_comments() {
+        let src = "/* outer /* inner ; */ still ; comment */ select 1; /* a\n;\n*/ select 2;";
+        assert_eq!(texts(src), vec![(1, "select 1"), (3, "select 2")]);
+    }
+
+    #[test]
+    fn escape_strings_and_identifiers() {
+        let src = "select E'it\\'s; fine';\nselect 'a''b;c';\nselect \"we;ird\"\"name\" from t;\nselect e'\\\\';";
+        assert_eq!(
+            texts(src),
+            vec![
+                (1, "select E'it\\'s; fine'"),
+                (2, "select 'a''b;c'"),
+                (3, "select \"we;ird\"\"name\" from t"),
+                (4, "select e'\\\\'"),
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_string_backslash_is_literal() {
+        // standard_conforming_strings: the backslash does not escape the quote.
+        assert_eq!(
+            texts("select 'C:\\';\nselect 2;"),
+            vec![(1, "select 'C:\\'"), (2, "select 2")]
+        );
+    }
+
+    #[test]
+    fn begin_atomic_body_is_one_statement() {
+        let src = "create or replace function add(a int, b int) returns int\nlanguage sql\nbegin atomic\n  select case when a > 0 then a else 0 end + b;\n  select 1;\nend;\nselect 2;";
+        let got = texts(src);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].1.ends_with("end"));
+        assert_eq!(got[1], (7, "select 2"));
+        // A transaction BEGIN is not a body.
+        assert_eq!(
+            texts("begin;\nselect 1;\ncommit;"),
+            vec![(1, "begin"), (2, "select 1"), (3, "commit")]
+        );
+        let proc = "create procedure p() begin atomic insert into t values (1); end; call p();";
+        assert_eq!(texts(proc).len(), 2);
+    }
+
+    #[test]
+    fn meta_commands_are_found_with_lines() {
+        let s = split("\\set ON_ERROR_STOP on\nselect '\\x';\n  \\i other.sql\n").unwrap();
+        assert_eq!(s.statements.len(), 1);
+        assert_eq!(
+            s.meta_commands,
+            vec![
+                MetaCommand {
+                    line: 1,
+                    text: "\\set ON_ERROR_STOP on".into()
+                },
+                MetaCommand {
+                    line: 3,
+                    text: "\\i other.sql".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn unterminated_literals_name_their_first_line() {
+        let e = split("select 1;\nselect 'abc\n;\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = split("select 1;\n\ncreate function f() as $$ select 1;").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("dollar"));
+        let e = split("/* a /* b */\n select 1;").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = split("select \"x;").unwrap_err();
+        assert!(e.message.contains("identifier"));
+    }
+
+    #[test]
+    fn identifiers_with_dollars_and_empty_statements() {
+        assert_eq!(
+            texts(";;select a$b$c from t$;;"),
+            vec![(1, "select a$b$c from t$")]
+        );
+        assert!(texts("-- only a comment\n/* and this */\n").is_empty());
+    }
+}

@@ -1,0 +1,551 @@
+//! What a statement does, read from PostgreSQL's own parse tree (pg_query).
+//!
+//! The facts here are static: what the statement asks for. What it actually
+//! did on the staging copy (locks, rewrites, rows) is measured separately and
+//! the two are combined by the verdict rules.
+
+use pg_query::protobuf::{
+    self, AlterTableType, ConstrType, ReindexObjectType, TransactionStmtKind,
+};
+use pg_query::NodeEnum;
+use serde::Serialize;
+
+use crate::verdict::locks::LockMode;
+
+/// A relation named in a statement, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelRef {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl RelRef {
+    fn from_range_var(rv: &protobuf::RangeVar) -> Self {
+        RelRef {
+            schema: (!rv.schemaname.is_empty()).then(|| rv.schemaname.clone()),
+            name: rv.relname.clone(),
+        }
+    }
+
+    /// The name quoted so `to_regclass` resolves it exactly as written.
+    pub fn regclass_text(&self) -> String {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        match &self.schema {
+            Some(s) => format!("{}.{}", q(s), q(&self.name)),
+            None => q(&self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for RelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Transaction control written in the patch itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxControl {
+    Begin,
+    Commit,
+    Rollback,
+    /// SAVEPOINT, RELEASE, ROLLBACK TO: inside a transaction, no change of state.
+    Savepoint,
+    /// PREPARE TRANSACTION and friends: not supported in a patch.
+    TwoPhase,
+}
+
+/// What kind of check a validation scan performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    ForeignKey,
+    Check,
+    /// `VALIDATE CONSTRAINT`: the kind is known only from the catalogue.
+    Constraint,
+    NotNull,
+    PartitionBound,
+}
+
+/// One thing a statement asks PostgreSQL to do that matters for downtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    /// Reads the whole table to check existing rows against a constraint.
+    Validates {
+        rel: RelRef,
+        validation: Validation,
+        /// Constraint or column name where the statement gives one.
+        name: Option<String>,
+    },
+    /// Builds an index over the table's existing rows.
+    BuildsIndex { rel: RelRef, concurrently: bool },
+    /// UPDATE or DELETE of existing rows.
+    Writes {
+        rel: RelRef,
+        verb: &'static str,
+        whole_table: bool,
+    },
+    /// TRUNCATE: new empty storage, no work proportional to the rows.
+    Truncates { rel: RelRef },
+    /// Any ALTER TABLE of an existing table.
+    AltersTable { rel: RelRef },
+    /// A trigger on a table.
+    CreatesTrigger { rel: RelRef },
+    /// A new table whose foreign key references an existing table.
+    NewTableReferences { table: RelRef, referenced: RelRef },
+    /// The lock PostgreSQL documents for a statement that runs outside a
+    /// transaction block, where the lock cannot be read from `pg_locks`
+    /// after the statement.
+    HoldsWhileRunning { rel: RelRef, mode: LockMode },
+}
+
+/// Everything known about one statement before it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    /// pg_query's node name (`AlterTableStmt`, `IndexStmt`, …); `Unparsed` when
+    /// the parser rejected it (the server will report why).
+    pub kind: String,
+    /// PostgreSQL refuses this statement inside a transaction block.
+    pub outside_transaction: bool,
+    pub tx_control: Option<TxControl>,
+    /// `COPY … FROM STDIN`: needs a client that streams data.
+    pub copy_from_stdin: bool,
+    /// `SET lock_timeout` / `SET LOCAL lock_timeout` (value as written).
+    pub sets_lock_timeout: bool,
+    pub facts: Vec<Fact>,
+    /// The parser's message when it rejected the statement.
+    pub parse_error: Option<String>,
+}
+
+fn def_elem_names(nodes: &[protobuf::Node]) -> impl Iterator<Item = (&str, bool)> {
+    nodes.iter().filter_map(|n| match &n.node {
+        Some(NodeEnum::DefElem(d)) => {
+            // A bare option is on; `option false/off/0` is off.
+            let on = match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
+                None => true,
+                Some(NodeEnum::Boolean(b)) => b.boolval,
+                Some(NodeEnum::String(s)) => !matches!(
+                    s.sval.to_ascii_lowercase().as_str(),
+                    "false" | "off" | "0" | "no"
+                ),
+                Some(NodeEnum::Integer(i)) => i.ival != 0,
+                Some(_) => true,
+            };
+            Some((d.defname.as_str(), on))
+        }
+        _ => None,
+    })
+}
+
+fn has_option(nodes: &[protobuf::Node], name: &str) -> bool {
+    def_elem_names(nodes).any(|(n, on)| n.eq_ignore_ascii_case(name) && on)
+}
+
+fn node_name(node: &NodeEnum) -> String {
+    let dbg = format!("{node:?}");
+    dbg.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("Unknown")
+        .to_string()
+}
+
+/// Analyse one statement's text.
+pub fn analyse(sql: &str) -> Analysis {
+    let parsed = match pg_query::parse(sql, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            return Analysis {
+                kind: "Unparsed".into(),
+                parse_error: Some(e.to_string()),
+                ..Analysis::default()
+            }
+        }
+    };
+    let mut a = Analysis::default();
+    let Some(node) = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|s| s.node.as_ref())
+    else {
+        a.kind = "Empty".into();
+        return a;
+    };
+    a.kind = statement_kind(node);
+    describe(node, &mut a);
+    a
+}
+
+fn statement_kind(node: &NodeEnum) -> String {
+    // Debug-formatting large trees is wasteful; name the common ones directly.
+    match node {
+        NodeEnum::AlterTableStmt(_) => "AlterTableStmt".into(),
+        NodeEnum::IndexStmt(_) => "IndexStmt".into(),
+        NodeEnum::CreateStmt(_) => "CreateStmt".into(),
+        NodeEnum::UpdateStmt(_) => "UpdateStmt".into(),
+        NodeEnum::DeleteStmt(_) => "DeleteStmt".into(),
+        NodeEnum::InsertStmt(_) => "InsertStmt".into(),
+        NodeEnum::SelectStmt(_) => "SelectStmt".into(),
+        NodeEnum::TransactionStmt(_) => "TransactionStmt".into(),
+        NodeEnum::VariableSetStmt(_) => "VariableSetStmt".into(),
+        NodeEnum::CreateFunctionStmt(_) => "CreateFunctionStmt".into(),
+        NodeEnum::ViewStmt(_) => "ViewStmt".into(),
+        NodeEnum::DropStmt(_) => "DropStmt".into(),
+        other => node_name(other),
+    }
+}
+
+fn describe(node: &NodeEnum, a: &mut Analysis) {
+    match node {
+        NodeEnum::TransactionStmt(t) => {
+            a.tx_control = Some(match TransactionStmtKind::try_from(t.kind) {
+                Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
+                    TxControl::Begin
+                }
+                Ok(TransactionStmtKind::TransStmtCommit) => TxControl::Commit,
+                Ok(TransactionStmtKind::TransStmtRollback) => TxControl::Rollback,
+                Ok(
+                    TransactionStmtKind::TransStmtSavepoint
+                    | TransactionStmtKind::TransStmtRelease
+                    | TransactionStmtKind::TransStmtRollbackTo,
+                ) => TxControl::Savepoint,
+                _ => TxControl::TwoPhase,
+            });
+        }
+        NodeEnum::VariableSetStmt(v) => {
+            a.sets_lock_timeout = v.name.eq_ignore_ascii_case("lock_timeout");
+        }
+        NodeEnum::CopyStmt(c) => {
+            a.copy_from_stdin = c.is_from && !c.is_program && c.filename.is_empty();
+        }
+        NodeEnum::IndexStmt(i) => {
+            if let Some(rel) = &i.relation {
+                let rel = RelRef::from_range_var(rel);
+                a.outside_transaction = i.concurrent;
+                if i.concurrent {
+                    a.facts.push(Fact::HoldsWhileRunning {
+                        rel: rel.clone(),
+                        mode: LockMode::ShareUpdateExclusive,
+                    });
+                }
+                a.facts.push(Fact::BuildsIndex {
+                    rel,
+                    concurrently: i.concurrent,
+                });
+            }
+        }
+        NodeEnum::DropStmt(d) => {
+            a.outside_transaction = d.concurrent;
+        }
+        NodeEnum::ReindexStmt(r) => {
+            let concurrently = has_option(&r.params, "concurrently");
+            let kind = ReindexObjectType::try_from(r.kind).ok();
+            a.outside_transaction = concurrently
+                || matches!(
+                    kind,
+                    Some(
+                        ReindexObjectType::ReindexObjectSchema
+                            | ReindexObjectType::ReindexObjectSystem
+                            | ReindexObjectType::ReindexObjectDatabase
+                    )
+                );
+            if let Some(rel) = &r.relation {
+                let rel = RelRef::from_range_var(rel);
+                if concurrently {
+                    a.facts.push(Fact::HoldsWhileRunning {
+                        rel: rel.clone(),
+                        mode: LockMode::ShareUpdateExclusive,
+                    });
+                }
+                if kind == Some(ReindexObjectType::ReindexObjectTable) {
+                    a.facts.push(Fact::BuildsIndex { rel, concurrently });
+                }
+            }
+        }
+        NodeEnum::VacuumStmt(v) => {
+            if v.is_vacuumcmd {
+                a.outside_transaction = true;
+                let full = has_option(&v.options, "full");
+                let mode = if full {
+                    LockMode::AccessExclusive
+                } else {
+                    LockMode::ShareUpdateExclusive
+                };
+                for r in &v.rels {
+                    if let Some(NodeEnum::VacuumRelation(vr)) = &r.node {
+                        if let Some(rel) = &vr.relation {
+                            a.facts.push(Fact::HoldsWhileRunning {
+                                rel: RelRef::from_range_var(rel),
+                                mode,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        NodeEnum::ClusterStmt(c) => {
+            a.outside_transaction = c.relation.is_none();
+        }
+        NodeEnum::CreatedbStmt(_)
+        | NodeEnum::DropdbStmt(_)
+        | NodeEnum::CreateTableSpaceStmt(_)
+        | NodeEnum::DropTableSpaceStmt(_)
+        | NodeEnum::AlterSystemStmt(_)
+        | NodeEnum::CreateSubscriptionStmt(_)
+        | NodeEnum::DropSubscriptionStmt(_) => a.outside_transaction = true,
+        NodeEnum::UpdateStmt(u) => {
+            if let Some(rel) = &u.relation {
+                a.facts.push(Fact::Writes {
+                    rel: RelRef::from_range_var(rel),
+                    verb: "UPDATE",
+                    whole_table: u.where_clause.is_none(),
+                });
+            }
+        }
+        NodeEnum::DeleteStmt(d) => {
+            if let Some(rel) = &d.relation {
+                a.facts.push(Fact::Writes {
+                    rel: RelRef::from_range_var(rel),
+                    verb: "DELETE",
+                    whole_table: d.where_clause.is_none(),
+                });
+            }
+        }
+        NodeEnum::TruncateStmt(t) => {
+            for r in &t.relations {
+                if let Some(NodeEnum::RangeVar(rv)) = &r.node {
+                    a.facts.push(Fact::Truncates {
+                        rel: RelRef::from_range_var(rv),
+                    });
+                }
+            }
+        }
+        NodeEnum::CreateTrigStmt(t) => {
+            if let Some(rel) = &t.relation {
+                a.facts.push(Fact::CreatesTrigger {
+                    rel: RelRef::from_range_var(rel),
+                });
+            }
+        }
+        NodeEnum::CreateStmt(c) => {
+            if let Some(table) = &c.relation {
+                let table = RelRef::from_range_var(table);
+                let mut referenced = Vec::new();
+                for elt in &c.table_elts {
+                    match &elt.node {
+                        Some(NodeEnum::ColumnDef(col)) => {
+                            referenced.extend(foreign_tables(&col.constraints))
+                        }
+                        Some(NodeEnum::Constraint(_)) => {
+                            referenced.extend(foreign_tables(std::slice::from_ref(elt)))
+                        }
+                        _ => {}
+                    }
+                }
+                for r in referenced {
+                    a.facts.push(Fact::NewTableReferences {
+                        table: table.clone(),
+                        referenced: r,
+                    });
+                }
+            }
+        }
+        NodeEnum::AlterTableStmt(t) => {
+            if let Some(rv) = &t.relation {
+                let rel = RelRef::from_range_var(rv);
+                a.facts.push(Fact::AltersTable { rel: rel.clone() });
+                for cmd in &t.cmds {
+                    if let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node {
+                        alter_table_cmd(&rel, cmd, a);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn foreign_tables(constraints: &[protobuf::Node]) -> Vec<RelRef> {
+    constraints
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(NodeEnum::Constraint(c)) if c.contype == ConstrType::ConstrForeign as i32 => {
+                c.pktable.as_ref().map(RelRef::from_range_var)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis) {
+    let Ok(subtype) = AlterTableType::try_from(cmd.subtype) else {
+        return;
+    };
+    let constraint = || match cmd.def.as_deref().and_then(|d| d.node.as_ref()) {
+        Some(NodeEnum::Constraint(c)) => Some(c.as_ref()),
+        _ => None,
+    };
+    match subtype {
+        AlterTableType::AtAddConstraint => {
+            if let Some(c) = constraint() {
+                constraint_facts(rel, c, a);
+            }
+        }
+        AlterTableType::AtAddColumn => {
+            if let Some(NodeEnum::ColumnDef(col)) = cmd.def.as_deref().and_then(|d| d.node.as_ref())
+            {
+                for n in &col.constraints {
+                    if let Some(NodeEnum::Constraint(c)) = &n.node {
+                        constraint_facts(rel, c, a);
+                    }
+                }
+            }
+        }
+        AlterTableType::AtValidateConstraint => a.facts.push(Fact::Validates {
+            rel: rel.clone(),
+            validation: Validation::Constraint,
+            name: Some(cmd.name.clone()),
+        }),
+        AlterTableType::AtSetNotNull => a.facts.push(Fact::Validates {
+            rel: rel.clone(),
+            validation: Validation::NotNull,
+            name: Some(cmd.name.clone()),
+        }),
+        AlterTableType::AtAttachPartition => {
+            if let Some(NodeEnum::PartitionCmd(p)) = cmd.def.as_deref().and_then(|d| d.node.as_ref())
+            {
+                if let Some(part) = &p.name {
+                    a.facts.push(Fact::Validates {
+                        rel: RelRef::from_range_var(part),
+                        validation: Validation::PartitionBound,
+                        name: None,
+                    });
+                }
+            }
+        }
+        AlterTableType::AtDetachPartition => {
+            if let Some(NodeEnum::PartitionCmd(p)) = cmd.def.as_deref().and_then(|d| d.node.as_ref())
+            {
+                if p.concurrent {
+                    a.outside_transaction = true;
+                    a.facts.push(Fact::HoldsWhileRunning {
+                        rel: rel.clone(),
+                        mode: LockMode::ShareUpdateExclusive,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn constraint_facts(rel: &RelRef, c: &protobuf::Constraint, a: &mut Analysis) {
+    let name = (!c.conname.is_empty()).then(|| c.conname.clone());
+    match ConstrType::try_from(c.contype) {
+        Ok(ConstrType::ConstrForeign) if !c.skip_validation => a.facts.push(Fact::Validates {
+            rel: rel.clone(),
+            validation: Validation::ForeignKey,
+            name,
+        }),
+        Ok(ConstrType::ConstrCheck) if !c.skip_validation => a.facts.push(Fact::Validates {
+            rel: rel.clone(),
+            validation: Validation::Check,
+            name,
+        }),
+        Ok(ConstrType::ConstrPrimary | ConstrType::ConstrUnique | ConstrType::ConstrExclusion)
+            if c.indexname.is_empty() =>
+        {
+            a.facts.push(Fact::BuildsIndex {
+                rel: rel.clone(),
+                concurrently: false,
+            })
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_statements_run_outside_a_transaction() {
+        for sql in [
+            "create index concurrently i on t (a)",
+            "drop index concurrently i",
+            "reindex index concurrently i",
+            "vacuum t",
+            "vacuum (full) t",
+            "create database x",
+            "alter table p detach partition c concurrently",
+        ] {
+            assert!(analyse(sql).outside_transaction, "{sql}");
+        }
+        for sql in [
+            "create index i on t (a)",
+            "analyze t",
+            "alter table t add column c int",
+            "cluster t using i",
+            "reindex table t",
+        ] {
+            assert!(!analyse(sql).outside_transaction, "{sql}");
+        }
+    }
+
+    #[test]
+    fn validation_facts() {
+        let a = analyse("alter table bugtask add constraint fk foreign key (a) references person(id)");
+        assert!(matches!(
+            &a.facts[1],
+            Fact::Validates { validation: Validation::ForeignKey, rel, .. } if rel.name == "bugtask"
+        ));
+        let a = analyse("alter table t add constraint fk foreign key (a) references p(id) not valid");
+        assert_eq!(a.facts.len(), 1, "{:?}", a.facts);
+        let a = analyse("alter table t add column c int references p(id)");
+        assert!(a.facts.iter().any(|f| matches!(f, Fact::Validates { validation: Validation::ForeignKey, .. })));
+        let a = analyse("alter table s.t alter column c set not null");
+        assert!(a.facts.iter().any(|f| matches!(f, Fact::Validates { validation: Validation::NotNull, rel, name } if rel.to_string() == "s.t" && name.as_deref() == Some("c"))));
+        let a = analyse("alter table t add primary key using index i");
+        assert_eq!(a.facts.len(), 1);
+        let a = analyse("alter table t add constraint u unique (a)");
+        assert!(a.facts.iter().any(|f| matches!(f, Fact::BuildsIndex { concurrently: false, .. })));
+    }
+
+    #[test]
+    fn writes_transactions_and_copy() {
+        let a = analyse("update bug set heat = heat + 1");
+        assert_eq!(
+            a.facts,
+            vec![Fact::Writes {
+                rel: RelRef { schema: None, name: "bug".into() },
+                verb: "UPDATE",
+                whole_table: true
+            }]
+        );
+        let a = analyse("delete from bug where id = 3");
+        assert!(matches!(a.facts[0], Fact::Writes { whole_table: false, .. }));
+        assert_eq!(analyse("BEGIN").tx_control, Some(TxControl::Begin));
+        assert_eq!(analyse("start transaction").tx_control, Some(TxControl::Begin));
+        assert_eq!(analyse("end").tx_control, Some(TxControl::Commit));
+        assert_eq!(analyse("abort").tx_control, Some(TxControl::Rollback));
+        assert!(analyse("copy t from stdin").copy_from_stdin);
+        assert!(!analyse("copy t from '/x.csv'").copy_from_stdin);
+        assert!(analyse("set local lock_timeout = '2s'").sets_lock_timeout);
+        let a = analyse("alter table bug add colum severity integer");
+        assert_eq!(a.kind, "Unparsed");
+        assert!(a.parse_error.unwrap().contains("syntax error"));
+    }
+
+    #[test]
+    fn kinds_are_named() {
+        assert_eq!(analyse("create view v as select 1").kind, "ViewStmt");
+        assert_eq!(analyse("lock table t").kind, "LockStmt");
+        assert_eq!(analyse("comment on table t is 'x'").kind, "CommentStmt");
+    }
+}

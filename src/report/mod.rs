@@ -1,0 +1,205 @@
+//! The run report. JSON (schema version 1) is the source; every other format
+//! is rendered from the same [`Report`].
+
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::PatchError;
+use crate::patch::Class;
+use crate::verdict::locks::LockMode;
+use crate::verdict::{Budget, ClassifyOptions, Reason};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Longest statement text kept in a report.
+pub const SQL_EXCERPT_CHARS: usize = 200;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool_version: String,
+    /// When the run started, RFC 3339 UTC.
+    pub started_at: String,
+    pub postgres: Postgres,
+    pub baseline: BaselineInfo,
+    pub budget: Budget,
+    pub classify: ClassifyOptions,
+    /// "pass" or "fail".
+    pub verdict: String,
+    /// Why the verdict failed, one line each.
+    pub failures: Vec<String>,
+    pub total_seconds: f64,
+    /// Seconds of the cold patches: the downtime window they need.
+    pub cold_seconds: f64,
+    pub patches: Vec<PatchReport>,
+    /// Files passed over during discovery and other context.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Postgres {
+    pub version: String,
+    pub backend: String,
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineInfo {
+    pub source: String,
+    pub load_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchReport {
+    pub path: String,
+    pub id: String,
+    pub sha256: String,
+    pub status: Status,
+    pub seconds: f64,
+    pub over_budget: bool,
+    /// null when the patch did not run.
+    pub classification: Option<Class>,
+    pub declared: Option<Class>,
+    pub reasons: Vec<Reason>,
+    pub error: Option<ErrorReport>,
+    /// Seconds in COMMITs issued by downtime (part of `seconds`).
+    pub commit_seconds: f64,
+    /// Why a patch was skipped.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub skipped_because: Option<String>,
+    pub statements: Vec<StatementReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub message: String,
+    pub sqlstate: Option<String>,
+    pub line: usize,
+    pub statement_line: usize,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hint: Option<String>,
+    #[serde(default)]
+    pub partially_applied: bool,
+}
+
+impl From<PatchError> for ErrorReport {
+    fn from(e: PatchError) -> Self {
+        ErrorReport {
+            message: e.message,
+            sqlstate: e.sqlstate,
+            line: e.line,
+            statement_line: e.statement_line,
+            detail: e.detail,
+            hint: e.hint,
+            partially_applied: e.partially_applied,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatementReport {
+    pub line: usize,
+    /// First 200 characters.
+    pub sql: String,
+    pub seconds: f64,
+    /// pg_query node name.
+    pub kind: String,
+    pub rows_affected: Option<u64>,
+    /// Ran outside a transaction block.
+    pub outside_transaction: bool,
+    pub locks: Vec<LockReport>,
+    pub rewrites: Vec<RewriteReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockReport {
+    pub relation: String,
+    pub mode: LockMode,
+    pub held_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewriteReport {
+    pub relation: String,
+    pub kind: String,
+    pub rows: i64,
+    pub bytes: i64,
+}
+
+/// Shorten SQL to the report excerpt, on a character boundary.
+pub fn excerpt(sql: &str) -> String {
+    match sql.char_indices().nth(SQL_EXCERPT_CHARS) {
+        Some((i, _)) => format!("{}…", &sql[..i]),
+        None => sql.to_string(),
+    }
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        // Serializing plain data cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+}
+
+/// Now as RFC 3339 UTC (seconds precision).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_cuts_on_characters() {
+        let long = "é".repeat(300);
+        let e = excerpt(&long);
+        assert_eq!(e.chars().count(), SQL_EXCERPT_CHARS + 1);
+        assert_eq!(excerpt("select 1"), "select 1");
+    }
+
+    #[test]
+    fn timestamp_shape() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,111 @@
+//! The terminal table.
+
+use std::fmt::Write;
+
+use super::{Report, Status};
+use crate::verdict::Severity;
+
+fn truncate(s: &str, width: usize) -> String {
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= width {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Render the report as a table with the reasons under each patch.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let id_width = report
+        .patches
+        .iter()
+        .map(|p| p.id.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "{:<id_width$}  {:<5}  {:>8}  {:>7}  {:<11}  slowest statement",
+        "patch", "class", "seconds", "budget", "verdict"
+    );
+    for p in &report.patches {
+        let class = p.classification.map_or("-".to_string(), |c| c.to_string());
+        let verdict = match p.status {
+            Status::Failed => "FAILED",
+            Status::Skipped => "skipped",
+            Status::Ok if p.over_budget => "OVER BUDGET",
+            Status::Ok => "ok",
+        };
+        let slowest = p
+            .statements
+            .iter()
+            .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+            .map(|s| format!("line {}: {} ({:.3} s)", s.line, truncate(&s.sql, 48), s.seconds))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<id_width$}  {:<5}  {:>8.3}  {:>7.2}  {:<11}  {}",
+            p.id, class, p.seconds, report.budget.per_patch_seconds, verdict, slowest
+        );
+        if let Some(e) = &p.error {
+            let state = e
+                .sqlstate
+                .as_deref()
+                .map(|s| format!(" (SQLSTATE {s})"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "    error {}:{}: {}{state}", p.path, e.line, e.message);
+            if e.partially_applied {
+                let _ = writeln!(
+                    out,
+                    "    note: transactions before the failing statement were already committed"
+                );
+            }
+        }
+        if let Some(why) = &p.skipped_because {
+            let _ = writeln!(out, "    {why}");
+        }
+        for r in &p.reasons {
+            let level = match r.severity {
+                Severity::Error => "error",
+                Severity::Cold => "cold",
+                Severity::Warning => "warning",
+                Severity::Note => "note",
+            };
+            let at = r
+                .statement_line
+                .map(|l| format!("{}:{l}: ", p.path))
+                .unwrap_or_default();
+            let _ = writeln!(out, "    {level:<7} [{}] {at}{}", r.rule, r.message);
+            let _ = writeln!(out, "            fix: {}", r.hint);
+        }
+    }
+    let ran = report
+        .patches
+        .iter()
+        .filter(|p| p.status != Status::Skipped)
+        .count();
+    let total_budget = report
+        .budget
+        .total_seconds
+        .map(|t| format!(" of {t:.2} s budget"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\n{} patch(es) applied in {:.3} s{total_budget}; cold window {:.3} s; PostgreSQL {} ({})",
+        ran, report.total_seconds, report.cold_seconds, report.postgres.version, report.postgres.backend
+    );
+    for n in &report.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    for f in &report.failures {
+        let _ = writeln!(out, "FAIL: {f}");
+    }
+    let _ = writeln!(
+        out,
+        "verdict: {}",
+        if report.passed() { "PASS" } else { "FAIL" }
+    );
+    out
+}

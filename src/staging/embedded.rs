@@ -1,0 +1,325 @@
+//! The default backend: a private PostgreSQL cluster made with the server
+//! binaries on this machine, in its own 0700 temporary directory, reachable
+//! only through a Unix socket in that directory, and removed when the run ends.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::{Pid, User};
+
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::ui;
+
+/// The superuser the cluster is created with.
+pub const SUPERUSER: &str = "downtime";
+const PORT: u16 = 5432;
+
+/// Settings that make the staging server behave like production for timing:
+/// durable commits, full page writes. Written before the user's `--pg-conf`,
+/// which may override them.
+const BASE_CONF: &str = "\
+fsync = on
+full_page_writes = on
+synchronous_commit = on
+logging_collector = off
+log_min_messages = warning
+";
+
+/// Options for starting the embedded cluster.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedOptions {
+    /// Directory holding `initdb` and `postgres`; found automatically when unset.
+    pub bin_dir: Option<PathBuf>,
+    /// Extra `postgresql.conf` lines (the `--pg-conf` file).
+    pub extra_conf: Option<PathBuf>,
+}
+
+/// A running private cluster. Dropping it stops the server and removes the
+/// directory, also on error paths.
+pub struct Embedded {
+    bin_dir: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    socket_dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// Find the directory with the server binaries.
+pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+    let has_server = |d: &Path| d.join("postgres").is_file() && d.join("initdb").is_file();
+    if let Some(d) = explicit {
+        if has_server(d) {
+            return Ok(d.to_path_buf());
+        }
+        return Err(Error::Usage(format!(
+            "--pg-bin {}: no `postgres` and `initdb` there",
+            d.display()
+        )));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            if has_server(&d) {
+                // Follow links so psql/pg_restore are taken from the same installation.
+                let real = std::fs::canonicalize(d.join("postgres"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .filter(|p| has_server(p))
+                    .unwrap_or(d);
+                return Ok(real);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has_server(&bin).then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, d)| d).ok_or_else(|| {
+        Error::Server(
+            "no PostgreSQL server binaries found (looked for `postgres` and `initdb` on PATH and \
+             under /usr/lib/postgresql/*/bin). Install them (Debian/Ubuntu: `apt-get install postgresql`), \
+             point --pg-bin at their directory, or choose another --backend"
+                .into(),
+        )
+    })
+}
+
+/// The unprivileged account to run the server as when we are root.
+fn server_user() -> Result<Option<User>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres") {
+        Ok(Some(u)) => Ok(Some(u)),
+        _ => Err(Error::Server(
+            "running as root, and PostgreSQL refuses to run as root, but there is no `postgres` \
+             user to run the server as; create one (`useradd --system postgres`) or run downtime \
+             as an ordinary user"
+                .into(),
+        )),
+    }
+}
+
+impl Embedded {
+    /// initdb and start a private cluster; returns once it accepts connections.
+    pub fn start(opts: &EmbeddedOptions) -> Result<Embedded> {
+        let bin_dir = find_bin_dir(opts.bin_dir.as_deref())?;
+        let user = server_user()?;
+        let dir = tempfile::Builder::new()
+            .prefix("downtime-")
+            .tempdir()
+            .map_err(|e| Error::Server(format!("cannot create a temporary directory: {e}")))?;
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().join("socket");
+        std::fs::create_dir(&socket_dir).map_err(|e| Error::io(&socket_dir, e))?;
+        if let Some(u) = &user {
+            ui::note("running as root: the staging server runs as user postgres (PostgreSQL refuses to run as root)");
+            for p in [dir.path(), socket_dir.as_path()] {
+                nix::unistd::chown(p, Some(u.uid), Some(u.gid))
+                    .map_err(|e| Error::Server(format!("cannot hand {} to postgres: {e}", p.display())))?;
+            }
+        }
+        let mut me = Embedded {
+            bin_dir,
+            dir: Some(dir),
+            socket_dir,
+            child: None,
+        };
+
+        let mut initdb = me.server_command("initdb", user.as_ref());
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"]);
+        let out = initdb
+            .output()
+            .map_err(|e| Error::Server(format!("cannot run initdb: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Server(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+
+        let conf_path = data.join("postgresql.conf");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf_path)
+            .map_err(|e| Error::io(&conf_path, e))?;
+        let mut extra = format!(
+            "\n# downtime staging settings\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\n{BASE_CONF}",
+            me.socket_dir.display()
+        );
+        if let Some(p) = &opts.extra_conf {
+            let user_conf = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            extra.push_str(&format!("\n# from {}\n{user_conf}\n", p.display()));
+        }
+        conf.write_all(extra.as_bytes())
+            .map_err(|e| Error::io(&conf_path, e))?;
+        drop(conf);
+
+        let log_path = me.path().join("server.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        if let Some(u) = &user {
+            let _ = nix::unistd::chown(&log_path, Some(u.uid), Some(u.gid));
+        }
+        let mut postgres = me.server_command("postgres", user.as_ref());
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| Error::io(&log_path, e))?)
+            .stderr(log)
+            // Its own process group: a terminal's Ctrl-C reaches downtime,
+            // which then shuts the server down in order.
+            .process_group(0);
+        // If downtime itself dies, the server gets an immediate-shutdown signal.
+        unsafe {
+            postgres.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
+            });
+        }
+        let child = postgres
+            .spawn()
+            .map_err(|e| Error::Server(format!("cannot start postgres: {e}")))?;
+        me.child = Some(child);
+        me.wait_ready(&log_path)?;
+        Ok(me)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/"))
+    }
+
+    fn server_command(&self, program: &str, user: Option<&User>) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join(program));
+        cmd.env_remove("PGDATA").env("LC_ALL", "C");
+        if let Some(u) = user {
+            cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+            cmd.current_dir(self.path());
+        }
+        cmd
+    }
+
+    fn wait_ready(&mut self, log_path: &Path) -> Result<()> {
+        let socket = self.socket_dir.join(format!(".s.PGSQL.{PORT}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(6).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    return Err(Error::Server(format!(
+                        "postgres exited during startup ({status}); last log lines:\n{}",
+                        tail.join("\n")
+                    )));
+                }
+            }
+            if socket.exists() {
+                let ready = Command::new(self.bin_dir.join("pg_isready"))
+                    .args(["-q", "-h"])
+                    .arg(&self.socket_dir)
+                    .args(["-p", &PORT.to_string(), "-U", SUPERUSER])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                if ready {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Server(
+                    "postgres did not accept connections within 60 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = Pid::from_raw(child.id() as i32);
+            // Fast shutdown: roll back open transactions, checkpoint skipped by
+            // removal of the directory anyway.
+            let _ = signal::kill(pid, Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        let _ = signal::kill(pid, Signal::SIGQUIT);
+                        std::thread::sleep(Duration::from_millis(200));
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_path_buf();
+            if let Err(e) = dir.close() {
+                ui::warn(&format!("could not remove {}: {e}", path.display()));
+            }
+        }
+    }
+}
+
+impl Backend for Embedded {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn config(&self, dbname: &str) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host_path(&self.socket_dir)
+            .port(PORT)
+            .user(SUPERUSER)
+            .dbname(dbname)
+            .application_name("downtime");
+        c
+    }
+
+    fn client_args(&self, dbname: &str) -> Vec<String> {
+        vec![
+            "-h".into(),
+            self.socket_dir.display().to_string(),
+            "-p".into(),
+            PORT.to_string(),
+            "-U".into(),
+            SUPERUSER.into(),
+            "-d".into(),
+            dbname.into(),
+        ]
+    }
+
+    fn client_bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.stop();
+        Ok(())
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

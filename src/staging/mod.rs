@@ -1,0 +1,241 @@
+//! Staging servers and the throwaway databases patches are applied to.
+//!
+//! A [`Backend`] provides a running PostgreSQL server and its connection
+//! details; everything above it (loading the baseline into a template
+//! database, copying it, dropping copies) is plain SQL and does not know which
+//! backend it runs on.
+
+pub mod embedded;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::{Error, Result};
+use crate::ui;
+
+/// Name of the database the baseline is loaded into. Never patched itself.
+pub const TEMPLATE_DB: &str = "downtime_baseline";
+
+/// A running PostgreSQL server that can host staging copies.
+pub trait Backend {
+    /// Short name for reports (`embedded`).
+    fn name(&self) -> &'static str;
+    /// Connection settings for a database on this server.
+    fn config(&self, dbname: &str) -> tokio_postgres::Config;
+    /// Connection arguments for PostgreSQL client programs (`psql`, `pg_restore`).
+    fn client_args(&self, dbname: &str) -> Vec<String>;
+    /// Directory holding `psql` and `pg_restore` matching the server.
+    fn client_bin_dir(&self) -> &Path;
+    /// Stop the server and remove everything it left on disk.
+    fn shutdown(&mut self) -> Result<()>;
+}
+
+/// Open a connection; the connection task runs on the current runtime.
+pub async fn connect(backend: &dyn Backend, dbname: &str) -> Result<Client> {
+    let (client, connection) = backend
+        .config(dbname)
+        .connect(NoTls)
+        .await
+        .map_err(|e| Error::Server(format!("cannot connect to database {dbname}: {e}")))?;
+    tokio::spawn(async move {
+        // Errors surface on the client's next call.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// What a staging baseline is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Baseline {
+    /// An empty database.
+    Empty,
+    /// A SQL script, run with psql.
+    Script(PathBuf),
+    /// A `pg_dump` custom-format file or directory archive, restored with pg_restore.
+    Archive(PathBuf),
+}
+
+impl Baseline {
+    /// Decide how to load `path` from its contents.
+    pub fn from_path(path: &Path) -> Result<Baseline> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            if path.join("toc.dat").is_file() {
+                return Ok(Baseline::Archive(path.to_path_buf()));
+            }
+            return Err(Error::input(
+                path,
+                "a baseline folder must be a pg_dump directory archive (with toc.dat)",
+            ));
+        }
+        let mut magic = [0u8; 5];
+        let n = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            f.read(&mut magic).map_err(|e| Error::io(path, e))?
+        };
+        if n == 5 && &magic == b"PGDMP" {
+            Ok(Baseline::Archive(path.to_path_buf()))
+        } else {
+            Ok(Baseline::Script(path.to_path_buf()))
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Baseline::Empty => "empty database".into(),
+            Baseline::Script(p) => format!("SQL script {}", p.display()),
+            Baseline::Archive(p) => format!("pg_dump archive {}", p.display()),
+        }
+    }
+}
+
+/// The server a run uses, as recorded in reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerInfo {
+    pub version: String,
+    pub version_num: i32,
+    pub backend: String,
+    /// Settings that affect timing, by name, with units.
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+/// Settings recorded in every report: the ones that change how long patches take.
+pub const TIMING_SETTINGS: &[&str] = &[
+    "fsync",
+    "full_page_writes",
+    "synchronous_commit",
+    "wal_level",
+    "wal_compression",
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "max_parallel_maintenance_workers",
+    "max_parallel_workers_per_gather",
+    "effective_io_concurrency",
+    "random_page_cost",
+    "autovacuum",
+    "jit",
+    "data_checksums",
+    "lc_collate",
+    "statement_timeout",
+    "lock_timeout",
+];
+
+/// Read the server version and timing-relevant settings.
+pub async fn server_info(client: &Client, backend: &str) -> Result<ServerInfo> {
+    let row = client
+        .query_one(
+            "select current_setting('server_version'), current_setting('server_version_num')::int",
+            &[],
+        )
+        .await?;
+    let names: Vec<String> = TIMING_SETTINGS.iter().map(|s| s.to_string()).collect();
+    let rows = client
+        .query(
+            "select name, setting || coalesce(' ' || unit, '') from pg_settings \
+             where name = any($1) or source = 'configuration file' order by name",
+            &[&names],
+        )
+        .await?;
+    Ok(ServerInfo {
+        version: row.get(0),
+        version_num: row.get(1),
+        backend: backend.to_string(),
+        settings: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    })
+}
+
+/// Quote an identifier for SQL.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Load the baseline into the template database and settle it (VACUUM
+/// ANALYZE, CHECKPOINT) so every copy starts from the same steady state.
+pub async fn prepare_template(backend: &dyn Backend, baseline: &Baseline) -> Result<()> {
+    let admin = connect(backend, "postgres").await?;
+    admin
+        .simple_query(&format!("create database {}", ident(TEMPLATE_DB)))
+        .await?;
+    match baseline {
+        Baseline::Empty => {}
+        Baseline::Script(path) => {
+            let psql = backend.client_bin_dir().join("psql");
+            let mut cmd = Command::new(&psql);
+            cmd.args(backend.client_args(TEMPLATE_DB))
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f"])
+                .arg(path);
+            run_client(cmd, &psql, path)?;
+        }
+        Baseline::Archive(path) => {
+            let restore = backend.client_bin_dir().join("pg_restore");
+            let mut cmd = Command::new(&restore);
+            cmd.args(backend.client_args(TEMPLATE_DB))
+                .args(["--no-owner", "--no-privileges", "--exit-on-error"])
+                .arg(path);
+            run_client(cmd, &restore, path)?;
+        }
+    }
+    let db = connect(backend, TEMPLATE_DB).await?;
+    db.simple_query("vacuum analyze").await?;
+    drop(db);
+    admin.simple_query("checkpoint").await?;
+    Ok(())
+}
+
+fn run_client(mut cmd: Command, program: &Path, baseline: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let out = cmd.output().map_err(|e| {
+        Error::Server(format!("cannot run {}: {e}", program.display()))
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+        return Err(Error::Baseline {
+            path: baseline.to_path_buf(),
+            message: format!("loading failed:\n{tail}"),
+        });
+    }
+    ui::note(&format!(
+        "baseline {} loaded in {:.1} s",
+        baseline.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Make a fresh copy of the template. PostgreSQL 15 and later are asked for
+/// the FILE_COPY strategy (a file-level copy, as earlier versions always did).
+pub async fn create_copy(admin: &Client, name: &str, version_num: i32) -> Result<()> {
+    let strategy = if version_num >= 150000 {
+        " strategy file_copy"
+    } else {
+        ""
+    };
+    admin
+        .simple_query(&format!(
+            "create database {} template {}{strategy}",
+            ident(name),
+            ident(TEMPLATE_DB)
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Drop a copy, disconnecting anyone still on it.
+pub async fn drop_copy(admin: &Client, name: &str) -> Result<()> {
+    admin
+        .simple_query(&format!(
+            "drop database if exists {} with (force)",
+            ident(name)
+        ))
+        .await?;
+    Ok(())
+}

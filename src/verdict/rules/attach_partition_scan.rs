@@ -1,0 +1,45 @@
+//! `attach-partition-scan`: ATTACH PARTITION scans the populated table being
+//! attached to check the partition bound, under a lock that blocks it.
+
+use super::{Reason, RuleInfo, Severity, StatementContext};
+use crate::patch::statement::Validation;
+use crate::patch::Fact;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "attach-partition-scan",
+    severity: Severity::Cold,
+    summary: "ATTACH PARTITION scans a populated table to check its rows fit the partition bound, under ACCESS EXCLUSIVE on it",
+    recipe: "before attaching, add a CHECK constraint matching the partition bound NOT VALID and VALIDATE it; ATTACH PARTITION then skips the scan",
+};
+
+pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let mut out = Vec::new();
+    for fact in &cx.statement.analysis.facts {
+        let Fact::Validates {
+            rel,
+            validation: Validation::PartitionBound,
+            ..
+        } = fact
+        else {
+            continue;
+        };
+        let Some(part) = cx.resolved(rel).filter(|r| r.is_table() && r.populated()) else {
+            continue;
+        };
+        let Some(lock) = cx.blocking_lock_for(part.oid) else {
+            continue;
+        };
+        out.push(INFO.reason(
+            Some(cx.statement.line),
+            Some(&part.name),
+            Some(lock.mode),
+            format!(
+                "attaching {} checks its {:.0} rows against the partition bound while holding {}",
+                part.name,
+                part.rows,
+                cx.describe_lock(&lock)
+            ),
+        ));
+    }
+    out
+}

@@ -1,0 +1,71 @@
+//! `blocking-index-build`: an index is built (or rebuilt) over a populated
+//! table while a lock that blocks the application is held.
+
+use super::{Reason, RuleInfo, Severity, StatementContext};
+use crate::patch::Fact;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "blocking-index-build",
+    severity: Severity::Cold,
+    summary: "builds an index on a populated table (CREATE INDEX, ADD PRIMARY KEY/UNIQUE, REINDEX) under a lock that blocks writes",
+    recipe: "use CREATE INDEX CONCURRENTLY in a patch of its own; for a constraint, CREATE UNIQUE INDEX CONCURRENTLY then ADD CONSTRAINT … USING INDEX",
+};
+
+pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let concurrently = cx
+        .statement
+        .analysis
+        .facts
+        .iter()
+        .any(|f| matches!(f, Fact::BuildsIndex { concurrently: true, .. }));
+    if concurrently {
+        return Vec::new();
+    }
+    let rewritten_tables: Vec<u32> = cx
+        .measured
+        .rewrites
+        .iter()
+        .filter(|r| cx.run.snapshot.get(r.oid).is_some_and(|r| r.is_table()))
+        .map(|r| r.oid)
+        .collect();
+    // (table oid, index name, rebuilt rather than new)
+    let mut builds: Vec<(u32, String, bool)> = cx
+        .measured
+        .new_indexes
+        .iter()
+        // A table rewrite re-creates the indexes of the changed columns.
+        .filter(|(t, _)| !rewritten_tables.contains(t))
+        .map(|(t, name)| (*t, name.clone(), false))
+        .collect();
+    for rw in &cx.measured.rewrites {
+        if let Some(table) = cx.run.snapshot.get(rw.oid).and_then(|r| r.table) {
+            // Indexes rebuilt as part of a table rewrite are that rewrite's cost.
+            if !rewritten_tables.contains(&table) {
+                builds.push((table, rw.relation.clone(), true));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (table, index, rebuilt) in builds {
+        let Some(rel) = cx.run.snapshot.populated_table(table) else {
+            continue;
+        };
+        let Some(lock) = cx.blocking_lock_for(table) else {
+            continue;
+        };
+        out.push(INFO.reason(
+            Some(cx.statement.line),
+            Some(&rel.name),
+            Some(lock.mode),
+            format!(
+                "{} index {} over {} ({:.0} rows) while holding {} until the build ends",
+                if rebuilt { "rebuilds" } else { "builds" },
+                index,
+                rel.name,
+                rel.rows,
+                cx.describe_lock(&lock)
+            ),
+        ));
+    }
+    out
+}

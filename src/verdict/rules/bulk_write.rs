@@ -1,0 +1,53 @@
+//! `bulk-write`: one transaction updates or deletes a large part of a table,
+//! row-locking every row it touches until the patch commits.
+
+use super::{Reason, RuleInfo, Severity, StatementContext};
+use crate::patch::Fact;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "bulk-write",
+    severity: Severity::Cold,
+    summary: "UPDATE or DELETE of a large part of a populated table in one transaction (every touched row stays locked until commit)",
+    recipe: "backfill in batches of a few thousand rows, each in its own transaction, outside the schema patch",
+};
+
+pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let mut out = Vec::new();
+    let affected = cx.measured.rows_affected.unwrap_or(0);
+    for fact in &cx.statement.analysis.facts {
+        let Fact::Writes {
+            rel,
+            verb,
+            whole_table,
+        } = fact
+        else {
+            continue;
+        };
+        let Some(table) = cx.resolved(rel).filter(|r| r.is_table() && r.populated()) else {
+            continue;
+        };
+        let fraction = if table.rows > 0.0 {
+            affected as f64 / table.rows
+        } else {
+            1.0
+        };
+        let large = affected > 0 && (*whole_table || fraction >= cx.options.bulk_write_fraction);
+        if !large {
+            continue;
+        }
+        out.push(INFO.reason(
+            Some(cx.statement.line),
+            Some(&table.name),
+            None,
+            format!(
+                "{verb} touches {affected} of about {:.0} rows of {} ({:.0} %){} in one transaction; \
+                 writers to those rows wait until the patch commits",
+                table.rows,
+                table.name,
+                (fraction * 100.0).min(100.0),
+                if *whole_table { ", with no WHERE clause" } else { "" },
+            ),
+        ));
+    }
+    out
+}

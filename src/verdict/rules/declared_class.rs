@@ -1,0 +1,37 @@
+//! `declared-live-but-cold` and `declared-cold-but-live`: the class a patch
+//! declares (`-- downtime: live|cold`) against the one it is given.
+
+use super::{Reason, RuleInfo, Severity};
+use crate::patch::Class;
+
+pub const LIVE_BUT_COLD: RuleInfo = RuleInfo {
+    id: "declared-live-but-cold",
+    severity: Severity::Error,
+    summary: "the patch declares `-- downtime: live` but would block the application",
+    recipe: "rewrite the patch with the recipes of its cold reasons, or declare it `-- downtime: cold` and schedule a window",
+};
+
+pub const COLD_BUT_LIVE: RuleInfo = RuleInfo {
+    id: "declared-cold-but-live",
+    severity: Severity::Note,
+    summary: "the patch declares `-- downtime: cold` but could be applied live",
+    recipe: "declare it `-- downtime: live` to apply it without a downtime window",
+};
+
+pub fn check(declared: Option<Class>, classified: Class) -> Option<Reason> {
+    match (declared?, classified) {
+        (Class::Live, Class::Cold) => Some(LIVE_BUT_COLD.reason(
+            None,
+            None,
+            None,
+            "declared live, but classified cold for the reasons above".into(),
+        )),
+        (Class::Cold, Class::Live) => Some(COLD_BUT_LIVE.reason(
+            None,
+            None,
+            None,
+            "declared cold, but nothing in it blocks the application".into(),
+        )),
+        _ => None,
+    }
+}

@@ -1,0 +1,26 @@
+//! `invalid-index`: the patch leaves an INVALID index behind (a failed or
+//! interrupted concurrent build): it costs writes and is never used.
+
+use super::{Reason, RuleInfo, Severity};
+use crate::measure::PatchRun;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "invalid-index",
+    severity: Severity::Error,
+    summary: "leaves an INVALID index behind (a failed CREATE INDEX CONCURRENTLY)",
+    recipe: "drop the invalid index (DROP INDEX CONCURRENTLY) and build it again; check for duplicates before a unique build",
+};
+
+pub fn check(run: &PatchRun) -> Vec<Reason> {
+    run.invalid_indexes
+        .iter()
+        .map(|name| {
+            INFO.reason(
+                None,
+                Some(name),
+                None,
+                format!("index {name} is INVALID after the patch: it slows every write and is never used"),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,68 @@
+//! Launchpad's written rules for live patches (profile `launchpad`): no
+//! ALTER TABLE of any kind, no table triggers, no new table that references an
+//! existing table.
+
+use super::{Reason, RuleInfo, Severity, StatementContext};
+use crate::patch::Fact;
+
+pub const ALTER_TABLE: RuleInfo = RuleInfo {
+    id: "launchpad-alter-table",
+    severity: Severity::Cold,
+    summary: "profile launchpad: a live patch may not ALTER an existing table",
+    recipe: "apply the ALTER TABLE as a cold patch in the fast-downtime window",
+};
+
+pub const TRIGGER: RuleInfo = RuleInfo {
+    id: "launchpad-trigger",
+    severity: Severity::Cold,
+    summary: "profile launchpad: a live patch may not create a trigger on an existing table",
+    recipe: "create the trigger in a cold patch",
+};
+
+pub const REFERENCES: RuleInfo = RuleInfo {
+    id: "launchpad-references",
+    severity: Severity::Cold,
+    summary: "profile launchpad: a live patch may not create a table that references an existing (busy) table",
+    recipe: "create the table without the foreign key live, and add the key NOT VALID in a cold patch",
+};
+
+pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let line = Some(cx.statement.line);
+    let mut out = Vec::new();
+    for fact in &cx.statement.analysis.facts {
+        match fact {
+            Fact::AltersTable { rel } => {
+                if let Some(r) = cx.resolved(rel).filter(|r| r.is_table()) {
+                    out.push(ALTER_TABLE.reason(
+                        line,
+                        Some(&r.name),
+                        None,
+                        format!("ALTER TABLE {} in a live patch", r.name),
+                    ));
+                }
+            }
+            Fact::CreatesTrigger { rel } => {
+                if let Some(r) = cx.resolved(rel).filter(|r| r.is_table()) {
+                    out.push(TRIGGER.reason(
+                        line,
+                        Some(&r.name),
+                        None,
+                        format!("creates a trigger on {} in a live patch", r.name),
+                    ));
+                }
+            }
+            Fact::NewTableReferences { table, referenced } => {
+                if let Some(r) = cx.resolved(referenced).filter(|r| r.is_table()) {
+                    out.push(REFERENCES.reason(
+                        line,
+                        Some(&r.name),
+                        None,
+                        format!("new table {table} references existing table {}", r.name),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

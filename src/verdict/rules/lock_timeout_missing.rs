@@ -1,0 +1,47 @@
+//! `lock-timeout-missing`: a live patch takes a lock that blocks the
+//! application with no `lock_timeout`: queued behind a long transaction, it
+//! blocks everyone queued behind it.
+
+use std::collections::BTreeSet;
+
+use super::{Reason, RuleInfo, Severity};
+use crate::measure::PatchRun;
+use crate::patch::Patch;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "lock-timeout-missing",
+    severity: Severity::Warning,
+    summary: "a live patch takes a lock that blocks the application without lock_timeout set",
+    recipe: "start the patch with SET lock_timeout = '2s' (and retry on failure) so it gives up instead of queueing behind a long transaction",
+};
+
+pub fn check(patch: &Patch, run: &PatchRun) -> Vec<Reason> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for sr in &run.statements {
+        let timeout_off = sr.lock_timeout.trim() == "0";
+        for lock in &sr.locks {
+            let is_table = run.snapshot.get(lock.oid).is_some_and(|r| r.is_table());
+            if !timeout_off
+                || !is_table
+                || !lock.mode.blocks_application()
+                || !seen.insert((lock.oid, lock.mode))
+            {
+                continue;
+            }
+            out.push(INFO.reason(
+                Some(patch.statements[sr.index].line),
+                Some(&lock.relation),
+                Some(lock.mode),
+                format!(
+                    "takes {} on {} (briefly, {:.3} s on staging) with lock_timeout off: if it waits behind a long transaction, it {} for everyone meanwhile",
+                    lock.mode,
+                    lock.relation,
+                    lock.held_seconds,
+                    lock.mode.effect()
+                ),
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,57 @@
+//! `long-lock`: a lock that blocks the application is held on a populated
+//! table for longer than the live-lock threshold, whatever the work under it.
+
+use std::collections::BTreeSet;
+
+use super::{Reason, RuleInfo, Severity};
+use crate::measure::PatchRun;
+use crate::patch::Patch;
+use crate::verdict::ClassifyOptions;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "long-lock",
+    severity: Severity::Cold,
+    summary: "holds a lock that blocks the application on a populated table for longer than the live-lock threshold (default 1 s) on staging",
+    recipe: "keep blocking locks short: move slow work out of the transaction that holds the lock, or split the patch",
+};
+
+/// `explained` lists relations that already have a cold reason: the long
+/// lock on them is that reason's cost, not news.
+pub fn check(
+    patch: &Patch,
+    run: &PatchRun,
+    options: &ClassifyOptions,
+    explained: &[String],
+) -> Vec<Reason> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for sr in &run.statements {
+        // Strongest mode first, so one reason per relation names the worst lock.
+        let mut locks: Vec<_> = sr.locks.iter().collect();
+        locks.sort_by(|a, b| b.mode.cmp(&a.mode));
+        for lock in locks {
+            if !lock.mode.blocks_application()
+                || lock.held_seconds <= options.live_lock_threshold_seconds
+                || run.snapshot.populated_table(lock.oid).is_none()
+                || explained.contains(&lock.relation)
+                || !seen.insert(lock.oid)
+            {
+                continue;
+            }
+            out.push(INFO.reason(
+                Some(patch.statements[sr.index].line),
+                Some(&lock.relation),
+                Some(lock.mode),
+                format!(
+                    "holds {} on {} for {:.2} s (threshold {:.2} s), which {} for that long",
+                    lock.mode,
+                    lock.relation,
+                    lock.held_seconds,
+                    options.live_lock_threshold_seconds,
+                    lock.mode.effect()
+                ),
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,243 @@
+//! Classification rules, one per file. Each has a stable id, a one-line
+//! description and the safer recipe shown as its hint; `docs/rules.md`
+//! documents the same, and `tests/fixtures/rules/<id>/` holds a bad and a good
+//! patch for it.
+
+mod attach_partition_scan;
+mod blocking_index_build;
+mod bulk_write;
+mod declared_class;
+mod invalid_index;
+mod launchpad;
+mod lock_timeout_missing;
+mod long_lock;
+mod set_not_null_scan;
+mod table_rewrite;
+mod validation_scan;
+
+use serde::{Deserialize, Serialize};
+
+use super::locks::LockMode;
+use super::ClassifyOptions;
+use crate::measure::{PatchRun, Relation, StatementRun};
+use crate::patch::{Patch, Statement};
+
+/// What a reason does to the patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Context only.
+    Note,
+    /// Live, but risky as written.
+    Warning,
+    /// Makes the patch cold.
+    Cold,
+    /// Fails the patch.
+    Error,
+}
+
+/// Why a patch is classified as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    pub rule: String,
+    pub severity: Severity,
+    pub statement_line: Option<usize>,
+    pub relation: Option<String>,
+    pub lock_mode: Option<LockMode>,
+    pub message: String,
+    pub hint: String,
+}
+
+/// A rule's documentation.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RuleInfo {
+    pub id: &'static str,
+    pub severity: Severity,
+    /// What the rule detects, in one line.
+    pub summary: &'static str,
+    /// The safer way to do it, in one line.
+    pub recipe: &'static str,
+}
+
+impl RuleInfo {
+    pub fn reason(
+        &self,
+        statement_line: Option<usize>,
+        relation: Option<&str>,
+        lock_mode: Option<LockMode>,
+        message: String,
+    ) -> Reason {
+        Reason {
+            rule: self.id.to_string(),
+            severity: self.severity,
+            statement_line,
+            relation: relation.map(str::to_string),
+            lock_mode,
+            message,
+            hint: self.recipe.to_string(),
+        }
+    }
+}
+
+/// Every rule, in the order reasons are reported.
+pub const RULES: &[RuleInfo] = &[
+    table_rewrite::INFO,
+    blocking_index_build::INFO,
+    validation_scan::INFO,
+    set_not_null_scan::INFO,
+    attach_partition_scan::INFO,
+    bulk_write::INFO,
+    long_lock::INFO,
+    lock_timeout_missing::INFO,
+    launchpad::ALTER_TABLE,
+    launchpad::TRIGGER,
+    launchpad::REFERENCES,
+    invalid_index::INFO,
+    declared_class::LIVE_BUT_COLD,
+    declared_class::COLD_BUT_LIVE,
+];
+
+/// Look a rule up by id.
+pub fn rule(id: &str) -> Option<&'static RuleInfo> {
+    RULES.iter().find(|r| r.id == id)
+}
+
+/// A lock held while a statement ran.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub relation: &'a Relation,
+    pub mode: LockMode,
+    /// Line of the statement that took it.
+    pub taken_at: usize,
+}
+
+/// What a statement-level rule sees.
+pub struct StatementContext<'a> {
+    pub patch: &'a Patch,
+    pub run: &'a PatchRun,
+    pub statement: &'a Statement,
+    pub measured: &'a StatementRun,
+    pub options: &'a ClassifyOptions,
+}
+
+impl<'a> StatementContext<'a> {
+    /// The pre-existing relation a name in the statement resolved to.
+    pub fn resolved(&self, name: &crate::patch::RelRef) -> Option<&'a Relation> {
+        let oid = (*self.measured.pre.resolved.get(&name.to_string())?)?;
+        self.run.snapshot.get(oid)
+    }
+
+    /// Line of the statement that first took `mode` on `oid` in this patch.
+    fn taken_at(&self, oid: u32, mode: LockMode) -> usize {
+        self.run.statements[..=self.position()]
+            .iter()
+            .rev()
+            .find(|s| s.locks.iter().any(|l| l.oid == oid && l.mode == mode))
+            .map_or(self.statement.line, |s| self.patch.statements[s.index].line)
+    }
+
+    fn position(&self) -> usize {
+        self.run
+            .statements
+            .iter()
+            .position(|s| s.index == self.measured.index)
+            .unwrap_or(0)
+    }
+
+    /// Locks held while the statement ran that block the application, on
+    /// pre-existing tables that have rows. Strongest first.
+    pub fn blocking_locks(&self) -> Vec<Held<'a>> {
+        let mut pairs: Vec<(u32, LockMode)> = self.measured.held.clone();
+        if self.measured.outside_transaction {
+            pairs.extend(self.measured.locks.iter().map(|l| (l.oid, l.mode)));
+        }
+        let mut held: Vec<Held<'a>> = pairs
+            .into_iter()
+            .filter(|(_, mode)| mode.blocks_application())
+            .filter_map(|(oid, mode)| {
+                let relation = self.run.snapshot.populated_table(oid)?;
+                Some(Held {
+                    relation,
+                    mode,
+                    taken_at: self.taken_at(oid, mode),
+                })
+            })
+            .collect();
+        held.sort_by(|a, b| b.mode.cmp(&a.mode).then(a.relation.name.cmp(&b.relation.name)));
+        held
+    }
+
+    /// The blocking lock to cite for work on `oid`: one on that relation if
+    /// any, otherwise the strongest.
+    pub fn blocking_lock_for(&self, oid: u32) -> Option<Held<'a>> {
+        let held = self.blocking_locks();
+        held.iter()
+            .find(|h| h.relation.oid == oid)
+            .or(held.first())
+            .copied()
+    }
+
+    /// "ACCESS EXCLUSIVE on bug (taken at line 3)" for a message.
+    pub fn describe_lock(&self, h: &Held<'_>) -> String {
+        let origin = if h.taken_at == self.statement.line {
+            String::new()
+        } else {
+            format!(", taken at line {} and still held", h.taken_at)
+        };
+        format!(
+            "{} on {}{origin}, which {}",
+            h.mode,
+            h.relation.name,
+            h.mode.effect()
+        )
+    }
+}
+
+/// Human-readable size.
+pub fn bytes(n: i64) -> String {
+    let n = n as f64;
+    if n >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", n / (1024.0 * 1024.0 * 1024.0))
+    } else if n >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / (1024.0 * 1024.0))
+    } else if n >= 1024.0 {
+        format!("{:.0} KiB", n / 1024.0)
+    } else {
+        format!("{n:.0} B")
+    }
+}
+
+/// Run every statement-level rule on one statement.
+pub fn check_statement(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let mut out = Vec::new();
+    out.extend(table_rewrite::check(cx));
+    out.extend(blocking_index_build::check(cx));
+    out.extend(validation_scan::check(cx));
+    out.extend(set_not_null_scan::check(cx));
+    out.extend(attach_partition_scan::check(cx));
+    out.extend(bulk_write::check(cx));
+    if cx.options.profile == super::Profile::Launchpad {
+        out.extend(launchpad::check(cx));
+    }
+    out
+}
+
+/// Rules over the whole patch.
+pub fn check_patch(
+    patch: &Patch,
+    run: &PatchRun,
+    options: &ClassifyOptions,
+    statement_reasons: &[Reason],
+) -> Vec<Reason> {
+    let explained: Vec<String> = statement_reasons
+        .iter()
+        .filter(|r| r.severity == Severity::Cold)
+        .filter_map(|r| r.relation.clone())
+        .collect();
+    let mut out = long_lock::check(patch, run, options, &explained);
+    out.extend(invalid_index::check(run));
+    out
+}
+
+pub(crate) use declared_class::check as check_declared;
+pub(crate) use lock_timeout_missing::check as check_lock_timeout;

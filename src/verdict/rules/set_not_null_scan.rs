@@ -1,0 +1,48 @@
+//! `set-not-null-scan`: SET NOT NULL scans a populated table under ACCESS
+//! EXCLUSIVE unless a validated CHECK constraint already proves the column.
+
+use super::{Reason, RuleInfo, Severity, StatementContext};
+use crate::patch::statement::Validation;
+use crate::patch::Fact;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "set-not-null-scan",
+    severity: Severity::Cold,
+    summary: "SET NOT NULL scans a populated table under ACCESS EXCLUSIVE",
+    recipe: "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it in a separate transaction, then SET NOT NULL (PostgreSQL 12+ skips the scan) and drop the check",
+};
+
+pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let mut out = Vec::new();
+    for fact in &cx.statement.analysis.facts {
+        let Fact::Validates {
+            rel,
+            validation: Validation::NotNull,
+            name: Some(column),
+        } = fact
+        else {
+            continue;
+        };
+        if cx.measured.pre.not_null_proven.get(column) == Some(&true) {
+            continue;
+        }
+        let Some(table) = cx.resolved(rel).filter(|r| r.is_table() && r.populated()) else {
+            continue;
+        };
+        let Some(lock) = cx.blocking_lock_for(table.oid) else {
+            continue;
+        };
+        out.push(INFO.reason(
+            Some(cx.statement.line),
+            Some(&table.name),
+            Some(lock.mode),
+            format!(
+                "SET NOT NULL on {}.{column} scans all {:.0} rows while holding {}",
+                table.name,
+                table.rows,
+                cx.describe_lock(&lock)
+            ),
+        ));
+    }
+    out
+}

@@ -1,0 +1,51 @@
+//! `table-rewrite`: a statement rewrote a populated table while holding a lock
+//! that blocks the application.
+
+use super::{bytes, Reason, RuleInfo, Severity, StatementContext};
+use crate::patch::Fact;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "table-rewrite",
+    severity: Severity::Cold,
+    summary: "rewrites a populated table (type change, volatile default, SET LOGGED, VACUUM FULL, CLUSTER…) under a lock that blocks the application",
+    recipe: "avoid the rewrite: add a new nullable column (or one with a constant default), backfill it in batches, then switch over",
+};
+
+pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let truncated: Vec<u32> = cx
+        .statement
+        .analysis
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Truncates { rel } => cx.resolved(rel).map(|r| r.oid),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for rw in &cx.measured.rewrites {
+        let Some(rel) = cx.run.snapshot.populated_table(rw.oid) else {
+            continue;
+        };
+        if truncated.contains(&rel.oid) {
+            continue;
+        }
+        let Some(lock) = cx.blocking_lock_for(rel.oid) else {
+            continue;
+        };
+        out.push(INFO.reason(
+            Some(cx.statement.line),
+            Some(&rel.name),
+            Some(lock.mode),
+            format!(
+                "rewrites {} {} ({} rows, {}) while holding {} for the whole rewrite",
+                rel.kind_name(),
+                rel.name,
+                rw.rows,
+                bytes(rw.bytes),
+                cx.describe_lock(&lock)
+            ),
+        ));
+    }
+    out
+}

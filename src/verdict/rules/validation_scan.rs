@@ -1,0 +1,60 @@
+//! `validation-scan`: a foreign key or CHECK constraint is validated against a
+//! populated table while a lock that blocks the application is held.
+
+use super::{Reason, RuleInfo, Severity, StatementContext};
+use crate::patch::statement::Validation;
+use crate::patch::Fact;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "validation-scan",
+    severity: Severity::Cold,
+    summary: "validates a FOREIGN KEY or CHECK constraint over a populated table under a lock that blocks the application",
+    recipe: "add the constraint NOT VALID, then VALIDATE CONSTRAINT in a separate transaction (its own patch): validation alone takes SHARE UPDATE EXCLUSIVE",
+};
+
+pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
+    let mut out = Vec::new();
+    for fact in &cx.statement.analysis.facts {
+        let Fact::Validates {
+            rel,
+            validation,
+            name,
+        } = fact
+        else {
+            continue;
+        };
+        let what = match validation {
+            Validation::ForeignKey => "foreign key",
+            Validation::Check => "check constraint",
+            Validation::Constraint => {
+                match name.as_ref().and_then(|n| cx.measured.pre.constraint.get(n)) {
+                    // Already valid: PostgreSQL does nothing.
+                    Some((true, _)) => continue,
+                    Some((false, kind)) if kind == "f" => "foreign key",
+                    Some((false, kind)) if kind == "c" => "check constraint",
+                    _ => "constraint",
+                }
+            }
+            _ => continue,
+        };
+        let Some(table) = cx.resolved(rel).filter(|r| r.is_table() && r.populated()) else {
+            continue;
+        };
+        let Some(lock) = cx.blocking_lock_for(table.oid) else {
+            continue;
+        };
+        let named = name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+        out.push(INFO.reason(
+            Some(cx.statement.line),
+            Some(&table.name),
+            Some(lock.mode),
+            format!(
+                "validating {what}{named} scans {} ({:.0} rows) while holding {}",
+                table.name,
+                table.rows,
+                cx.describe_lock(&lock)
+            ),
+        ));
+    }
+    out
+}
