@@ -322,13 +322,15 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
 
 /// Totals and the verdict.
 pub fn decide(report: &mut Report) {
-    report.total_seconds = report.patches.iter().map(|p| p.seconds).sum();
+    // `+ 0.0` turns the empty sum's -0.0 into 0.0.
+    report.total_seconds = report.patches.iter().map(|p| p.seconds).sum::<f64>() + 0.0;
     report.cold_seconds = report
         .patches
         .iter()
         .filter(|p| p.classification == Some(Class::Cold))
         .map(|p| p.seconds)
-        .sum();
+        .sum::<f64>()
+        + 0.0;
     let budget = report.budget.per_patch_seconds;
     let mut failures = Vec::new();
     for p in &report.patches {

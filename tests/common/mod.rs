@@ -1,0 +1,127 @@
+//! Helpers for the integration tests: run the real binary against the real
+//! embedded PostgreSQL, each test in its own TMPDIR so leftovers can be seen.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_downtime");
+
+/// A scratch area: `patches/` for the test's patches and `tmp/` as TMPDIR
+/// for the tool, readable by the unprivileged server user.
+pub struct Scratch {
+    pub root: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let root = tempfile::Builder::new()
+            .prefix("downtime-test-")
+            .tempdir()
+            .expect("scratch dir");
+        for d in ["", "patches", "tmp"] {
+            let p = root.path().join(d);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        Scratch { root }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn patches(&self) -> PathBuf {
+        self.root.path().join("patches")
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.root.path().join("tmp")
+    }
+
+    /// Write a file under `patches/`.
+    pub fn patch(&self, name: &str, sql: &str) -> PathBuf {
+        let p = self.patches().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, sql).unwrap();
+        p
+    }
+
+    /// `downtime ARGS` with this scratch's TMPDIR.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env("TMPDIR", self.tmp()).current_dir(self.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run downtime")
+    }
+
+    /// `check --format json` and the parsed report.
+    pub fn check_json(&self, extra: &[&str]) -> (i32, Value, String) {
+        let mut args = vec!["check", "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON report ({e}); stdout: {} stderr: {stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap_or(-1), report, stderr)
+    }
+
+    /// Assert that the tool left nothing behind: no temp dir, no server.
+    pub fn assert_clean(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.tmp())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "left behind in TMPDIR: {left:?}");
+        let procs = processes_mentioning(&self.tmp());
+        assert!(procs.is_empty(), "processes left running: {procs:?}");
+    }
+}
+
+/// Command lines of running processes that mention `needle`.
+pub fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = entry.path().join("cmdline");
+        if let Ok(bytes) = std::fs::read(&cmdline) {
+            let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
+            if text.contains(&needle) {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
+
+/// The patch with this id in a report.
+pub fn patch<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("no patch {id} in {report}"))
+}
+
+/// Rule ids of a patch's reasons.
+pub fn rules(patch: &Value) -> Vec<String> {
+    patch["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap().to_string())
+        .collect()
+}
