@@ -40,9 +40,18 @@ pub const ACCEPTED_PATTERNS: &str = "patch-MAJOR-MINOR-LEVEL.sql (Launchpad), \
 NNNN-name.sql or NNNN_name.sql (numbered), V1__name.sql or V1_2__name.sql (Flyway), \
 NNNN_name.up.sql (golang-migrate, sqlx), YYYY-MM-DD-HHMMSS_name/up.sql (diesel)";
 
-/// A patch's position: numeric parts compared left to right.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A patch's position: numeric parts compared left to right; trailing zero
+/// parts do not count (Flyway's 2 and 2.0 are the same version).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Position(pub Vec<u128>);
+
+impl PartialEq for Position {
+    fn eq(&self, other: &Self) -> bool {
+        self.trimmed() == other.trimmed()
+    }
+}
+
+impl Eq for Position {}
 
 impl Position {
     fn trimmed(&self) -> &[u128] {
