@@ -57,6 +57,8 @@ pub struct PreCheck {
     pub not_null_proven: HashMap<String, bool>,
     /// VALIDATE CONSTRAINT: (already validated, contype).
     pub constraint: HashMap<String, (bool, String)>,
+    /// Pages of each validated table read by the transaction before the statement.
+    pub blocks_before: HashMap<u32, i64>,
 }
 
 /// One statement as it ran.
@@ -80,6 +82,9 @@ pub struct StatementRun {
     /// `lock_timeout` in effect when the statement started.
     pub lock_timeout: String,
     pub pre: PreCheck,
+    /// Pages of each table the statement was to validate that it actually
+    /// read (known only inside a transaction).
+    pub scanned_blocks: HashMap<u32, i64>,
 }
 
 /// Where a patch failed.
@@ -268,12 +273,14 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
                     new_indexes: Vec::new(),
                     lock_timeout: lock_timeout.clone(),
                     pre,
+                    scanned_blocks: HashMap::new(),
                 });
                 if tool_tx || own_tx_open.is_some() {
                     client.batch_execute("rollback").await?;
                 }
                 open.release_missing(&Default::default(), elapsed, &mut run.statements);
                 run.error = Some(patch_error(&e, st, committed_any));
+                run.invalid_indexes = new_invalid_indexes(client, &before_invalid).await?;
                 return Ok(run);
             }
         };
@@ -293,6 +300,12 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
         }
 
         let t = trace::trace(client, &oids).await?;
+        let mut scanned_blocks = HashMap::new();
+        if !autocommit {
+            for (&oid, &before) in &pre.blocks_before {
+                scanned_blocks.insert(oid, trace::blocks_fetched(client, oid).await? - before);
+            }
+        }
         let mut sr = StatementRun {
             index,
             seconds,
@@ -304,6 +317,7 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
             new_indexes: Vec::new(),
             lock_timeout: std::mem::replace(&mut lock_timeout, t.lock_timeout.clone()),
             pre,
+            scanned_blocks,
         };
         // Locks released by this statement (its own COMMIT) end here.
         open.release_missing(&t.locks, elapsed, &mut run.statements);
@@ -386,12 +400,18 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
     }
     open.release_missing(&Default::default(), elapsed, &mut run.statements);
 
-    for (oid, name) in trace::invalid_indexes(client).await? {
-        if !before_invalid.contains(&oid) {
-            run.invalid_indexes.push(name);
-        }
-    }
+    run.invalid_indexes = new_invalid_indexes(client, &before_invalid).await?;
     Ok(run)
+}
+
+/// Indexes that are INVALID now and were not before the patch.
+async fn new_invalid_indexes(client: &Client, before: &[u32]) -> Result<Vec<String>> {
+    Ok(trace::invalid_indexes(client)
+        .await?
+        .into_iter()
+        .filter(|(oid, _)| !before.contains(oid))
+        .map(|(_, name)| name)
+        .collect())
 }
 
 /// Resolve the statement's relations and read the catalogue facts its
@@ -417,6 +437,12 @@ async fn precheck(client: &Client, st: &crate::patch::Statement) -> Result<PreCh
         let Some(Some(oid)) = pre.resolved.get(&key).copied() else {
             continue;
         };
+        if let Fact::Validates { .. } = fact {
+            if !pre.blocks_before.contains_key(&oid) {
+                pre.blocks_before
+                    .insert(oid, trace::blocks_fetched(client, oid).await?);
+            }
+        }
         if let Fact::Validates {
             validation, name: Some(name), ..
         } = fact

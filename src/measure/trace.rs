@@ -250,3 +250,13 @@ pub async fn invalid_indexes(client: &Client) -> Result<Vec<(u32, String)>> {
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// Table pages this transaction has requested from the buffer manager so far
+/// (PostgreSQL's pending, transaction-local statistics). A scan of a populated
+/// table moves this counter; a statement that skipped its scan does not.
+pub async fn blocks_fetched(client: &Client, oid: u32) -> Result<i64> {
+    let row = client
+        .query_one("select pg_stat_get_xact_blocks_fetched($1)", &[&oid])
+        .await?;
+    Ok(row.get(0))
+}

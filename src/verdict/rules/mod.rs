@@ -127,6 +127,16 @@ impl<'a> StatementContext<'a> {
         self.run.snapshot.get(oid)
     }
 
+    /// Whether the statement read pages of `oid` (a validation scan ran).
+    /// Where the counter could not be read (outside a transaction), PostgreSQL's
+    /// documented behaviour stands: the scan is assumed.
+    pub fn scanned(&self, oid: u32) -> bool {
+        self.measured
+            .scanned_blocks
+            .get(&oid)
+            .is_none_or(|&blocks| blocks > 0)
+    }
+
     /// Line of the statement that first took `mode` on `oid` in this patch.
     fn taken_at(&self, oid: u32, mode: LockMode) -> usize {
         self.run.statements[..=self.position()]

@@ -37,7 +37,7 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             }
             _ => continue,
         };
-        let Some(table) = cx.resolved(rel).filter(|r| r.is_table() && r.populated()) else {
+        let Some(table) = cx.resolved(rel).filter(|r| r.is_table() && r.populated() && cx.scanned(r.oid)) else {
             continue;
         };
         let Some(lock) = cx.blocking_lock_for(table.oid) else {
