@@ -229,7 +229,9 @@ async fn apply_all(
         if let Some(failed) = &stop_after {
             report.patches.push(skipped(
                 p,
-                format!("not run: {failed} failed before it (--keep-going runs later patches anyway)"),
+                format!(
+                    "not run: {failed} failed before it (--keep-going runs later patches anyway)"
+                ),
             ));
             continue;
         }
@@ -335,7 +337,10 @@ pub fn decide(report: &mut Report) {
     let mut failures = Vec::new();
     for p in &report.patches {
         if let Some(e) = &p.error {
-            failures.push(format!("{}:{}: {} failed: {}", p.path, e.line, p.id, e.message));
+            failures.push(format!(
+                "{}:{}: {} failed: {}",
+                p.path, e.line, p.id, e.message
+            ));
         }
         if p.over_budget {
             failures.push(format!(

@@ -195,10 +195,21 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 Format::Text => print!("{}", text::render(&report)),
                 Format::Json => println!("{}", report.to_json()),
             }
-            Ok(if report.passed() { EXIT_PASS } else { EXIT_VERDICT })
+            Ok(if report.passed() {
+                EXIT_PASS
+            } else {
+                EXIT_VERDICT
+            })
         }
         Command::Rules { markdown } => {
-            print!("{}", if markdown { rules_markdown() } else { rules_text() });
+            print!(
+                "{}",
+                if markdown {
+                    rules_markdown()
+                } else {
+                    rules_text()
+                }
+            );
             Ok(EXIT_PASS)
         }
     }

@@ -11,7 +11,10 @@ fn patches_apply_in_layout_order_on_top_of_each_other() {
     let s = Scratch::new();
     // Lexical order would run 10 before 9; numeric order must not.
     s.patch("V9__create.sql", "create table t (id int);");
-    s.patch("V10__fill.sql", "insert into t select generate_series(1, 10);");
+    s.patch(
+        "V10__fill.sql",
+        "insert into t select generate_series(1, 10);",
+    );
     s.patch("V10_1__index.sql", "create index t_id on t (id);");
     s.patch("U10__undo.sql", "drop table t;");
     s.patch("R__view.sql", "create view v as select 1;");
@@ -30,14 +33,20 @@ fn patches_apply_in_layout_order_on_top_of_each_other() {
         .iter()
         .all(|p| p["status"] == "ok"));
     let notes = report["notes"].to_string();
-    assert!(notes.contains("undo") && notes.contains("repeatable"), "{notes}");
+    assert!(
+        notes.contains("undo") && notes.contains("repeatable"),
+        "{notes}"
+    );
     s.assert_clean();
 }
 
 #[test]
 fn diesel_and_migrate_layouts_run_in_order() {
     let s = Scratch::new();
-    s.patch("2019-02-26-002946_create/up.sql", "create table a (id int);");
+    s.patch(
+        "2019-02-26-002946_create/up.sql",
+        "create table a (id int);",
+    );
     s.patch("2019-02-26-002946_create/down.sql", "drop table a;");
     s.patch("2019-03-01-000000_fill/up.sql", "insert into a values (1);");
     let (code, report, stderr) = s.check_json(&["patches"]);
@@ -159,7 +168,10 @@ fn meta_command_is_refused_before_anything_runs() {
 #[test]
 fn copy_from_stdin_is_refused() {
     let s = Scratch::new();
-    s.patch("0001-copy.sql", "create table t (a int);\ncopy t from stdin;\n");
+    s.patch(
+        "0001-copy.sql",
+        "create table t (a int);\ncopy t from stdin;\n",
+    );
     let (code, report, _) = s.check_json(&["patches"]);
     assert_eq!(code, 1);
     let p = patch(&report, "0001-copy");
@@ -246,7 +258,11 @@ fn runaway_statement_is_cancelled_at_the_cap() {
 fn report_records_server_and_timing_settings() {
     let s = Scratch::new();
     s.patch("0001-a.sql", "create table a (id int);");
-    std::fs::write(s.path().join("prod.conf"), "maintenance_work_mem = '256MB'\n").unwrap();
+    std::fs::write(
+        s.path().join("prod.conf"),
+        "maintenance_work_mem = '256MB'\n",
+    )
+    .unwrap();
     let (code, report, _) = s.check_json(&["patches", "--pg-conf", "prod.conf"]);
     assert_eq!(code, 0);
     assert_eq!(report["schema_version"], 1);
@@ -262,10 +278,21 @@ fn report_records_server_and_timing_settings() {
     assert_eq!(settings["maintenance_work_mem"], "262144 kB");
     let p = patch(&report, "0001-a");
     assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
-    for key in ["path", "id", "status", "seconds", "over_budget", "error", "statements"] {
+    for key in [
+        "path",
+        "id",
+        "status",
+        "seconds",
+        "over_budget",
+        "error",
+        "statements",
+    ] {
         assert!(p.get(key).is_some(), "missing {key}");
     }
-    assert!(p["statements"][0]["sql"].as_str().unwrap().starts_with("create table a"));
+    assert!(p["statements"][0]["sql"]
+        .as_str()
+        .unwrap()
+        .starts_with("create table a"));
 }
 
 #[test]
@@ -276,7 +303,10 @@ fn baseline_is_loaded_once_and_never_patched() {
         "create table t (id int);\ninsert into t select generate_series(1, 1000);\n",
     )
     .unwrap();
-    s.patch("0001-grow.sql", "insert into t select generate_series(1, 1000);");
+    s.patch(
+        "0001-grow.sql",
+        "insert into t select generate_series(1, 1000);",
+    );
     s.patch(
         "0002-count.sql",
         "do $$ begin if (select count(*) from t) <> 2000 then raise exception 'wrong count'; end if; end $$;",
@@ -344,7 +374,10 @@ fn bad_arguments_exit_2() {
     let out = s.run(&["check", "patches"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("notes.sql") && stderr.contains("accepted"), "{stderr}");
+    assert!(
+        stderr.contains("notes.sql") && stderr.contains("accepted"),
+        "{stderr}"
+    );
     let out = s.run(&["check", "patches", "--pg-bin", "/nonexistent"]);
     assert_eq!(out.status.code(), Some(2));
     s.assert_clean();
@@ -387,7 +420,10 @@ fn declared_live_but_cold_fails_and_is_explained() {
         "create table t (id int, v int);\ninsert into t select g, g from generate_series(1, 5000) g;\n",
     )
     .unwrap();
-    s.patch("0001-index.sql", "-- downtime: live\ncreate index t_v on t (v);\n");
+    s.patch(
+        "0001-index.sql",
+        "-- downtime: live\ncreate index t_v on t (v);\n",
+    );
     let (code, report, _) = s.check_json(&["patches", "--baseline", "base.sql"]);
     assert_eq!(code, 1);
     let p = patch(&report, "0001-index");

@@ -36,13 +36,19 @@ fn check_rule(id: &str) {
         let found = rules(p);
         if id_text.contains("bad") {
             bad += 1;
-            assert!(found.iter().any(|r| r == id), "{id}: {id_text} should trigger it, got {found:?}\n{stderr}\n{p}");
+            assert!(
+                found.iter().any(|r| r == id),
+                "{id}: {id_text} should trigger it, got {found:?}\n{stderr}\n{p}"
+            );
             if rule.severity == Severity::Cold {
                 assert_eq!(p["classification"], "cold", "{id}: {id_text}");
             }
         } else {
             good += 1;
-            assert!(!found.iter().any(|r| r == id), "{id}: {id_text} should not trigger it\n{p}");
+            assert!(
+                !found.iter().any(|r| r == id),
+                "{id}: {id_text} should not trigger it\n{p}"
+            );
             assert_eq!(p["status"], "ok", "{id}: {id_text} must apply\n{p}");
         }
     }

@@ -247,7 +247,8 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
             tool_tx = false;
             committed_any = true;
             open.release_missing(&Default::default(), elapsed, &mut run.statements);
-        } else if !tool_tx && own_tx_open.is_none() && !outside && st.analysis.tx_control.is_none() {
+        } else if !tool_tx && own_tx_open.is_none() && !outside && st.analysis.tx_control.is_none()
+        {
             client.batch_execute("begin").await?;
             tool_tx = true;
         }
@@ -322,10 +323,11 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
         // Locks released by this statement (its own COMMIT) end here.
         open.release_missing(&t.locks, elapsed, &mut run.statements);
         for &(oid, mode) in &t.locks {
-            if !open.open.contains_key(&(oid, mode)) {
-                let Some(rel) = run.snapshot.get(oid) else { continue };
-                open.open
-                    .insert((oid, mode), (index, sr.locks.len(), elapsed - seconds));
+            if let std::collections::btree_map::Entry::Vacant(slot) = open.open.entry((oid, mode)) {
+                let Some(rel) = run.snapshot.get(oid) else {
+                    continue;
+                };
+                slot.insert((index, sr.locks.len(), elapsed - seconds));
                 sr.locks.push(LockHeld {
                     oid,
                     relation: rel.name.clone(),
@@ -438,13 +440,14 @@ async fn precheck(client: &Client, st: &crate::patch::Statement) -> Result<PreCh
             continue;
         };
         if let Fact::Validates { .. } = fact {
-            if !pre.blocks_before.contains_key(&oid) {
-                pre.blocks_before
-                    .insert(oid, trace::blocks_fetched(client, oid).await?);
+            if let std::collections::hash_map::Entry::Vacant(slot) = pre.blocks_before.entry(oid) {
+                slot.insert(trace::blocks_fetched(client, oid).await?);
             }
         }
         if let Fact::Validates {
-            validation, name: Some(name), ..
+            validation,
+            name: Some(name),
+            ..
         } = fact
         {
             match validation {

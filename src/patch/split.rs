@@ -73,7 +73,9 @@ impl BodyTracker {
         self.words += 1;
         let routine = self.lead[0] == b'c'
             && (matches!(self.lead[1], b'f' | b'p')
-                || (self.lead[1] == b'o' && self.lead[2] == b'r' && matches!(self.lead[3], b'f' | b'p')));
+                || (self.lead[1] == b'o'
+                    && self.lead[2] == b'r'
+                    && matches!(self.lead[3], b'f' | b'p')));
         if !routine || paren_depth > 0 {
             return;
         }
@@ -246,7 +248,8 @@ pub fn split(src: &str) -> Result<Split<'_>, SplitError> {
             }
             _ if b.is_ascii_digit() => {
                 begin_token!(i);
-                while i < n && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
+                while i < n
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
                 {
                     i += 1;
                 }

@@ -268,23 +268,21 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
                 }
             }
         }
-        NodeEnum::VacuumStmt(v) => {
-            if v.is_vacuumcmd {
-                a.outside_transaction = true;
-                let full = has_option(&v.options, "full");
-                let mode = if full {
-                    LockMode::AccessExclusive
-                } else {
-                    LockMode::ShareUpdateExclusive
-                };
-                for r in &v.rels {
-                    if let Some(NodeEnum::VacuumRelation(vr)) = &r.node {
-                        if let Some(rel) = &vr.relation {
-                            a.facts.push(Fact::HoldsWhileRunning {
-                                rel: RelRef::from_range_var(rel),
-                                mode,
-                            });
-                        }
+        NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => {
+            a.outside_transaction = true;
+            let full = has_option(&v.options, "full");
+            let mode = if full {
+                LockMode::AccessExclusive
+            } else {
+                LockMode::ShareUpdateExclusive
+            };
+            for r in &v.rels {
+                if let Some(NodeEnum::VacuumRelation(vr)) = &r.node {
+                    if let Some(rel) = &vr.relation {
+                        a.facts.push(Fact::HoldsWhileRunning {
+                            rel: RelRef::from_range_var(rel),
+                            mode,
+                        });
                     }
                 }
             }
@@ -418,7 +416,8 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
             name: Some(cmd.name.clone()),
         }),
         AlterTableType::AtAttachPartition => {
-            if let Some(NodeEnum::PartitionCmd(p)) = cmd.def.as_deref().and_then(|d| d.node.as_ref())
+            if let Some(NodeEnum::PartitionCmd(p)) =
+                cmd.def.as_deref().and_then(|d| d.node.as_ref())
             {
                 if let Some(part) = &p.name {
                     a.facts.push(Fact::Validates {
@@ -430,7 +429,8 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
             }
         }
         AlterTableType::AtDetachPartition => {
-            if let Some(NodeEnum::PartitionCmd(p)) = cmd.def.as_deref().and_then(|d| d.node.as_ref())
+            if let Some(NodeEnum::PartitionCmd(p)) =
+                cmd.def.as_deref().and_then(|d| d.node.as_ref())
             {
                 if p.concurrent {
                     a.outside_transaction = true;
@@ -500,21 +500,35 @@ mod tests {
 
     #[test]
     fn validation_facts() {
-        let a = analyse("alter table bugtask add constraint fk foreign key (a) references person(id)");
+        let a =
+            analyse("alter table bugtask add constraint fk foreign key (a) references person(id)");
         assert!(matches!(
             &a.facts[1],
             Fact::Validates { validation: Validation::ForeignKey, rel, .. } if rel.name == "bugtask"
         ));
-        let a = analyse("alter table t add constraint fk foreign key (a) references p(id) not valid");
+        let a =
+            analyse("alter table t add constraint fk foreign key (a) references p(id) not valid");
         assert_eq!(a.facts.len(), 1, "{:?}", a.facts);
         let a = analyse("alter table t add column c int references p(id)");
-        assert!(a.facts.iter().any(|f| matches!(f, Fact::Validates { validation: Validation::ForeignKey, .. })));
+        assert!(a.facts.iter().any(|f| matches!(
+            f,
+            Fact::Validates {
+                validation: Validation::ForeignKey,
+                ..
+            }
+        )));
         let a = analyse("alter table s.t alter column c set not null");
         assert!(a.facts.iter().any(|f| matches!(f, Fact::Validates { validation: Validation::NotNull, rel, name } if rel.to_string() == "s.t" && name.as_deref() == Some("c"))));
         let a = analyse("alter table t add primary key using index i");
         assert_eq!(a.facts.len(), 1);
         let a = analyse("alter table t add constraint u unique (a)");
-        assert!(a.facts.iter().any(|f| matches!(f, Fact::BuildsIndex { concurrently: false, .. })));
+        assert!(a.facts.iter().any(|f| matches!(
+            f,
+            Fact::BuildsIndex {
+                concurrently: false,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -523,15 +537,27 @@ mod tests {
         assert_eq!(
             a.facts,
             vec![Fact::Writes {
-                rel: RelRef { schema: None, name: "bug".into() },
+                rel: RelRef {
+                    schema: None,
+                    name: "bug".into()
+                },
                 verb: "UPDATE",
                 whole_table: true
             }]
         );
         let a = analyse("delete from bug where id = 3");
-        assert!(matches!(a.facts[0], Fact::Writes { whole_table: false, .. }));
+        assert!(matches!(
+            a.facts[0],
+            Fact::Writes {
+                whole_table: false,
+                ..
+            }
+        ));
         assert_eq!(analyse("BEGIN").tx_control, Some(TxControl::Begin));
-        assert_eq!(analyse("start transaction").tx_control, Some(TxControl::Begin));
+        assert_eq!(
+            analyse("start transaction").tx_control,
+            Some(TxControl::Begin)
+        );
         assert_eq!(analyse("end").tx_control, Some(TxControl::Commit));
         assert_eq!(analyse("abort").tx_control, Some(TxControl::Rollback));
         assert!(analyse("copy t from stdin").copy_from_stdin);

@@ -42,7 +42,14 @@ pub fn render(report: &Report) -> String {
             .statements
             .iter()
             .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
-            .map(|s| format!("line {}: {} ({:.3} s)", s.line, truncate(&s.sql, 48), s.seconds))
+            .map(|s| {
+                format!(
+                    "line {}: {} ({:.3} s)",
+                    s.line,
+                    truncate(&s.sql, 48),
+                    s.seconds
+                )
+            })
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -94,7 +101,11 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         out,
         "\n{} patch(es) applied in {:.3} s{total_budget}; cold window {:.3} s; PostgreSQL {} ({})",
-        ran, report.total_seconds, report.cold_seconds, report.postgres.version, report.postgres.backend
+        ran,
+        report.total_seconds,
+        report.cold_seconds,
+        report.postgres.version,
+        report.postgres.backend
     );
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");

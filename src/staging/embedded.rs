@@ -125,8 +125,9 @@ impl Embedded {
         if let Some(u) = &user {
             ui::note("running as root: the staging server runs as user postgres (PostgreSQL refuses to run as root)");
             for p in [dir.path(), socket_dir.as_path()] {
-                nix::unistd::chown(p, Some(u.uid), Some(u.gid))
-                    .map_err(|e| Error::Server(format!("cannot hand {} to postgres: {e}", p.display())))?;
+                nix::unistd::chown(p, Some(u.uid), Some(u.gid)).map_err(|e| {
+                    Error::Server(format!("cannot hand {} to postgres: {e}", p.display()))
+                })?;
             }
         }
         let mut me = Embedded {
@@ -137,10 +138,15 @@ impl Embedded {
         };
 
         let mut initdb = me.server_command("initdb", user.as_ref());
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]);
         let out = initdb
             .output()
             .map_err(|e| Error::Server(format!("cannot run initdb: {e}")))?;
@@ -198,7 +204,10 @@ impl Embedded {
     }
 
     fn path(&self) -> &Path {
-        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/"))
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/"))
     }
 
     fn server_command(&self, program: &str, user: Option<&User>) -> Command {

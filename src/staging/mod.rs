@@ -191,9 +191,9 @@ pub async fn prepare_template(backend: &dyn Backend, baseline: &Baseline) -> Res
 
 fn run_client(mut cmd: Command, program: &Path, baseline: &Path) -> Result<()> {
     let started = std::time::Instant::now();
-    let out = cmd.output().map_err(|e| {
-        Error::Server(format!("cannot run {}: {e}", program.display()))
-    })?;
+    let out = cmd
+        .output()
+        .map_err(|e| Error::Server(format!("cannot run {}: {e}", program.display())))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();

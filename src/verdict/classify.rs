@@ -16,7 +16,9 @@ pub struct Classification {
 impl Classification {
     /// Reasons that fail the patch.
     pub fn errors(&self) -> impl Iterator<Item = &Reason> {
-        self.reasons.iter().filter(|r| r.severity == Severity::Error)
+        self.reasons
+            .iter()
+            .filter(|r| r.severity == Severity::Error)
     }
 }
 

@@ -70,7 +70,11 @@ impl LockMode {
     /// Whether a lock in `self` mode and one in `other` mode can not be held
     /// at the same time by two transactions.
     pub fn conflicts_with(self, other: LockMode) -> bool {
-        let (a, b) = if self <= other { (self, other) } else { (other, self) };
+        let (a, b) = if self <= other {
+            (self, other)
+        } else {
+            (other, self)
+        };
         match a {
             AccessShare => b == AccessExclusive,
             RowShare => b >= Exclusive,

@@ -55,7 +55,9 @@ impl Scratch {
     /// `downtime ARGS` with this scratch's TMPDIR.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.args(args).env("TMPDIR", self.tmp()).current_dir(self.path());
+        c.args(args)
+            .env("TMPDIR", self.tmp())
+            .current_dir(self.path());
         c
     }
 

@@ -12,12 +12,15 @@ pub const INFO: RuleInfo = RuleInfo {
 };
 
 pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
-    let concurrently = cx
-        .statement
-        .analysis
-        .facts
-        .iter()
-        .any(|f| matches!(f, Fact::BuildsIndex { concurrently: true, .. }));
+    let concurrently = cx.statement.analysis.facts.iter().any(|f| {
+        matches!(
+            f,
+            Fact::BuildsIndex {
+                concurrently: true,
+                ..
+            }
+        )
+    });
     if concurrently {
         return Vec::new();
     }

@@ -28,7 +28,7 @@ pub fn check(
     for sr in &run.statements {
         // Strongest mode first, so one reason per relation names the worst lock.
         let mut locks: Vec<_> = sr.locks.iter().collect();
-        locks.sort_by(|a, b| b.mode.cmp(&a.mode));
+        locks.sort_by_key(|l| std::cmp::Reverse(l.mode));
         for lock in locks {
             if !lock.mode.blocks_application()
                 || lock.held_seconds <= options.live_lock_threshold_seconds

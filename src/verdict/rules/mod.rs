@@ -173,7 +173,11 @@ impl<'a> StatementContext<'a> {
                 })
             })
             .collect();
-        held.sort_by(|a, b| b.mode.cmp(&a.mode).then(a.relation.name.cmp(&b.relation.name)));
+        held.sort_by(|a, b| {
+            b.mode
+                .cmp(&a.mode)
+                .then(a.relation.name.cmp(&b.relation.name))
+        });
         held
     }
 

@@ -27,7 +27,10 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             Validation::ForeignKey => "foreign key",
             Validation::Check => "check constraint",
             Validation::Constraint => {
-                match name.as_ref().and_then(|n| cx.measured.pre.constraint.get(n)) {
+                match name
+                    .as_ref()
+                    .and_then(|n| cx.measured.pre.constraint.get(n))
+                {
                     // Already valid: PostgreSQL does nothing.
                     Some((true, _)) => continue,
                     Some((false, kind)) if kind == "f" => "foreign key",
@@ -37,7 +40,10 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             }
             _ => continue,
         };
-        let Some(table) = cx.resolved(rel).filter(|r| r.is_table() && r.populated() && cx.scanned(r.oid)) else {
+        let Some(table) = cx
+            .resolved(rel)
+            .filter(|r| r.is_table() && r.populated() && cx.scanned(r.oid))
+        else {
             continue;
         };
         let Some(lock) = cx.blocking_lock_for(table.oid) else {
