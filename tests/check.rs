@@ -433,3 +433,25 @@ fn declared_live_but_cold_fails_and_is_explained() {
     assert!(r.contains(&"declared-live-but-cold".to_string()), "{r:?}");
     assert!(r.contains(&"blocking-index-build".to_string()), "{r:?}");
 }
+
+#[test]
+fn pg_dump_archive_baseline_is_restored() {
+    let s = Scratch::new();
+    let archive = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/archive/items.dump"
+    );
+    s.patch(
+        "0001-count.sql",
+        "do $$ begin if (select count(*) from item) <> 5000 then raise exception 'wrong count'; end if; end $$;",
+    );
+    s.patch("0002-index.sql", "create index item_name on item (name);");
+    let (code, report, stderr) = s.check_json(&["patches", "--baseline", archive]);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert!(report["baseline"]["source"]
+        .as_str()
+        .unwrap()
+        .contains("pg_dump archive"));
+    assert_eq!(patch(&report, "0002-index")["classification"], "cold");
+    s.assert_clean();
+}

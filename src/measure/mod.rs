@@ -368,6 +368,29 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
                 }
             }
         }
+        // VACUUM FULL and CLUSTER rewrite under ACCESS EXCLUSIVE (PostgreSQL
+        // documents it); outside a transaction block the lock is gone by the
+        // time it could be read, and without a table list no name is known
+        // in advance.
+        if sr.outside_transaction
+            && matches!(st.analysis.kind.as_str(), "VacuumStmt" | "ClusterStmt")
+        {
+            for rw in &sr.rewrites {
+                let is_table = run.snapshot.get(rw.oid).is_some_and(|r| r.is_table());
+                let known = sr
+                    .locks
+                    .iter()
+                    .any(|l| l.oid == rw.oid && l.mode == LockMode::AccessExclusive);
+                if is_table && !known {
+                    sr.locks.push(LockHeld {
+                        oid: rw.oid,
+                        relation: rw.relation.clone(),
+                        mode: LockMode::AccessExclusive,
+                        held_seconds: seconds,
+                    });
+                }
+            }
+        }
         for (idx, (table, name)) in &t.indexes {
             if known_indexes.insert(*idx) {
                 sr.new_indexes.push((*table, name.clone()));

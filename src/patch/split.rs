@@ -445,6 +445,63 @@ mod tests {
         assert!(e.message.contains("identifier"));
     }
 
+    /// On valid SQL the lexical split agrees with PostgreSQL's own parser.
+    #[test]
+    fn agrees_with_the_postgres_parser() {
+        let src = "create table a (id int, note text default 'x;y');\n\
+                   create function f() returns int language sql begin atomic select 1; select case when true then 2 end; end;\n\
+                   /* c ; /* nested ; */ */ insert into a values (1, E'q\\';');\n\
+                   do $do$ begin perform 1; end $do$;\n\
+                   select \"a;b\".x from (select 1 as x) \"a;b\";\n\
+                   create procedure p() language plpgsql as $$ begin commit; end $$;\n\
+                   select 1";
+        let ours: Vec<&str> = split(src)
+            .unwrap()
+            .statements
+            .iter()
+            .map(|s| s.text)
+            .collect();
+        let theirs: Vec<String> = pg_query::split_with_parser(src)
+            .unwrap()
+            .into_iter()
+            .map(|s| strip_leading_comments(s).trim().to_string())
+            .collect();
+        assert_eq!(ours, theirs);
+    }
+
+    /// pg_query's statement text starts after the previous `;`, comments included.
+    fn strip_leading_comments(mut s: &str) -> &str {
+        loop {
+            s = s.trim_start();
+            if let Some(rest) = s.strip_prefix("--") {
+                s = rest.split_once('\n').map_or("", |(_, r)| r);
+            } else if s.starts_with("/*") {
+                let mut depth = 0;
+                let mut end = 0;
+                let b = s.as_bytes();
+                let mut i = 0;
+                while i + 1 < b.len() {
+                    if &b[i..i + 2] == b"/*" {
+                        depth += 1;
+                        i += 2;
+                    } else if &b[i..i + 2] == b"*/" {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                s = &s[end..];
+            } else {
+                return s;
+            }
+        }
+    }
+
     #[test]
     fn identifiers_with_dollars_and_empty_statements() {
         assert_eq!(
