@@ -102,6 +102,7 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
         reasons: Vec::new(),
         error: None,
         commit_seconds: 0.0,
+        wall_seconds: 0.0,
         skipped_because: Some(because),
         statements: Vec::new(),
     }
@@ -237,8 +238,10 @@ async fn apply_all(
         }
         ui::note(&format!("applying {}", p.file.id));
         client.batch_execute("reset all").await?;
+        let wall = Instant::now();
         let run = measure::apply(&client, p, &apply_opts).await?;
-        let patch_report = patch_report(p, &run, opts);
+        let mut patch_report = patch_report(p, &run, opts);
+        patch_report.wall_seconds = wall.elapsed().as_secs_f64();
         if patch_report.status == Status::Failed && !opts.keep_going {
             stop_after = Some(p.file.id.clone());
         }
@@ -317,6 +320,7 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
         reasons: classification.reasons,
         error,
         commit_seconds: run.commit_seconds,
+        wall_seconds: 0.0,
         skipped_because: None,
         statements,
     }

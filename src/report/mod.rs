@@ -75,6 +75,10 @@ pub struct PatchReport {
     pub error: Option<ErrorReport>,
     /// Seconds in COMMITs issued by downtime (part of `seconds`).
     pub commit_seconds: f64,
+    /// Wall-clock seconds downtime spent on the patch, tracing included:
+    /// `wall_seconds - seconds` is the tool's own overhead.
+    #[serde(default)]
+    pub wall_seconds: f64,
     /// Why a patch was skipped.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub skipped_because: Option<String>,
