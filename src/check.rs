@@ -5,15 +5,16 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::measure::{self, ApplyOptions};
-use crate::patch::{self, Class, Patch};
+use crate::patch::{self, Patch};
 use crate::report::{
     self, BaselineInfo, ErrorReport, LockReport, PatchReport, Postgres, Report, RewriteReport,
-    StatementReport, Status,
+    StatementReport, Status, WaiverReport,
 };
 use crate::staging::embedded::{Embedded, EmbeddedOptions};
 use crate::staging::{self, Backend, Baseline};
 use crate::ui;
-use crate::verdict::{self, Budget, ClassifyOptions, Severity};
+use crate::verdict::signoff::Signoffs;
+use crate::verdict::{self, Budget, Policy};
 
 /// Where patches are looked for when no path is given.
 pub const DEFAULT_PATCH_DIR: &str = "patches";
@@ -26,22 +27,33 @@ pub struct CheckOptions {
     pub baseline: Option<PathBuf>,
     /// Start from an empty database even if a baseline.sql is found.
     pub no_baseline: bool,
-    pub budget: Budget,
-    /// Statement cap; default ten times the per-patch budget.
+    pub policy: Policy,
+    /// Statement cap; default ten times the largest per-patch budget.
     pub timeout_seconds: Option<f64>,
-    pub classify: ClassifyOptions,
     pub embedded: EmbeddedOptions,
     /// Go on with later patches after one fails (it is rolled back).
     pub keep_going: bool,
+    /// Where sign-offs are read from, and the directory their paths are relative to.
+    pub signoff_file: PathBuf,
+    pub signoff_base: PathBuf,
+    /// Apply patches only up to and including this one.
+    pub until: Option<PathBuf>,
 }
 
 impl CheckOptions {
     pub fn statement_cap(&self) -> Duration {
         Duration::from_secs_f64(
             self.timeout_seconds
-                .unwrap_or(self.budget.per_patch_seconds * 10.0)
+                .unwrap_or(self.policy.budget.largest_patch_budget() * 10.0)
                 .max(0.001),
         )
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -96,7 +108,11 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
         sha256: p.sha256.clone(),
         status: Status::Skipped,
         seconds: 0.0,
+        budget_seconds: None,
         over_budget: false,
+        post_deploy: p.post_deploy,
+        signoff: None,
+        waivers: waiver_reports(p, &[]),
         classification: None,
         declared: p.declared,
         reasons: Vec::new(),
@@ -117,10 +133,20 @@ pub async fn run(opts: &CheckOptions) -> Result<Report> {
         Baseline::Script(p) | Baseline::Archive(p) => vec![p.clone()],
         Baseline::Empty => Vec::new(),
     };
-    let (patches, notes) = load_patches(&opts.paths, &exclude)?;
+    let (mut patches, notes) = load_patches(&opts.paths, &exclude)?;
     for n in &notes {
         ui::note(n);
     }
+    if let Some(until) = &opts.until {
+        let Some(pos) = patches.iter().position(|p| same_file(&p.file.path, until)) else {
+            return Err(Error::input(
+                until,
+                "not among the patches found (give the folder it is in, or set `patches` in downtime.toml)",
+            ));
+        };
+        patches.truncate(pos + 1);
+    }
+    let signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
 
     let mut report = Report {
         schema_version: report::SCHEMA_VERSION,
@@ -135,10 +161,11 @@ pub async fn run(opts: &CheckOptions) -> Result<Report> {
             source: baseline.describe(),
             load_seconds: 0.0,
         },
-        budget: opts.budget.clone(),
-        classify: opts.classify.clone(),
+        budget: Budget::from_policy(&opts.policy.budget),
+        policy: opts.policy.clone(),
         verdict: "pass".into(),
         failures: Vec::new(),
+        warnings: Vec::new(),
         total_seconds: 0.0,
         cold_seconds: 0.0,
         patches: Vec::new(),
@@ -188,7 +215,7 @@ pub async fn run(opts: &CheckOptions) -> Result<Report> {
     let stopped = backend.shutdown();
     result?;
     stopped?;
-    decide(&mut report);
+    verdict::budget::decide(&mut report, &opts.policy, &signoffs);
     Ok(report)
 }
 
@@ -254,7 +281,7 @@ async fn apply_all(
 }
 
 fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> PatchReport {
-    let classification = verdict::classify(p, run, &opts.classify);
+    let classification = verdict::classify(p, run, &opts.policy.classify);
     let seconds = run.seconds();
     let mut error = run.error.clone().map(ErrorReport::from);
     if error.is_none() {
@@ -314,7 +341,11 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
             Status::Ok
         },
         seconds,
-        over_budget: seconds > opts.budget.per_patch_seconds,
+        budget_seconds: None,
+        over_budget: false,
+        post_deploy: p.post_deploy,
+        signoff: None,
+        waivers: waiver_reports(p, &classification.reasons),
         classification: Some(classification.class),
         declared: p.declared,
         reasons: classification.reasons,
@@ -326,48 +357,16 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
     }
 }
 
-/// Totals and the verdict.
-pub fn decide(report: &mut Report) {
-    // `+ 0.0` turns the empty sum's -0.0 into 0.0.
-    report.total_seconds = report.patches.iter().map(|p| p.seconds).sum::<f64>() + 0.0;
-    report.cold_seconds = report
-        .patches
+fn waiver_reports(p: &Patch, reasons: &[verdict::Reason]) -> Vec<WaiverReport> {
+    p.waivers
         .iter()
-        .filter(|p| p.classification == Some(Class::Cold))
-        .map(|p| p.seconds)
-        .sum::<f64>()
-        + 0.0;
-    let budget = report.budget.per_patch_seconds;
-    let mut failures = Vec::new();
-    for p in &report.patches {
-        if let Some(e) = &p.error {
-            failures.push(format!(
-                "{}:{}: {} failed: {}",
-                p.path, e.line, p.id, e.message
-            ));
-        }
-        if p.over_budget {
-            failures.push(format!(
-                "{} took {:.3} s, over the {budget:.2} s per-patch budget",
-                p.id, p.seconds
-            ));
-        }
-        for r in p
-            .reasons
-            .iter()
-            .filter(|r| r.severity == Severity::Error && r.rule != "invalid-index")
-        {
-            failures.push(format!("{} [{}]: {}", p.id, r.rule, r.message));
-        }
-    }
-    if let Some(total) = report.budget.total_seconds {
-        if report.total_seconds > total {
-            failures.push(format!(
-                "all patches took {:.3} s, over the {total:.2} s total budget",
-                report.total_seconds
-            ));
-        }
-    }
-    report.verdict = if failures.is_empty() { "pass" } else { "fail" }.into();
-    report.failures = failures;
+        .map(|w| WaiverReport {
+            rule: w.rule.clone(),
+            line: w.line,
+            because: w.because.clone(),
+            used: reasons
+                .iter()
+                .any(|r| r.rule == w.rule && r.statement_line.is_some_and(|l| w.covers(l))),
+        })
+        .collect()
 }

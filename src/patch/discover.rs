@@ -276,6 +276,11 @@ pub fn discover(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<Discovery> {
                                 ));
                             }
                         }
+                        None if super::POST_DEPLOY_FOLDERS.contains(&name.as_str()) => {
+                            let inner = discover(std::slice::from_ref(&entry), exclude)?;
+                            out.patches.extend(inner.patches);
+                            out.notes.extend(inner.notes);
+                        }
                         None => out.notes.push(format!(
                             "{}: folder is not a patch layout, not read",
                             entry.display()

@@ -1,6 +1,7 @@
 //! Patches: discovery and ordering, splitting into statements, and what each
 //! statement does.
 
+pub mod directives;
 pub mod discover;
 pub mod split;
 pub mod statement;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+pub use directives::Waiver;
 pub use discover::{discover, Layout, PatchFile};
 pub use statement::{analyse, Analysis, Fact, RelRef, TxControl};
 
@@ -73,6 +75,11 @@ pub struct Patch {
     pub statements: Vec<Statement>,
     /// The class the patch declares for itself (`-- downtime: live|cold`).
     pub declared: Option<Class>,
+    /// A post-deployment patch: in a `post_migrate`/`post-deploy` folder or
+    /// declaring `-- downtime: post-deploy`.
+    pub post_deploy: bool,
+    /// `-- downtime: allow RULE because …` comments.
+    pub waivers: Vec<Waiver>,
     /// Set when the patch cannot be applied by downtime at all.
     pub refusal: Option<Refusal>,
 }
@@ -104,7 +111,15 @@ pub fn load(file: PatchFile) -> Result<Patch> {
         ));
     }
     let first_line = split.statements.first().map_or(usize::MAX, |s| s.line);
-    let declared = declared_class(&file.path, &text, first_line)?;
+    let directives = directives::parse(&split.comments, first_line, |id| {
+        crate::verdict::rules::rule(id).is_some()
+    })
+    .map_err(|(line, message)| Error::InputAt {
+        path: file.path.clone(),
+        line,
+        message,
+    })?;
+    let post_deploy = directives.post_deploy || in_post_deploy_folder(&file.path);
 
     let statements: Vec<Statement> = split
         .statements
@@ -150,7 +165,9 @@ pub fn load(file: PatchFile) -> Result<Patch> {
         file,
         sha256,
         statements,
-        declared,
+        declared: directives.declared,
+        post_deploy,
+        waivers: directives.waivers,
         refusal,
     })
 }
@@ -170,42 +187,16 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-/// `-- downtime: live` or `-- downtime: cold` in the comments before the
-/// first statement.
-fn declared_class(path: &Path, text: &str, first_statement_line: usize) -> Result<Option<Class>> {
-    let mut declared = None;
-    for (i, line) in text.lines().enumerate() {
-        let number = i + 1;
-        if number >= first_statement_line {
-            break;
-        }
-        let Some(comment) = line.trim_start().strip_prefix("--") else {
-            continue;
-        };
-        let Some(value) = comment.trim().strip_prefix("downtime:") else {
-            continue;
-        };
-        let class = match value.trim() {
-            "live" => Class::Live,
-            "cold" => Class::Cold,
-            other => {
-                return Err(Error::InputAt {
-                    path: path.to_path_buf(),
-                    line: number,
-                    message: format!(
-                        "unknown downtime directive `{other}`; expected `-- downtime: live` or `-- downtime: cold`"
-                    ),
-                })
-            }
-        };
-        if declared.is_some_and(|d| d != class) {
-            return Err(Error::InputAt {
-                path: path.to_path_buf(),
-                line: number,
-                message: "the patch declares both live and cold".into(),
-            });
-        }
-        declared = Some(class);
-    }
-    Ok(declared)
+/// Folder names that mark post-deployment patches (GitLab's `post_migrate`).
+pub const POST_DEPLOY_FOLDERS: &[&str] =
+    &["post_migrate", "post-migrate", "post_deploy", "post-deploy"];
+
+fn in_post_deploy_folder(path: &Path) -> bool {
+    path.parent().is_some_and(|dir| {
+        dir.components().any(|c| {
+            POST_DEPLOY_FOLDERS
+                .iter()
+                .any(|name| c.as_os_str() == std::ffi::OsStr::new(name))
+        })
+    })
 }

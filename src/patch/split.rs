@@ -36,11 +36,20 @@ pub struct SplitError {
     pub message: String,
 }
 
-/// Statements and psql meta-commands found in one file.
+/// A `--` comment, where directives such as `-- downtime: live` live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineComment<'a> {
+    pub line: usize,
+    /// The comment's text after `--`.
+    pub text: &'a str,
+}
+
+/// Statements, psql meta-commands and line comments found in one file.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Split<'a> {
     pub statements: Vec<RawStatement<'a>>,
     pub meta_commands: Vec<MetaCommand>,
+    pub comments: Vec<LineComment<'a>>,
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -126,9 +135,14 @@ pub fn split(src: &str) -> Result<Split<'_>, SplitError> {
             }
             b' ' | b'\t' | b'\r' | 0x0c => i += 1,
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                let s = i + 2;
                 while i < n && bytes[i] != b'\n' {
                     i += 1;
                 }
+                out.comments.push(LineComment {
+                    line,
+                    text: &src[s..i],
+                });
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 let open_line = line;

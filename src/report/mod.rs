@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::measure::PatchError;
 use crate::patch::Class;
 use crate::verdict::locks::LockMode;
-use crate::verdict::{Budget, ClassifyOptions, Reason};
+use crate::verdict::signoff::SignoffState;
+use crate::verdict::{Budget, Policy, Reason};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -26,11 +27,16 @@ pub struct Report {
     pub postgres: Postgres,
     pub baseline: BaselineInfo,
     pub budget: Budget,
-    pub classify: ClassifyOptions,
+    /// The effective policy: profile, every limit, classifier settings,
+    /// config file and sign-off file.
+    pub policy: Policy,
     /// "pass" or "fail".
     pub verdict: String,
     /// Why the verdict failed, one line each.
     pub failures: Vec<String>,
+    /// What passed but deserves a look (warn-at, notify thresholds).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub total_seconds: f64,
     /// Seconds of the cold patches: the downtime window they need.
     pub cold_seconds: f64,
@@ -67,7 +73,20 @@ pub struct PatchReport {
     pub sha256: String,
     pub status: Status,
     pub seconds: f64,
+    /// This patch's budget under the policy; null when none applies (a live
+    /// patch under a cold-only budget).
+    #[serde(default)]
+    pub budget_seconds: Option<f64>,
     pub over_budget: bool,
+    /// A post-deployment patch (folder or `-- downtime: post-deploy`).
+    #[serde(default)]
+    pub post_deploy: bool,
+    /// The reviewer sign-off covering this patch, if any.
+    #[serde(default)]
+    pub signoff: Option<SignoffReport>,
+    /// `-- downtime: allow …` waivers in the patch.
+    #[serde(default)]
+    pub waivers: Vec<WaiverReport>,
     /// null when the patch did not run.
     pub classification: Option<Class>,
     pub declared: Option<Class>,
@@ -83,6 +102,24 @@ pub struct PatchReport {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub skipped_because: Option<String>,
     pub statements: Vec<StatementReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignoffReport {
+    pub by: String,
+    pub at: String,
+    pub reason: String,
+    pub max_seconds: f64,
+    pub state: SignoffState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaiverReport {
+    pub rule: String,
+    pub line: usize,
+    pub because: String,
+    /// Whether it covered a reason in this run.
+    pub used: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::{Report, Status};
+use crate::verdict::signoff::SignoffState;
 use crate::verdict::Severity;
 
 fn truncate(s: &str, width: usize) -> String {
@@ -32,12 +33,20 @@ pub fn render(report: &Report) -> String {
     );
     for p in &report.patches {
         let class = p.classification.map_or("-".to_string(), |c| c.to_string());
+        let signed_off = p
+            .signoff
+            .as_ref()
+            .is_some_and(|s| s.state == SignoffState::Valid);
         let verdict = match p.status {
             Status::Failed => "FAILED",
             Status::Skipped => "skipped",
+            Status::Ok if p.over_budget && signed_off => "signed off",
             Status::Ok if p.over_budget => "OVER BUDGET",
             Status::Ok => "ok",
         };
+        let budget = p
+            .budget_seconds
+            .map_or_else(|| "-".to_string(), |b| format!("{b:.2}"));
         let slowest = p
             .statements
             .iter()
@@ -53,9 +62,16 @@ pub fn render(report: &Report) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<id_width$}  {:<5}  {:>8.3}  {:>7.2}  {:<11}  {}",
-            p.id, class, p.seconds, report.budget.per_patch_seconds, verdict, slowest
+            "{:<id_width$}  {:<5}  {:>8.3}  {:>7}  {:<11}  {}",
+            p.id, class, p.seconds, budget, verdict, slowest
         );
+        if let Some(s) = &p.signoff {
+            let _ = writeln!(
+                out,
+                "    signed off by {} on {} for up to {:.2} s ({}): {}",
+                s.by, s.at, s.max_seconds, s.state, s.reason
+            );
+        }
         if let Some(e) = &p.error {
             let state = e
                 .sqlstate
@@ -84,8 +100,16 @@ pub fn render(report: &Report) -> String {
                 .statement_line
                 .map(|l| format!("{}:{l}: ", p.path))
                 .unwrap_or_default();
+            let level = if r.waived.is_some() { "waived" } else { level };
             let _ = writeln!(out, "    {level:<7} [{}] {at}{}", r.rule, r.message);
-            let _ = writeln!(out, "            fix: {}", r.hint);
+            match &r.waived {
+                Some(because) => {
+                    let _ = writeln!(out, "            because: {because}");
+                }
+                None => {
+                    let _ = writeln!(out, "            fix: {}", r.hint);
+                }
+            }
         }
     }
     let ran = report
@@ -109,6 +133,9 @@ pub fn render(report: &Report) -> String {
     );
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
+    }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {w}");
     }
     for f in &report.failures {
         let _ = writeln!(out, "FAIL: {f}");

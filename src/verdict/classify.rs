@@ -1,5 +1,6 @@
 //! Live or cold, by mechanism: combines what each statement asked for (the
-//! parse tree) with what it did on the staging copy (the trace).
+//! parse tree) with what it did on the staging copy (the trace), then applies
+//! the patch's waivers.
 
 use super::rules::{self, Reason, Severity, StatementContext};
 use super::ClassifyOptions;
@@ -18,7 +19,23 @@ impl Classification {
     pub fn errors(&self) -> impl Iterator<Item = &Reason> {
         self.reasons
             .iter()
-            .filter(|r| r.severity == Severity::Error)
+            .filter(|r| r.severity == Severity::Error && r.counts())
+    }
+}
+
+/// Mark the reasons a waiver of the patch covers.
+fn apply_waivers(patch: &Patch, reasons: &mut [Reason]) {
+    for r in reasons.iter_mut() {
+        let Some(line) = r.statement_line else {
+            continue;
+        };
+        if let Some(w) = patch
+            .waivers
+            .iter()
+            .find(|w| w.rule == r.rule && w.covers(line))
+        {
+            r.waived = Some(w.because.clone());
+        }
     }
 }
 
@@ -35,21 +52,36 @@ pub fn classify(patch: &Patch, run: &PatchRun, options: &ClassifyOptions) -> Cla
         };
         reasons.extend(rules::check_statement(&cx));
     }
+    apply_waivers(patch, &mut reasons);
     let patch_reasons = rules::check_patch(patch, run, options, &reasons);
     reasons.extend(patch_reasons);
-    let class = if reasons.iter().any(|r| r.severity == Severity::Cold) {
+    apply_waivers(patch, &mut reasons);
+    let class = if reasons
+        .iter()
+        .any(|r| r.severity == Severity::Cold && r.counts())
+    {
         Class::Cold
     } else {
         Class::Live
     };
     if class == Class::Live {
         // In a downtime window nobody queues behind the patch; live, they do.
-        reasons.extend(rules::check_lock_timeout(patch, run));
+        let mut timeouts = rules::check_lock_timeout(patch, run);
+        if options.require_lock_timeout {
+            for r in &mut timeouts {
+                r.severity = Severity::Error;
+                r.message
+                    .push_str(" (lock_timeout is required by the policy)");
+            }
+        }
+        apply_waivers(patch, &mut timeouts);
+        reasons.extend(timeouts);
     }
     reasons.extend(rules::check_declared(patch.declared, class));
     reasons.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
+        b.counts()
+            .cmp(&a.counts())
+            .then(b.severity.cmp(&a.severity))
             .then(a.statement_line.cmp(&b.statement_line))
     });
     Classification { class, reasons }

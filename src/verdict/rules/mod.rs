@@ -46,6 +46,17 @@ pub struct Reason {
     pub lock_mode: Option<LockMode>,
     pub message: String,
     pub hint: String,
+    /// Set when a `-- downtime: allow RULE because …` waiver covers it: the
+    /// waiver's reason. A waived reason does not count.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub waived: Option<String>,
+}
+
+impl Reason {
+    /// Counts towards the class and the verdict.
+    pub fn counts(&self) -> bool {
+        self.waived.is_none()
+    }
 }
 
 /// A rule's documentation.
@@ -75,6 +86,7 @@ impl RuleInfo {
             lock_mode,
             message,
             hint: self.recipe.to_string(),
+            waived: None,
         }
     }
 }
@@ -230,7 +242,7 @@ pub fn check_statement(cx: &StatementContext<'_>) -> Vec<Reason> {
     out.extend(set_not_null_scan::check(cx));
     out.extend(attach_partition_scan::check(cx));
     out.extend(bulk_write::check(cx));
-    if cx.options.profile == super::Profile::Launchpad {
+    if cx.options.launchpad_rules() {
         out.extend(launchpad::check(cx));
     }
     out
@@ -245,7 +257,7 @@ pub fn check_patch(
 ) -> Vec<Reason> {
     let explained: Vec<String> = statement_reasons
         .iter()
-        .filter(|r| r.severity == Severity::Cold)
+        .filter(|r| r.severity == Severity::Cold && r.counts())
         .filter_map(|r| r.relation.clone())
         .collect();
     let mut out = long_lock::check(patch, run, options, &explained);

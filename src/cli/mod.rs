@@ -1,0 +1,358 @@
+//! Command-line interface: argument definitions and dispatch. Kept thin: each
+//! command maps its flags onto a library call and renders the result.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod signoff;
+
+use crate::check::{self, CheckOptions, DEFAULT_PATCH_DIR};
+use crate::config::{self, Overrides};
+use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
+use crate::report::text;
+use crate::staging::embedded::EmbeddedOptions;
+use crate::verdict::{Profile, RULES};
+
+const ABOUT: &str = "Apply PostgreSQL patches to throwaway staging copies, time them, \
+classify each as live or cold, and fail the build when a patch goes over budget.";
+
+const AFTER_HELP: &str = "\
+Exit status: 0 every patch within budget; 1 a patch over budget, failed, or \
+declared live but cold; 2 usage, input or infrastructure error; 130/143 \
+interrupted by SIGINT/SIGTERM.";
+
+#[derive(Debug, Parser)]
+#[command(name = "downtime", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Print only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply patches to a fresh staging copy, time and classify each, and gate on the budget.
+    #[command(after_help = CHECK_AFTER_HELP)]
+    Check(CheckArgs),
+    /// Record a reviewer's sign-off for a patch over its budget, or list sign-offs.
+    Signoff(SignoffArgs),
+    /// List the classification rules with their safer recipes.
+    Rules {
+        /// Print the rules as the Markdown of docs/rules.md.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+const CHECK_AFTER_HELP: &str = "\
+Patch layouts (one per run, ordered by version): patch-MAJOR-MINOR-LEVEL.sql \
+(Launchpad), 0001-name.sql / 20240101120000_name.sql (numbered), V2__name.sql / \
+V2_1__name.sql (Flyway; U and R scripts skipped), 000002_name.up.sql \
+(golang-migrate, sqlx; .down.sql skipped), 2019-02-26-002946_name/up.sql (diesel).
+
+Each patch runs in one transaction, statement by statement; statements PostgreSQL \
+forbids in a transaction (CREATE INDEX CONCURRENTLY, VACUUM, ...) run outside it, \
+in order, and a patch's own BEGIN/COMMIT is honoured. Patch N is measured on the \
+copy that already has patches 1..N-1. The baseline is loaded once into a template \
+database that is never patched.
+
+A patch may declare `-- downtime: live` or `-- downtime: cold` in its header; a \
+patch declared live but classified cold fails the check.
+
+Exit status: 0 pass; 1 a patch over budget, failed, or declared live but cold; \
+2 usage, input or infrastructure error.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table for people (default).
+    Text,
+    /// The JSON report, schema version 1.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Patch files and folders [default: `patches` from downtime.toml, else patches/]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Seconds each patch may take [default: from the profile; standard: 15]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub budget: Option<f64>,
+
+    /// Seconds all patches together may take [default: from the profile; off]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub total_budget: Option<f64>,
+
+    /// Seconds all cold patches together may take: the downtime window [default: off]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub cold_window_budget: Option<f64>,
+
+    /// Budgets and rules: standard (15 s per patch), launchpad (15 s per cold
+    /// patch, warn at 10 s, Launchpad's live-patch rules), gitlab (180 s,
+    /// post-deploy 600 s, total 3600 s), strict (live patches only)
+    /// [default: from downtime.toml, else standard]
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
+
+    /// A lock that blocks the application, held longer than this, makes a patch cold [default: 1]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub live_lock_threshold: Option<f64>,
+
+    /// An UPDATE/DELETE touching at least this fraction of a table makes a patch cold [default: 0.1]
+    #[arg(long, value_name = "FRACTION", value_parser = fraction)]
+    pub bulk_write_fraction: Option<f64>,
+
+    /// Fail live patches that take a blocking lock with lock_timeout off
+    /// (instead of warning).
+    #[arg(long)]
+    pub require_lock_timeout: bool,
+
+    /// Go on with later patches after one fails (the failed one is rolled back).
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Also write the JSON report to this file.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Options shared by the commands that apply patches.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Policy file [default: downtime.toml in this directory or a parent, up to the repository root]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Staging data: a SQL script (run with psql) or a pg_dump custom/directory
+    /// archive (pg_restore) [default: from downtime.toml, else baseline.sql beside the patches]
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Start from an empty database even when a baseline is configured or found.
+    #[arg(long, conflicts_with = "baseline")]
+    pub no_baseline: bool,
+
+    /// Cancel any statement running longer than this [default: 10 × the largest per-patch budget]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub timeout: Option<f64>,
+
+    /// Directory with the PostgreSQL server binaries (initdb, postgres)
+    /// [default: PATH, then the newest /usr/lib/postgresql/*/bin]
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+
+    /// postgresql.conf lines for the staging server (mirror production's
+    /// shared_buffers, maintenance_work_mem, ...). fsync and full_page_writes
+    /// are on unless this file turns them off.
+    #[arg(long, value_name = "FILE")]
+    pub pg_conf: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = SIGNOFF_AFTER_HELP)]
+pub struct SignoffArgs {
+    /// The patch to sign off.
+    #[arg(required_unless_present = "list")]
+    pub patch: Option<PathBuf>,
+
+    /// Who signs off (name or handle).
+    #[arg(long, required_unless_present = "list")]
+    pub by: Option<String>,
+
+    /// Why the patch may take longer than its budget.
+    #[arg(long, required_unless_present = "list")]
+    pub reason: Option<String>,
+
+    /// The longest the patch may take [default: measured now, with 50 % headroom, rounded up]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub max_seconds: Option<f64>,
+
+    /// Show every sign-off and its state (valid, stale, exceeded, orphaned).
+    #[arg(long, conflicts_with_all = ["patch", "by", "reason", "max_seconds"])]
+    pub list: bool,
+
+    /// With --list: a JSON report of `check` whose times decide `exceeded`.
+    #[arg(long, value_name = "FILE", requires = "list")]
+    pub report: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+const SIGNOFF_AFTER_HELP: &str = "\
+A sign-off lets a patch over its budget pass `check`, as long as the patch's \
+content is unchanged (sha256) and it stays within the approved maximum. \
+Sign-offs are kept in `patches/signoffs.toml` (or `[signoff] file` in \
+downtime.toml); commit that file with the patch.";
+
+fn positive_seconds(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}`: seconds must be greater than 0"))
+    }
+}
+
+fn fraction(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}`: a fraction must be in (0, 1]"))
+    }
+}
+
+/// Everything resolved from the config file and the command line.
+fn check_options(
+    common: &CommonArgs,
+    paths: &[PathBuf],
+    overrides: &Overrides,
+) -> Result<CheckOptions> {
+    let config = config::load(common.config.as_deref())?;
+    let policy = config.policy(overrides);
+    let file = &config.file;
+    let paths = if !paths.is_empty() {
+        paths.to_vec()
+    } else if let Some(p) = &file.patches {
+        p.iter().map(|p| config.resolve(p)).collect()
+    } else {
+        vec![PathBuf::from(DEFAULT_PATCH_DIR)]
+    };
+    let baseline = common
+        .baseline
+        .clone()
+        .or_else(|| file.staging.baseline.as_ref().map(|p| config.resolve(p)));
+    let pg_conf = common
+        .pg_conf
+        .clone()
+        .or_else(|| file.staging.pg_conf.as_ref().map(|p| config.resolve(p)));
+    if let Some(p) = &pg_conf {
+        std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+    }
+    let signoff_file = match &file.signoff.file {
+        Some(f) => config.resolve(f),
+        None => paths
+            .iter()
+            .find(|p| p.is_dir())
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATCH_DIR))
+            .join("signoffs.toml"),
+    };
+    let mut policy = policy;
+    policy.signoff_file = signoff_file.display().to_string();
+    Ok(CheckOptions {
+        paths,
+        baseline,
+        no_baseline: common.no_baseline,
+        policy,
+        timeout_seconds: common.timeout.or(file.staging.timeout_seconds),
+        embedded: EmbeddedOptions {
+            bin_dir: common
+                .pg_bin
+                .clone()
+                .or_else(|| file.staging.pg_bin.as_ref().map(|p| config.resolve(p))),
+            extra_conf: pg_conf,
+        },
+        keep_going: false,
+        signoff_file,
+        signoff_base: config.base(),
+        until: None,
+    })
+}
+
+/// Run a parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Check(args) => {
+            let overrides = Overrides {
+                profile: args.profile,
+                per_patch_seconds: args.budget,
+                total_seconds: args.total_budget,
+                cold_window_seconds: args.cold_window_budget,
+                live_lock_threshold_seconds: args.live_lock_threshold,
+                bulk_write_fraction: args.bulk_write_fraction,
+                require_lock_timeout: args.require_lock_timeout,
+            };
+            let mut opts = check_options(&args.common, &args.paths, &overrides)?;
+            opts.keep_going = args.keep_going;
+            let report = check::run(&opts).await?;
+            if let Some(path) = &args.output {
+                std::fs::write(path, report.to_json() + "\n").map_err(|e| Error::io(path, e))?;
+            }
+            match args.format {
+                Format::Text => print!("{}", text::render(&report)),
+                Format::Json => println!("{}", report.to_json()),
+            }
+            Ok(if report.passed() {
+                EXIT_PASS
+            } else {
+                EXIT_VERDICT
+            })
+        }
+        Command::Signoff(args) => signoff::run(args).await,
+        Command::Rules { markdown } => {
+            print!(
+                "{}",
+                if markdown {
+                    rules_markdown()
+                } else {
+                    rules_text()
+                }
+            );
+            Ok(EXIT_PASS)
+        }
+    }
+}
+
+fn rules_text() -> String {
+    let mut out = String::new();
+    for r in RULES {
+        out.push_str(&format!(
+            "{:<24} {:<7} {}\n{:<32} fix: {}\n",
+            r.id,
+            format!("{:?}", r.severity).to_lowercase(),
+            r.summary,
+            "",
+            r.recipe
+        ));
+    }
+    out
+}
+
+/// The Markdown of docs/rules.md, generated from the rule registry.
+pub fn rules_markdown() -> String {
+    let mut out = String::from(
+        "# Classification rules\n\n\
+         Generated by `downtime rules --markdown`; each rule lives in \
+         `src/verdict/rules/` and has a bad/good fixture pair in \
+         `tests/fixtures/rules/<id>/`.\n\n\
+         Severity: **cold** makes the patch cold (it needs a downtime window), \
+         **warning** leaves it live but risky, **error** fails the check, \
+         **note** is context.\n\n\
+         | rule | severity | what it detects | safer recipe |\n|---|---|---|---|\n",
+    );
+    for r in RULES {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            r.id,
+            format!("{:?}", r.severity).to_lowercase(),
+            r.summary.replace('|', "\\|"),
+            r.recipe.replace('|', "\\|")
+        ));
+    }
+    out
+}

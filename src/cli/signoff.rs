@@ -1,0 +1,146 @@
+//! `downtime signoff`: record or list reviewer sign-offs.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{check_options, SignoffArgs};
+use crate::check;
+use crate::config::Overrides;
+use crate::error::{Error, Result, EXIT_PASS};
+use crate::report::{self, Report, Status};
+use crate::ui;
+use crate::verdict::signoff::{self, Signoff, SignoffState, Signoffs};
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+fn inside(child: &Path, dir: &Path) -> bool {
+    match (std::fs::canonicalize(child), std::fs::canonicalize(dir)) {
+        (Ok(c), Ok(d)) => c.starts_with(d),
+        _ => false,
+    }
+}
+
+pub async fn run(args: SignoffArgs) -> Result<i32> {
+    let mut opts = check_options(&args.common, &[], &Overrides::default())?;
+    let mut signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
+    if args.list {
+        return list(&signoffs, args.report.as_deref());
+    }
+    let (Some(patch), Some(by), Some(reason)) = (args.patch, args.by, args.reason) else {
+        return Err(Error::Usage(
+            "signoff needs PATCH, --by and --reason".into(),
+        ));
+    };
+    if !patch.is_file() {
+        return Err(Error::input(&patch, "no such patch file"));
+    }
+    if by.trim().is_empty() || reason.trim().is_empty() {
+        return Err(Error::Usage("--by and --reason must not be empty".into()));
+    }
+    let sha256 = sha256_of(&patch)?;
+    let max_seconds = match args.max_seconds {
+        Some(m) => m,
+        None => {
+            // Measure it where it runs: on top of the patches before it.
+            if !opts.paths.iter().any(|d| inside(&patch, d)) {
+                opts.paths = vec![patch
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)];
+            }
+            opts.until = Some(patch.clone());
+            ui::note(&format!(
+                "measuring {} to set the approved maximum",
+                patch.display()
+            ));
+            let report = check::run(&opts).await?;
+            let measured = report
+                .patches
+                .last()
+                .ok_or_else(|| Error::input(&patch, "nothing was measured"))?;
+            if measured.status != Status::Ok {
+                let why = measured.error.as_ref().map_or_else(String::new, |e| {
+                    format!(" at line {}: {}", e.line, e.message)
+                });
+                return Err(Error::input(
+                    &patch,
+                    format!("cannot sign off a patch that fails{why}"),
+                ));
+            }
+            let max = signoff::default_max_seconds(measured.seconds);
+            ui::note(&format!(
+                "measured {:.3} s; approving up to {max:.0} s (50 % headroom, rounded up; --max-seconds to choose)",
+                measured.seconds
+            ));
+            max
+        }
+    };
+    let key = signoffs.key_for(&patch);
+    signoffs.upsert(Signoff {
+        patch: key.clone(),
+        sha256,
+        by: by.clone(),
+        at: report::now_rfc3339(),
+        reason,
+        max_seconds,
+    });
+    signoffs.save()?;
+    println!(
+        "signed off {key} for up to {max_seconds} s by {by} in {}",
+        signoffs.path.display()
+    );
+    Ok(EXIT_PASS)
+}
+
+fn list(signoffs: &Signoffs, report: Option<&Path>) -> Result<i32> {
+    let measured: Option<Report> = match report {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::input(p, format!("not a downtime JSON report: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    if signoffs.entries.is_empty() {
+        println!("no sign-offs in {}", signoffs.path.display());
+        return Ok(EXIT_PASS);
+    }
+    println!(
+        "{:<9} {:<40} {:<16} {:>8}  {:<20}  reason",
+        "state", "patch", "by", "max s", "at"
+    );
+    for s in &signoffs.entries {
+        let path = signoffs.resolve(&s.patch);
+        let state = if !path.is_file() {
+            SignoffState::Orphaned
+        } else {
+            let sha = sha256_of(&path)?;
+            let seconds = measured.as_ref().and_then(|r| {
+                r.patches
+                    .iter()
+                    .find(|p| p.sha256 == sha && p.status == Status::Ok)
+                    .map(|p| p.seconds)
+            });
+            signoff::state(s, &sha, seconds)
+        };
+        println!(
+            "{:<9} {:<40} {:<16} {:>8.1}  {:<20}  {}",
+            state.to_string(),
+            s.patch,
+            s.by,
+            s.max_seconds,
+            s.at,
+            s.reason
+        );
+    }
+    if measured.is_none() {
+        println!("(pass --report FILE from `check --output FILE` to see which are exceeded)");
+    }
+    Ok(EXIT_PASS)
+}

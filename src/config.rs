@@ -1,0 +1,355 @@
+//! `downtime.toml`: the project's policy in a file. Found in the current
+//! directory or the nearest parent up to the repository root, or named with
+//! `--config`. Paths in it are relative to the file's directory. Unknown keys
+//! are errors that name the key and its line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::verdict::policy::{AppliesTo, Profile};
+
+pub const FILE_NAME: &str = "downtime.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// Patch files and folders.
+    pub patches: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    pub budget: BudgetSection,
+    #[serde(default)]
+    pub staging: StagingSection,
+    #[serde(default)]
+    pub classify: ClassifySection,
+    #[serde(default)]
+    pub signoff: SignoffSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BudgetSection {
+    pub per_patch_seconds: Option<f64>,
+    pub applies_to: Option<AppliesTo>,
+    pub post_deploy_seconds: Option<f64>,
+    pub warn_at_seconds: Option<f64>,
+    pub cold_window_seconds: Option<f64>,
+    pub total_seconds: Option<f64>,
+    pub notify_seconds: Option<f64>,
+}
+
+/// Backends `downtime` can stage on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    Embedded,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StagingSection {
+    pub baseline: Option<PathBuf>,
+    pub backend: Option<BackendName>,
+    pub pg_conf: Option<PathBuf>,
+    pub pg_bin: Option<PathBuf>,
+    pub timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClassifySection {
+    pub profile: Option<Profile>,
+    pub require_lock_timeout: Option<bool>,
+    pub live_lock_threshold_seconds: Option<f64>,
+    pub bulk_write_fraction: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SignoffSection {
+    pub file: Option<PathBuf>,
+}
+
+/// A config file read from disk, with paths made relative to the caller's
+/// working directory.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub path: Option<PathBuf>,
+    pub file: ConfigFile,
+}
+
+impl Config {
+    /// The directory paths in the file are relative to (`.` without a file).
+    pub fn base(&self) -> PathBuf {
+        self.path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Resolve a path written in the file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base().join(p)
+        }
+    }
+}
+
+/// Parse a config file's text; errors name the file, the line and the key.
+pub fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
+    let file: ConfigFile = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| 1 + text[..s.start.min(text.len())].matches('\n').count())
+            .unwrap_or(1);
+        Error::InputAt {
+            path: path.to_path_buf(),
+            line,
+            message: e.message().to_string(),
+        }
+    })?;
+    check_positive(path, text, &file)?;
+    Ok(file)
+}
+
+fn check_positive(path: &Path, text: &str, f: &ConfigFile) -> Result<()> {
+    let b = &f.budget;
+    let checks = [
+        ("per-patch-seconds", b.per_patch_seconds),
+        ("post-deploy-seconds", b.post_deploy_seconds),
+        ("warn-at-seconds", b.warn_at_seconds),
+        ("cold-window-seconds", b.cold_window_seconds),
+        ("total-seconds", b.total_seconds),
+        ("notify-seconds", b.notify_seconds),
+        ("timeout-seconds", f.staging.timeout_seconds),
+        (
+            "live-lock-threshold-seconds",
+            f.classify.live_lock_threshold_seconds,
+        ),
+        ("bulk-write-fraction", f.classify.bulk_write_fraction),
+    ];
+    for (key, value) in checks {
+        if let Some(v) = value {
+            if !(v.is_finite() && v > 0.0) {
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(key))
+                    .map_or(1, |i| i + 1);
+                return Err(Error::InputAt {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!("`{key}` must be greater than 0, not {v}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Read `explicit`, or find `downtime.toml` from the working directory up to
+/// the repository root. No file is not an error (the defaults apply).
+pub fn load(explicit: Option<&Path>) -> Result<Config> {
+    let path = match explicit {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(Error::input(p, "config file not found"));
+            }
+            Some(p.to_path_buf())
+        }
+        None => find(),
+    };
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let file = parse(&path, &text)?;
+    Ok(Config {
+        path: Some(path),
+        file,
+    })
+}
+
+fn find() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(FILE_NAME);
+        if candidate.is_file() {
+            // Relative to the working directory when it is there.
+            return Some(if dir == cwd {
+                PathBuf::from(FILE_NAME)
+            } else {
+                candidate
+            });
+        }
+        if dir.join(".git").exists() {
+            break;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses() {
+        let f = parse(
+            Path::new("downtime.toml"),
+            r#"
+patches = ["db/migrate", "db/post_migrate"]
+[budget]
+per-patch-seconds = 180
+post-deploy-seconds = 600
+warn-at-seconds = 120
+cold-window-seconds = 900
+total-seconds = 3600
+notify-seconds = 1200
+applies-to = "all"
+[staging]
+baseline = "db/structure.sql"
+backend = "embedded"
+pg-conf = "prod.conf"
+[classify]
+profile = "gitlab"
+require-lock-timeout = true
+[signoff]
+file = "db/signoffs.toml"
+"#,
+        )
+        .unwrap();
+        assert_eq!(f.budget.per_patch_seconds, Some(180.0));
+        assert_eq!(f.classify.profile, Some(Profile::Gitlab));
+        assert_eq!(f.classify.require_lock_timeout, Some(true));
+        assert_eq!(f.patches.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e = parse(
+            Path::new("downtime.toml"),
+            "[budget]\nper-patch-seconds = 5\nper-patch = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("downtime.toml:3"), "{e}");
+        assert!(e.contains("per-patch"), "{e}");
+        let e = parse(Path::new("d.toml"), "[classify]\nprofile = \"lenient\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d.toml:2"), "{e}");
+        let e = parse(Path::new("d.toml"), "[budget]\n\nper-patch-seconds = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("d.toml:3") && e.contains("greater than 0"),
+            "{e}"
+        );
+        let e = parse(Path::new("d.toml"), "[budget\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d.toml:1"), "{e}");
+    }
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub profile: Option<Profile>,
+    pub per_patch_seconds: Option<f64>,
+    pub total_seconds: Option<f64>,
+    pub cold_window_seconds: Option<f64>,
+    pub live_lock_threshold_seconds: Option<f64>,
+    pub bulk_write_fraction: Option<f64>,
+    pub require_lock_timeout: bool,
+}
+
+impl Config {
+    /// The effective policy: the profile's numbers, then the file's, then
+    /// the command line's.
+    pub fn policy(&self, o: &Overrides) -> crate::verdict::Policy {
+        let f = &self.file;
+        let profile = o
+            .profile
+            .or(f.classify.profile)
+            .unwrap_or(Profile::Standard);
+        let mut p = crate::verdict::Policy::for_profile(profile);
+        let b = &f.budget;
+        let budget = &mut p.budget;
+        let set = |slot: &mut Option<f64>, v: Option<f64>| {
+            if v.is_some() {
+                *slot = v;
+            }
+        };
+        if let Some(v) = b.per_patch_seconds {
+            budget.per_patch_seconds = v;
+        }
+        if let Some(v) = b.applies_to {
+            budget.applies_to = v;
+        }
+        set(&mut budget.post_deploy_seconds, b.post_deploy_seconds);
+        set(&mut budget.warn_at_seconds, b.warn_at_seconds);
+        set(&mut budget.cold_window_seconds, b.cold_window_seconds);
+        set(&mut budget.total_seconds, b.total_seconds);
+        set(&mut budget.notify_seconds, b.notify_seconds);
+        if let Some(v) = o.per_patch_seconds {
+            budget.per_patch_seconds = v;
+        }
+        set(&mut budget.total_seconds, o.total_seconds);
+        set(&mut budget.cold_window_seconds, o.cold_window_seconds);
+
+        let c = &mut p.classify;
+        let fc = &f.classify;
+        c.live_lock_threshold_seconds = o
+            .live_lock_threshold_seconds
+            .or(fc.live_lock_threshold_seconds)
+            .unwrap_or(c.live_lock_threshold_seconds);
+        c.bulk_write_fraction = o
+            .bulk_write_fraction
+            .or(fc.bulk_write_fraction)
+            .unwrap_or(c.bulk_write_fraction);
+        c.require_lock_timeout =
+            o.require_lock_timeout || fc.require_lock_timeout.unwrap_or(c.require_lock_timeout);
+
+        p.config = self.path.as_ref().map(|p| p.display().to_string());
+        p
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_the_profile() {
+        let file = parse(
+            Path::new("downtime.toml"),
+            "[classify]\nprofile = \"gitlab\"\n[budget]\npost-deploy-seconds = 900\ntotal-seconds = 100\n",
+        )
+        .unwrap();
+        let c = Config {
+            path: Some("downtime.toml".into()),
+            file,
+        };
+        let p = c.policy(&Overrides::default());
+        assert_eq!(p.profile, Profile::Gitlab);
+        assert_eq!(p.budget.per_patch_seconds, 180.0);
+        assert_eq!(p.budget.post_deploy_seconds, Some(900.0));
+        assert_eq!(p.budget.total_seconds, Some(100.0));
+        let p = c.policy(&Overrides {
+            profile: Some(Profile::Strict),
+            total_seconds: Some(50.0),
+            ..Overrides::default()
+        });
+        assert_eq!(p.profile, Profile::Strict);
+        assert_eq!(p.budget.per_patch_seconds, 15.0);
+        assert_eq!(p.budget.total_seconds, Some(50.0));
+        assert!(!p.classify.allow_cold);
+        assert_eq!(p.config.as_deref(), Some("downtime.toml"));
+    }
+}
