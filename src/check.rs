@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::measure::{self, ApplyOptions};
+use crate::patch::discover::same_file;
 use crate::patch::{self, Patch};
 use crate::report::{
     self, BaselineInfo, ErrorReport, LockReport, PatchReport, Postgres, Report, RewriteReport,
@@ -47,13 +48,6 @@ impl CheckOptions {
                 .unwrap_or(self.policy.budget.largest_patch_budget() * 10.0)
                 .max(0.001),
         )
-    }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
     }
 }
 

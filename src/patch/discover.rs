@@ -320,6 +320,14 @@ pub fn discover(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<Discovery> {
     Ok(out)
 }
 
+/// Whether two paths name the same file (by their canonical form when both exist).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())

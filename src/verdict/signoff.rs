@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::patch::discover::same_file;
 
 /// One sign-off as stored in the sign-off file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,10 +64,12 @@ pub struct Signoffs {
     pub entries: Vec<Signoff>,
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
+fn resolve_in(base: &Path, stored: &str) -> PathBuf {
+    let p = Path::new(stored);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
     }
 }
 
@@ -75,17 +78,8 @@ impl Signoffs {
     pub fn load(path: &Path, base: &Path) -> Result<Signoffs> {
         let entries = if path.is_file() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let file: SignoffFile = toml::from_str(&text).map_err(|e| {
-                let line = e
-                    .span()
-                    .map(|s| 1 + text[..s.start.min(text.len())].matches('\n').count())
-                    .unwrap_or(1);
-                Error::InputAt {
-                    path: path.to_path_buf(),
-                    line,
-                    message: e.message().to_string(),
-                }
-            })?;
+            let file: SignoffFile =
+                toml::from_str(&text).map_err(|e| crate::config::toml_error(path, &text, &e))?;
             file.signoff
         } else {
             Vec::new()
@@ -129,12 +123,7 @@ impl Signoffs {
 
     /// Where a stored patch path points.
     pub fn resolve(&self, stored: &str) -> PathBuf {
-        let p = Path::new(stored);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
+        resolve_in(&self.base, stored)
     }
 
     /// The sign-off for a patch file: by path, else by content (a renamed patch).
@@ -148,17 +137,9 @@ impl Signoffs {
     /// Add or replace the sign-off for `s.patch`.
     pub fn upsert(&mut self, s: Signoff) {
         let target = self.resolve(&s.patch);
-        let base = self.base.clone();
-        let resolve = |stored: &str| {
-            let p = Path::new(stored);
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
+        let base = &self.base;
         self.entries
-            .retain(|e| !same_file(&resolve(&e.patch), &target) && e.patch != s.patch);
+            .retain(|e| !same_file(&resolve_in(base, &e.patch), &target) && e.patch != s.patch);
         self.entries.push(s);
         self.entries.sort_by(|a, b| a.patch.cmp(&b.patch));
     }

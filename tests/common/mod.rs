@@ -52,6 +52,11 @@ impl Scratch {
         p
     }
 
+    /// Write `patches/baseline.sql` (found automatically by `check`).
+    pub fn baseline(&self, sql: &str) {
+        std::fs::write(self.patches().join("baseline.sql"), sql).unwrap();
+    }
+
     /// `downtime ARGS` with this scratch's TMPDIR.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
