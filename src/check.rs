@@ -107,6 +107,8 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
         post_deploy: p.post_deploy,
         signoff: None,
         waivers: waiver_reports(p, &[]),
+        failures: Vec::new(),
+        warnings: Vec::new(),
         classification: None,
         declared: p.declared,
         reasons: Vec::new(),
@@ -186,6 +188,10 @@ pub async fn run(opts: &CheckOptions) -> Result<Report> {
                     hint: None,
                     partially_applied: false,
                 });
+                r.failures.push(format!(
+                    "refused before anything ran (line {}): {}",
+                    refusal.line, refusal.reason
+                ));
                 report.patches.push(r);
             } else {
                 report.patches.push(skipped(
@@ -206,6 +212,7 @@ pub async fn run(opts: &CheckOptions) -> Result<Report> {
 
     let mut backend = Embedded::start(&opts.embedded)?;
     let result = apply_all(&mut backend, &baseline, &patches, opts, &mut report).await;
+    ui::progress_finish();
     let stopped = backend.shutdown();
     result?;
     stopped?;
@@ -247,6 +254,7 @@ async fn apply_all(
 
     let apply_opts = ApplyOptions { statement_cap: cap };
     let mut stop_after: Option<String> = None;
+    ui::progress_start(patches.len());
     for p in patches {
         if let Some(failed) = &stop_after {
             report.patches.push(skipped(
@@ -257,7 +265,7 @@ async fn apply_all(
             ));
             continue;
         }
-        ui::note(&format!("applying {}", p.file.id));
+        ui::progress_patch(&p.file.id);
         client.batch_execute("reset all").await?;
         let wall = Instant::now();
         let run = measure::apply(&client, p, &apply_opts).await?;
@@ -267,7 +275,9 @@ async fn apply_all(
             stop_after = Some(p.file.id.clone());
         }
         report.patches.push(patch_report);
+        ui::progress_done();
     }
+    ui::progress_finish();
     drop(client);
     let _ = conn.await;
     staging::drop_copy(&admin, &copy).await?;
@@ -340,6 +350,8 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
         post_deploy: p.post_deploy,
         signoff: None,
         waivers: waiver_reports(p, &classification.reasons),
+        failures: Vec::new(),
+        warnings: Vec::new(),
         classification: Some(classification.class),
         declared: p.declared,
         reasons: classification.reasons,

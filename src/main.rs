@@ -32,6 +32,7 @@ fn main() {
     // The run future, and with it the staging server and its directory, is
     // dropped by now.
     drop(runtime);
+    downtime::ui::progress_finish();
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -275,7 +275,7 @@ fn report_records_server_and_timing_settings() {
     let settings = &report["postgres"]["settings"];
     assert_eq!(settings["fsync"], "on");
     assert_eq!(settings["full_page_writes"], "on");
-    assert_eq!(settings["maintenance_work_mem"], "262144 kB");
+    assert_eq!(settings["maintenance_work_mem"], "256MB");
     let p = patch(&report, "0001-a");
     assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
     for key in [

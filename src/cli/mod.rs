@@ -3,15 +3,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 mod signoff;
 
 use crate::check::{self, CheckOptions, DEFAULT_PATCH_DIR};
 use crate::config::{self, Overrides};
 use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
-use crate::report::text;
+use crate::report::{self, ChartFormat, Format, Report};
 use crate::staging::embedded::EmbeddedOptions;
+use crate::ui;
 use crate::verdict::{Profile, RULES};
 
 const ABOUT: &str = "Apply PostgreSQL patches to throwaway staging copies, time them, \
@@ -38,6 +39,8 @@ pub enum Command {
     /// Apply patches to a fresh staging copy, time and classify each, and gate on the budget.
     #[command(after_help = CHECK_AFTER_HELP)]
     Check(CheckArgs),
+    /// Re-render a saved JSON report in other formats.
+    Report(ReportArgs),
     /// Record a reviewer's sign-off for a patch over its budget, or list sign-offs.
     Signoff(SignoffArgs),
     /// List the classification rules with their safer recipes.
@@ -65,14 +68,6 @@ patch declared live but classified cold fails the check.
 
 Exit status: 0 pass; 1 a patch over budget, failed, or declared live but cold; \
 2 usage, input or infrastructure error.";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A table for people (default).
-    Text,
-    /// The JSON report, schema version 1.
-    Json,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -118,13 +113,81 @@ pub struct CheckArgs {
     #[arg(long)]
     pub keep_going: bool,
 
-    /// What to print on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[command(flatten)]
+    pub out: OutputArgs,
 
     /// Also write the JSON report to this file.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// Where and how reports are written.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Report formats, comma-separated (text, json, markdown, html, junit,
+    /// github). One format other than html goes to stdout; with several, or
+    /// with --output-dir, each is written to the output directory (text
+    /// still goes to stdout).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "text")]
+    pub format: Vec<Format>,
+
+    /// Directory for report files and charts [default: reports/]
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Also write the charts as image files (png, svg; comma-separated) to the output directory.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub charts: Vec<ChartFormat>,
+
+    /// Do not print GitHub annotations (printed on stderr when GITHUB_ACTIONS=true).
+    #[arg(long)]
+    pub no_annotations: bool,
+}
+
+/// The default output directory.
+pub const DEFAULT_OUTPUT_DIR: &str = "reports";
+
+/// Print and write a report as the output options ask.
+pub fn emit(report: &Report, out: &OutputArgs) -> Result<()> {
+    let formats = &out.format;
+    let to_stdout = out.output_dir.is_none() && formats.len() == 1 && formats[0] != Format::Html;
+    let dir = out
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
+    if to_stdout {
+        print!("{}", report::render(report, formats[0]));
+    } else {
+        for f in formats {
+            if *f == Format::Text {
+                print!("{}", report::render(report, *f));
+                continue;
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let path = dir.join(f.file_name());
+            std::fs::write(&path, report::render(report, *f)).map_err(|e| Error::io(&path, e))?;
+            ui::note(&format!("wrote {}", path.display()));
+        }
+    }
+    if !out.charts.is_empty() {
+        for path in report::write_charts(report, &dir, &out.charts)? {
+            ui::note(&format!("wrote {}", path.display()));
+        }
+    }
+    let on_github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    if on_github && !out.no_annotations && !formats.contains(&Format::Github) {
+        eprint!("{}", report::render(report, Format::Github));
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A JSON report written by `check` (--format json or --output).
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// Options shared by the commands that apply patches.
@@ -293,10 +356,16 @@ pub async fn run(cli: Cli) -> Result<i32> {
             if let Some(path) = &args.output {
                 std::fs::write(path, report.to_json() + "\n").map_err(|e| Error::io(path, e))?;
             }
-            match args.format {
-                Format::Text => print!("{}", text::render(&report)),
-                Format::Json => println!("{}", report.to_json()),
-            }
+            emit(&report, &args.out)?;
+            Ok(if report.passed() {
+                EXIT_PASS
+            } else {
+                EXIT_VERDICT
+            })
+        }
+        Command::Report(args) => {
+            let report = report::load(&args.file)?;
+            emit(&report, &args.out)?;
             Ok(if report.passed() {
                 EXIT_PASS
             } else {
@@ -324,7 +393,7 @@ fn rules_text() -> String {
         out.push_str(&format!(
             "{:<24} {:<7} {}\n{:<32} fix: {}\n",
             r.id,
-            format!("{:?}", r.severity).to_lowercase(),
+            r.severity.word(),
             r.summary,
             "",
             r.recipe
@@ -349,7 +418,7 @@ pub fn rules_markdown() -> String {
         out.push_str(&format!(
             "| `{}` | {} | {} | {} |\n",
             r.id,
-            format!("{:?}", r.severity).to_lowercase(),
+            r.severity.word(),
             r.summary.replace('|', "\\|"),
             r.recipe.replace('|', "\\|")
         ));

@@ -1,6 +1,11 @@
 //! The run report. JSON (schema version 1) is the source; every other format
 //! is rendered from the same [`Report`].
 
+pub mod charts;
+pub mod github;
+pub mod html;
+pub mod junit;
+pub mod markdown;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -87,6 +92,12 @@ pub struct PatchReport {
     /// `-- downtime: allow …` waivers in the patch.
     #[serde(default)]
     pub waivers: Vec<WaiverReport>,
+    /// Why this patch fails the verdict (empty when it passes).
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// What passed but deserves a look.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// null when the patch did not run.
     pub classification: Option<Class>,
     pub declared: Option<Class>,
@@ -178,6 +189,109 @@ pub struct RewriteReport {
     pub kind: String,
     pub rows: i64,
     pub bytes: i64,
+}
+
+/// An output format rendered from the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// The JSON report, schema version 1: the source of every other format.
+    Json,
+    /// A merge-request comment.
+    Markdown,
+    /// One self-contained page with charts.
+    Html,
+    /// JUnit XML for CI test reports.
+    Junit,
+    /// GitHub Actions annotations.
+    Github,
+}
+
+impl Format {
+    /// The file name a format is written to in the output directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Text => "report.txt",
+            Format::Json => "report.json",
+            Format::Markdown => "report.md",
+            Format::Html => "report.html",
+            Format::Junit => "junit.xml",
+            Format::Github => "annotations.txt",
+        }
+    }
+}
+
+/// Image formats for chart files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChartFormat {
+    Png,
+    Svg,
+}
+
+/// Render `report` in `format`.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Text => text::render(report),
+        Format::Json => report.to_json() + "\n",
+        Format::Markdown => markdown::render(report),
+        Format::Html => html::render(report),
+        Format::Junit => junit::render(report),
+        Format::Github => github::render(report),
+    }
+}
+
+/// Write every chart of the report to `dir` in the given image formats;
+/// returns the files written.
+pub fn write_charts(
+    report: &Report,
+    dir: &std::path::Path,
+    formats: &[ChartFormat],
+) -> Result<Vec<std::path::PathBuf>, crate::Error> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    let mut written = Vec::new();
+    for chart in charts::charts(report) {
+        for f in formats {
+            let path = dir.join(format!(
+                "{}.{}",
+                chart.name,
+                match f {
+                    ChartFormat::Png => "png",
+                    ChartFormat::Svg => "svg",
+                }
+            ));
+            match f {
+                ChartFormat::Png => charts::png(report, &chart, &path),
+                ChartFormat::Svg => charts::svg(report, &chart).and_then(|svg| {
+                    std::fs::write(&path, svg)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+                }),
+            }
+            .map_err(|m| crate::Error::input(&path, m))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+/// Read a saved JSON report.
+pub fn load(path: &std::path::Path) -> Result<Report, crate::Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+    let report: Report = serde_json::from_str(&text).map_err(|e| crate::Error::InputAt {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: format!("not a downtime JSON report: {e}"),
+    })?;
+    if report.schema_version != SCHEMA_VERSION {
+        return Err(crate::Error::input(
+            path,
+            format!(
+                "report schema version {} is not supported (this downtime reads {SCHEMA_VERSION})",
+                report.schema_version
+            ),
+        ));
+    }
+    Ok(report)
 }
 
 /// Shorten SQL to the report excerpt, on a character boundary.

@@ -4,7 +4,6 @@ use std::fmt::Write;
 
 use super::{Report, Status};
 use crate::verdict::signoff::SignoffState;
-use crate::verdict::Severity;
 
 fn truncate(s: &str, width: usize) -> String {
     let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -90,12 +89,7 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "    {why}");
         }
         for r in &p.reasons {
-            let level = match r.severity {
-                Severity::Error => "error",
-                Severity::Cold => "cold",
-                Severity::Warning => "warning",
-                Severity::Note => "note",
-            };
+            let level = r.severity.word();
             let at = r
                 .statement_line
                 .map(|l| format!("{}:{l}: ", p.path))
@@ -124,10 +118,11 @@ pub fn render(report: &Report) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "\n{} patch(es) applied in {:.3} s{total_budget}; cold window {:.3} s; PostgreSQL {} ({})",
+        "\n{} patch(es) applied in {:.3} s{total_budget}; cold window {:.3} s; profile {}; PostgreSQL {} ({})",
         ran,
         report.total_seconds,
         report.cold_seconds,
+        report.policy.profile,
         report.postgres.version,
         report.postgres.backend
     );

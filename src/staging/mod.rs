@@ -127,6 +127,17 @@ pub const TIMING_SETTINGS: &[&str] = &[
     "lock_timeout",
 ];
 
+/// Settings from the configuration file that only say how to reach or log
+/// the server: not recorded.
+const NOT_TIMING: [&str; 6] = [
+    "listen_addresses",
+    "port",
+    "unix_socket_directories",
+    "logging_collector",
+    "log_min_messages",
+    "log_timezone",
+];
+
 /// Read the server version and timing-relevant settings.
 pub async fn server_info(client: &Client, backend: &str) -> Result<ServerInfo> {
     let row = client
@@ -138,9 +149,9 @@ pub async fn server_info(client: &Client, backend: &str) -> Result<ServerInfo> {
     let names: Vec<String> = TIMING_SETTINGS.iter().map(|s| s.to_string()).collect();
     let rows = client
         .query(
-            "select name, setting || coalesce(' ' || unit, '') from pg_settings \
-             where name = any($1) or source = 'configuration file' order by name",
-            &[&names],
+            "select name, current_setting(name) from pg_settings \
+             where name = any($1) or (source = 'configuration file' and name <> all($2)) order by name",
+            &[&names, &NOT_TIMING.as_slice()],
         )
         .await?;
     Ok(ServerInfo {

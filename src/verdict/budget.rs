@@ -22,6 +22,7 @@ pub fn decide(report: &mut Report, policy: &Policy, signoffs: &Signoffs) {
     let mut failures = Vec::new();
     let mut warnings = Vec::new();
     for p in &mut report.patches {
+        let (fail_before, warn_before) = (failures.len(), warnings.len());
         let ran = p.status != Status::Skipped;
         p.budget_seconds = budget.for_patch(p.classification, p.post_deploy);
         p.over_budget = ran && p.budget_seconds.is_some_and(|b| p.seconds > b);
@@ -95,6 +96,8 @@ pub fn decide(report: &mut Report, policy: &Policy, signoffs: &Signoffs) {
         {
             failures.push(format!("{} [{}]: {}", p.id, r.rule, r.message));
         }
+        p.failures = failures[fail_before..].to_vec();
+        p.warnings = warnings[warn_before..].to_vec();
     }
     if let Some(window) = budget.cold_window_seconds {
         if report.cold_seconds > window {

@@ -36,6 +36,18 @@ pub enum Severity {
     Error,
 }
 
+impl Severity {
+    /// The severity as reports spell it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Severity::Note => "note",
+            Severity::Warning => "warning",
+            Severity::Cold => "cold",
+            Severity::Error => "error",
+        }
+    }
+}
+
 /// Why a patch is classified as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {

@@ -1,0 +1,151 @@
+//! JUnit XML: one test suite per run, one test case per patch, in the shape
+//! Jenkins and GitLab read (validated against `tests/fixtures/junit.xsd`).
+
+use std::fmt::Write;
+
+use super::{Report, Status};
+use crate::verdict::Severity;
+
+/// Escape text for XML content and attribute values; characters XML 1.0
+/// cannot carry are dropped.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn render(report: &Report) -> String {
+    let tests = report.patches.len();
+    let failures = report
+        .patches
+        .iter()
+        .filter(|p| !p.failures.is_empty())
+        .count();
+    let skipped = report
+        .patches
+        .iter()
+        .filter(|p| p.status == Status::Skipped)
+        .count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"downtime\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.6}\">",
+        report.total_seconds
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"downtime check\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.6}\" timestamp=\"{}\">",
+        report.total_seconds,
+        xml_escape(report.started_at.trim_end_matches('Z'))
+    );
+    let _ = writeln!(out, "    <properties>");
+    let mut props = vec![
+        (
+            "postgres.version".to_string(),
+            report.postgres.version.clone(),
+        ),
+        (
+            "postgres.backend".to_string(),
+            report.postgres.backend.clone(),
+        ),
+        (
+            "policy.profile".to_string(),
+            report.policy.profile.to_string(),
+        ),
+        ("verdict".to_string(), report.verdict.clone()),
+    ];
+    props.extend(
+        report
+            .postgres
+            .settings
+            .iter()
+            .map(|(k, v)| (format!("postgres.{k}"), v.clone())),
+    );
+    for (k, v) in props {
+        let _ = writeln!(
+            out,
+            "      <property name=\"{}\" value=\"{}\"/>",
+            xml_escape(&k),
+            xml_escape(&v)
+        );
+    }
+    let _ = writeln!(out, "    </properties>");
+    for p in &report.patches {
+        let class = p.classification.map_or("not run".into(), |c| c.to_string());
+        let _ = write!(
+            out,
+            "    <testcase name=\"{}\" classname=\"downtime.{}\" time=\"{:.6}\" file=\"{}\">",
+            xml_escape(&p.id),
+            xml_escape(&class.replace(' ', "_")),
+            p.seconds,
+            xml_escape(&p.path)
+        );
+        let mut body = String::new();
+        if p.status == Status::Skipped {
+            let _ = write!(
+                body,
+                "\n      <skipped message=\"{}\"/>",
+                xml_escape(p.skipped_because.as_deref().unwrap_or("skipped"))
+            );
+        } else if !p.failures.is_empty() {
+            let kind = if p.error.is_some() {
+                "failed"
+            } else if p.over_budget {
+                "over-budget"
+            } else {
+                "policy"
+            };
+            let mut text = p.failures.join("\n");
+            for r in p
+                .reasons
+                .iter()
+                .filter(|r| r.severity >= Severity::Cold && r.counts())
+            {
+                let _ = write!(
+                    text,
+                    "\n[{}] line {}: {}",
+                    r.rule,
+                    r.statement_line.unwrap_or(0),
+                    r.message
+                );
+            }
+            let _ = write!(
+                body,
+                "\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>",
+                xml_escape(&p.failures[0]),
+                xml_escape(&text)
+            );
+        }
+        let mut system_out = format!("class: {class}; seconds: {:.6}", p.seconds);
+        for r in &p.reasons {
+            let _ = write!(
+                system_out,
+                "\n{} [{}] line {}: {}",
+                r.severity.word(),
+                r.rule,
+                r.statement_line.unwrap_or(0),
+                r.message
+            );
+        }
+        let _ = write!(
+            body,
+            "\n      <system-out>{}</system-out>",
+            xml_escape(&system_out)
+        );
+        out.push_str(&body);
+        out.push_str("\n    </testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}

@@ -1,0 +1,270 @@
+//! Markdown for a merge-request comment: fits under the comment limit.
+
+use std::fmt::Write;
+
+use super::{PatchReport, Report, Status};
+use crate::verdict::signoff::SignoffState;
+use crate::verdict::Severity;
+
+/// GitHub and GitLab refuse comments longer than 65 536 characters; stay under.
+pub const COMMENT_LIMIT: usize = 65_000;
+
+/// GitLab's runtime buckets, upper bounds in seconds.
+pub const BUCKETS: [(&str, f64); 5] = [
+    ("< 0.01 s", 0.01),
+    ("0.01 – 0.1 s", 0.1),
+    ("0.1 – 1 s", 1.0),
+    ("1 s – 5 min", 300.0),
+    ("> 5 min", f64::INFINITY),
+];
+
+/// Count of run patches per bucket.
+pub fn histogram(report: &Report) -> [usize; 5] {
+    let mut counts = [0; 5];
+    for p in report
+        .patches
+        .iter()
+        .filter(|p| p.status != Status::Skipped)
+    {
+        let i = BUCKETS
+            .iter()
+            .position(|(_, upper)| p.seconds < *upper)
+            .unwrap_or(4);
+        counts[i] += 1;
+    }
+    counts
+}
+
+/// Escape text for a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let joined: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() > max {
+        format!("{}…", joined.chars().take(max).collect::<String>())
+    } else {
+        joined
+    }
+}
+
+/// The patch's verdict in words.
+pub(crate) fn verdict_word(p: &PatchReport) -> &'static str {
+    let signed = p
+        .signoff
+        .as_ref()
+        .is_some_and(|s| s.state == SignoffState::Valid);
+    match p.status {
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+        _ if !p.failures.is_empty() => "fails",
+        _ if p.over_budget && signed => "signed off",
+        _ => "ok",
+    }
+}
+
+fn verdict_cell(p: &PatchReport) -> String {
+    let mark = match verdict_word(p) {
+        "failed" | "fails" => "❌",
+        "skipped" => "⏭",
+        _ => "✅",
+    };
+    format!("{mark} {}", verdict_word(p))
+}
+
+/// Locks that block the application, as `MODE on relation`.
+pub(crate) fn blocking_locks(p: &PatchReport) -> Vec<String> {
+    let mut out: Vec<String> = p
+        .statements
+        .iter()
+        .flat_map(|s| &s.locks)
+        .filter(|l| l.mode.blocks_application())
+        .map(|l| format!("{} on {} ({:.2} s)", l.mode, l.relation, l.held_seconds))
+        .collect();
+    out.dedup();
+    out
+}
+
+pub(crate) fn rewrites(p: &PatchReport) -> Vec<String> {
+    p.statements
+        .iter()
+        .flat_map(|s| &s.rewrites)
+        .map(|r| format!("{} ({} rows)", r.relation, r.rows))
+        .collect()
+}
+
+fn patch_row(p: &PatchReport) -> String {
+    let budget = p
+        .budget_seconds
+        .map_or_else(|| "–".to_string(), |b| format!("{b:.2}"));
+    let slowest = p
+        .statements
+        .iter()
+        .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .map(|s| {
+            format!(
+                "L{} `{}` {:.3} s",
+                s.line,
+                one_line(&s.sql, 40).replace('`', "'"),
+                s.seconds
+            )
+        })
+        .unwrap_or_default();
+    let signoff = p
+        .signoff
+        .as_ref()
+        .map(|s| format!("{} ({})", s.by, s.state))
+        .unwrap_or_default();
+    format!(
+        "| `{}` | {} | {:.3} / {} | {} | {} | {} | {} | {} |\n",
+        p.id,
+        p.classification.map_or("–".into(), |c| c.to_string()),
+        p.seconds,
+        budget,
+        verdict_cell(p),
+        cell(&slowest),
+        cell(&blocking_locks(p).join(", ")),
+        cell(&rewrites(p).join(", ")),
+        cell(&signoff)
+    )
+}
+
+fn reasons_block(p: &PatchReport) -> String {
+    let mut out = String::new();
+    for r in p.reasons.iter().filter(|r| r.severity >= Severity::Warning) {
+        let at = r
+            .statement_line
+            .map(|l| format!("line {l}: "))
+            .unwrap_or_default();
+        let waived = r
+            .waived
+            .as_deref()
+            .map(|w| format!(" — waived: {w}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  - **{}** `{}` {at}{}{waived}<br>fix: {}",
+            r.severity.word(),
+            r.rule,
+            cell(&r.message),
+            cell(&r.hint)
+        );
+    }
+    out
+}
+
+/// Render the comment.
+pub fn render(report: &Report) -> String {
+    let mut head = String::new();
+    let ran = report
+        .patches
+        .iter()
+        .filter(|p| p.status != Status::Skipped)
+        .count();
+    let cold = report
+        .patches
+        .iter()
+        .filter(|p| p.classification == Some(crate::patch::Class::Cold))
+        .count();
+    let _ = writeln!(
+        head,
+        "## downtime: {} — {} patch(es), {} cold, {:.3} s in all\n",
+        if report.passed() {
+            "✅ pass"
+        } else {
+            "❌ fail"
+        },
+        ran,
+        cold,
+        report.total_seconds
+    );
+    if !report.failures.is_empty() {
+        let _ = writeln!(head, "**Failures**\n");
+        for f in &report.failures {
+            let _ = writeln!(head, "- {}", cell(f));
+        }
+        head.push('\n');
+    }
+    if !report.warnings.is_empty() {
+        let _ = writeln!(head, "**Warnings**\n");
+        for w in &report.warnings {
+            let _ = writeln!(head, "- {}", cell(w));
+        }
+        head.push('\n');
+    }
+
+    let mut tail = String::new();
+    let window = report
+        .policy
+        .budget
+        .cold_window_seconds
+        .map(|w| format!(" of {w:.2} s"))
+        .unwrap_or_default();
+    let total = report
+        .budget
+        .total_seconds
+        .map(|t| format!(" of {t:.2} s"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        tail,
+        "\n**Totals:** all patches {:.3} s{total}; cold window {:.3} s{window}; profile `{}`.\n",
+        report.total_seconds, report.cold_seconds, report.policy.profile
+    );
+    let _ = writeln!(
+        tail,
+        "**Runtime histogram**\n\n| runtime | patches |\n|---|---:|"
+    );
+    for ((label, _), n) in BUCKETS.iter().zip(histogram(report)) {
+        let _ = writeln!(tail, "| {label} | {n} |");
+    }
+    let _ = writeln!(
+        tail,
+        "\n<details><summary>PostgreSQL {} ({}), baseline {} loaded in {:.1} s</summary>\n\n| setting | value |\n|---|---|",
+        report.postgres.version,
+        report.postgres.backend,
+        cell(&report.baseline.source),
+        report.baseline.load_seconds
+    );
+    for (k, v) in &report.postgres.settings {
+        let _ = writeln!(tail, "| `{k}` | {} |", cell(v));
+    }
+    let _ = writeln!(tail, "\n</details>");
+
+    let mut table = String::from(
+        "| patch | class | seconds / budget | verdict | slowest statement | locks blocking the app | rewrites | sign-off |\n|---|---|---:|---|---|---|---|---|\n",
+    );
+    // Patches that fail or are cold first in the details, all in the table.
+    let room = COMMENT_LIMIT.saturating_sub(head.len() + tail.len() + 400);
+    let mut shown = 0;
+    let mut details = String::new();
+    for p in &report.patches {
+        let row = patch_row(p);
+        let more = reasons_block(p);
+        let extra = if more.is_empty() {
+            String::new()
+        } else {
+            format!("- `{}`\n{more}", p.id)
+        };
+        if table.len() + details.len() + row.len() + extra.len() > room {
+            break;
+        }
+        table.push_str(&row);
+        details.push_str(&extra);
+        shown += 1;
+    }
+    let mut out = head;
+    out.push_str(&table);
+    if shown < report.patches.len() {
+        let _ = writeln!(
+            out,
+            "\n_{} more patch(es) not shown to fit the comment limit; the JSON and HTML reports have them all._",
+            report.patches.len() - shown
+        );
+    }
+    if !details.is_empty() {
+        let _ = writeln!(out, "\n**Reasons**\n\n{details}");
+    }
+    out.push_str(&tail);
+    out
+}
