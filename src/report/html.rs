@@ -89,9 +89,7 @@ pub fn render(report: &Report) -> String {
     for p in &report.patches {
         let class = p.classification.map_or("–".into(), |c| c.to_string());
         let slowest = p
-            .statements
-            .iter()
-            .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+            .slowest_statement()
             .map(|s| {
                 format!(
                     "line {}: <code>{}</code> ({:.3} s)",

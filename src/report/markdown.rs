@@ -99,9 +99,7 @@ fn patch_row(p: &PatchReport) -> String {
         .budget_seconds
         .map_or_else(|| "–".to_string(), |b| format!("{b:.2}"));
     let slowest = p
-        .statements
-        .iter()
-        .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .slowest_statement()
         .map(|s| {
             format!(
                 "L{} `{}` {:.3} s",

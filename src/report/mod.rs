@@ -115,6 +115,15 @@ pub struct PatchReport {
     pub statements: Vec<StatementReport>,
 }
 
+impl PatchReport {
+    /// The statement that took longest, if any ran.
+    pub fn slowest_statement(&self) -> Option<&StatementReport> {
+        self.statements
+            .iter()
+            .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignoffReport {
     pub by: String,

@@ -47,9 +47,7 @@ pub fn render(report: &Report) -> String {
             .budget_seconds
             .map_or_else(|| "-".to_string(), |b| format!("{b:.2}"));
         let slowest = p
-            .statements
-            .iter()
-            .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+            .slowest_statement()
             .map(|s| {
                 format!(
                     "line {}: {} ({:.3} s)",
