@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cancel::{Abort, Cancel};
 use crate::error::{Error, Result};
 use crate::measure::{self, ApplyOptions};
 use crate::patch::discover::same_file;
@@ -28,6 +29,8 @@ pub struct CheckOptions {
     pub baseline: Option<PathBuf>,
     /// Start from an empty database even if a baseline.sql is found.
     pub no_baseline: bool,
+    /// Copy an existing database (read-only) as the baseline.
+    pub source: Option<staging::source::Source>,
     pub policy: Policy,
     /// Statement cap; default ten times the largest per-patch budget.
     pub timeout_seconds: Option<f64>,
@@ -39,6 +42,8 @@ pub struct CheckOptions {
     pub signoff_base: PathBuf,
     /// Apply patches only up to and including this one.
     pub until: Option<PathBuf>,
+    /// Stop the whole run after this long, cancelling what runs.
+    pub max_run_seconds: Option<f64>,
 }
 
 impl CheckOptions {
@@ -52,6 +57,9 @@ impl CheckOptions {
 }
 
 fn find_baseline(opts: &CheckOptions) -> Result<Baseline> {
+    if let Some(source) = &opts.source {
+        return Ok(Baseline::Url(source.clone()));
+    }
     if let Some(path) = &opts.baseline {
         return Baseline::from_path(path);
     }
@@ -122,12 +130,16 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
 
 /// Run `check` end to end and return the report. `Err` is an input or
 /// infrastructure error (exit 2); a failing verdict is a report that says so.
-pub async fn run(opts: &CheckOptions) -> Result<Report> {
+pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
     let started_at = report::now_rfc3339();
+    let cancel = cancel.clone().with_deadline(
+        opts.max_run_seconds
+            .map(|s| Instant::now() + Duration::from_secs_f64(s)),
+    );
     let baseline = find_baseline(opts)?;
     let exclude: Vec<PathBuf> = match &baseline {
         Baseline::Script(p) | Baseline::Archive(p) => vec![p.clone()],
-        Baseline::Empty => Vec::new(),
+        Baseline::Empty | Baseline::Url(_) => Vec::new(),
     };
     let (mut patches, notes) = load_patches(&opts.paths, &exclude)?;
     for n in &notes {
@@ -166,6 +178,7 @@ pub async fn run(opts: &CheckOptions) -> Result<Report> {
         cold_seconds: 0.0,
         patches: Vec::new(),
         notes,
+        aborted: None,
     };
 
     // A patch downtime cannot apply is refused before anything runs.
@@ -210,13 +223,71 @@ pub async fn run(opts: &CheckOptions) -> Result<Report> {
         return Ok(report);
     }
 
-    let mut backend = Embedded::start(&opts.embedded)?;
-    let result = apply_all(&mut backend, &baseline, &patches, opts, &mut report).await;
-    ui::progress_finish();
-    let stopped = backend.shutdown();
-    result?;
-    stopped?;
+    let result = match cancel.fired() {
+        Some(a) => Err(Error::Aborted(a)),
+        None => {
+            let mut backend = Embedded::start(&opts.embedded)?;
+            let result = apply_all(
+                &mut backend,
+                &baseline,
+                &patches,
+                opts,
+                &mut report,
+                &cancel,
+            )
+            .await;
+            ui::progress_finish();
+            let stopped = backend.shutdown();
+            result.and(stopped)
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(Error::Aborted(reason)) => {
+            // Stopped before patches ran: every patch is reported as not run.
+            let phase = if report.baseline.load_seconds == 0.0 {
+                "starting the server and loading the baseline"
+            } else {
+                "applying patches"
+            };
+            report.aborted.get_or_insert(report::AbortReport {
+                reason,
+                phase: phase.into(),
+                patch: None,
+                line: None,
+                statement: None,
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    let ran: Vec<String> = report.patches.iter().map(|p| p.id.clone()).collect();
+    for p in patches.iter().filter(|p| !ran.contains(&p.file.id)) {
+        report
+            .patches
+            .push(skipped(p, "not run: the run was aborted".into()));
+    }
     verdict::budget::decide(&mut report, &opts.policy, &signoffs);
+    if let Some(a) = &report.aborted {
+        let running = match (&a.patch, a.line) {
+            (Some(p), Some(l)) => format!(
+                " while running {p} line {l}: {}",
+                a.statement.as_deref().unwrap_or("")
+            ),
+            _ => format!(" while {}", a.phase),
+        };
+        if a.reason == Abort::RunCap {
+            let cap = opts.max_run_seconds.unwrap_or_default();
+            report.failures.push(format!(
+                "the run hit its {cap:.2} s cap (--max-run-seconds){running}"
+            ));
+            report.verdict = "fail".into();
+        } else {
+            report
+                .failures
+                .push(format!("aborted by {}{running}", a.reason));
+            report.verdict = "aborted".into();
+        }
+    }
     Ok(report)
 }
 
@@ -226,9 +297,10 @@ async fn apply_all(
     patches: &[Patch],
     opts: &CheckOptions,
     report: &mut Report,
+    cancel: &Cancel,
 ) -> Result<()> {
     let load_started = Instant::now();
-    staging::prepare_template(backend, baseline).await?;
+    staging::prepare_template(backend, baseline, cancel).await?;
     report.baseline.load_seconds = load_started.elapsed().as_secs_f64();
 
     let admin = staging::connect(backend, "postgres").await?;
@@ -256,6 +328,16 @@ async fn apply_all(
     let mut stop_after: Option<String> = None;
     ui::progress_start(patches.len());
     for p in patches {
+        if let Some(a) = cancel.fired() {
+            report.aborted = Some(report::AbortReport {
+                reason: a,
+                phase: "applying patches".into(),
+                patch: None,
+                line: None,
+                statement: None,
+            });
+            break;
+        }
         if let Some(failed) = &stop_after {
             report.patches.push(skipped(
                 p,
@@ -268,14 +350,35 @@ async fn apply_all(
         ui::progress_patch(&p.file.id);
         client.batch_execute("reset all").await?;
         let wall = Instant::now();
-        let run = measure::apply(&client, p, &apply_opts).await?;
+        let run = measure::apply(&client, p, &apply_opts, cancel).await?;
         let mut patch_report = patch_report(p, &run, opts);
         patch_report.wall_seconds = wall.elapsed().as_secs_f64();
         if patch_report.status == Status::Failed && !opts.keep_going {
-            stop_after = Some(p.file.id.clone());
+            stop_after = Some(format!(
+                "not run: {} failed before it (--keep-going runs later patches anyway)",
+                p.file.id
+            ));
         }
+        if run.connection_lost {
+            stop_after = Some(format!(
+                "not run: {} ended its own session, so the copy's state is unknown",
+                p.file.id
+            ));
+        }
+        let aborted = run.aborted;
         report.patches.push(patch_report);
         ui::progress_done();
+        if let Some(reason) = aborted {
+            let st = run.statements.last().map(|s| &p.statements[s.index]);
+            report.aborted = Some(report::AbortReport {
+                reason,
+                phase: "applying patches".into(),
+                patch: Some(p.file.id.clone()),
+                line: st.map(|s| s.line),
+                statement: st.map(|s| report::excerpt(&s.sql)),
+            });
+            break;
+        }
     }
     ui::progress_finish();
     drop(client);

@@ -54,6 +54,9 @@ pub struct StagingSection {
     pub pg_conf: Option<PathBuf>,
     pub pg_bin: Option<PathBuf>,
     pub timeout_seconds: Option<f64>,
+    pub max_run_seconds: Option<f64>,
+    /// Words in a --from-url host or database name that mean production.
+    pub production_patterns: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +133,7 @@ fn check_positive(path: &Path, text: &str, f: &ConfigFile) -> Result<()> {
         ("total-seconds", b.total_seconds),
         ("notify-seconds", b.notify_seconds),
         ("timeout-seconds", f.staging.timeout_seconds),
+        ("max-run-seconds", f.staging.max_run_seconds),
         (
             "live-lock-threshold-seconds",
             f.classify.live_lock_threshold_seconds,

@@ -41,8 +41,8 @@ pub enum Error {
     #[error("database: {0}")]
     Database(String),
 
-    #[error("interrupted by {0}")]
-    Interrupted(&'static str),
+    #[error("aborted by {0}")]
+    Aborted(crate::cancel::Abort),
 }
 
 impl Error {
@@ -63,8 +63,7 @@ impl Error {
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Interrupted("SIGTERM") => 143,
-            Error::Interrupted(_) => 130,
+            Error::Aborted(a) => a.exit_code().unwrap_or(EXIT_VERDICT),
             _ => EXIT_ERROR,
         }
     }

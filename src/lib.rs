@@ -6,6 +6,7 @@
 //! copies) → [`measure`] (apply, time, trace locks and rewrites) →
 //! [`verdict`] (classify, budget) → [`report`] (JSON, text).
 
+pub mod cancel;
 pub mod check;
 pub mod cli;
 pub mod config;

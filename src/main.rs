@@ -1,6 +1,7 @@
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
+use downtime::cancel::{Abort, Cancel};
 use downtime::cli::{self, Cli};
 use downtime::error::{Error, EXIT_ERROR};
 
@@ -18,15 +19,31 @@ fn main() {
         }
     };
     let result = runtime.block_on(async {
-        // Registered before anything starts, so an early Ctrl-C still cleans up.
+        // Registered before anything starts, so an early signal still cleans up.
         let mut interrupt = signal(SignalKind::interrupt())
             .map_err(|e| Error::Server(format!("cannot watch SIGINT: {e}")))?;
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|e| Error::Server(format!("cannot watch SIGTERM: {e}")))?;
-        tokio::select! {
-            r = cli::run(cli) => r,
-            _ = interrupt.recv() => Err(Error::Interrupted("SIGINT")),
-            _ = terminate.recv() => Err(Error::Interrupted("SIGTERM")),
+        let (trigger, cancel) = Cancel::new();
+        let run = cli::run(cli, cancel);
+        tokio::pin!(run);
+        loop {
+            let abort = tokio::select! {
+                r = &mut run => return r,
+                _ = interrupt.recv() => Abort::Sigint,
+                _ = terminate.recv() => Abort::Sigterm,
+            };
+            if trigger.borrow().is_some() {
+                // A second signal: stop now, but leave nothing behind.
+                downtime::ui::progress_finish();
+                eprintln!("downtime: {abort} again: stopping at once");
+                downtime::staging::embedded::emergency_cleanup();
+                std::process::exit(abort.exit_code().unwrap_or(130));
+            }
+            downtime::ui::warn(&format!(
+                "{abort}: cancelling the running statement and cleaning up (again to stop at once)"
+            ));
+            let _ = trigger.send(Some(abort));
         }
     });
     // The run future, and with it the staging server and its directory, is

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod signoff;
 
+use crate::cancel::Cancel;
 use crate::check::{self, CheckOptions, DEFAULT_PATCH_DIR};
 use crate::config::{self, Overrides};
 use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
@@ -206,9 +207,26 @@ pub struct CommonArgs {
     #[arg(long, conflicts_with = "baseline")]
     pub no_baseline: bool,
 
+    /// Copy an existing database as the baseline: a read-only pg_dump
+    /// (default_transaction_read_only=on); no statement is ever sent to it.
+    /// Passwords in the URL are never printed.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["baseline", "no_baseline"])]
+    pub from_url: Option<String>,
+
+    /// Allow --from-url to read a source whose host or database name looks
+    /// like production (the words prod, production, live; `[staging]
+    /// production-patterns` in downtime.toml). Access stays read-only.
+    #[arg(long)]
+    pub i_know_this_is_production: bool,
+
     /// Cancel any statement running longer than this [default: 10 × the largest per-patch budget]
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
     pub timeout: Option<f64>,
+
+    /// Stop the whole run after this long: the running statement is cancelled
+    /// and the report names it [default: off]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub max_run_seconds: Option<f64>,
 
     /// Directory with the PostgreSQL server binaries (initdb, postgres)
     /// [default: PATH, then the newest /usr/lib/postgresql/*/bin]
@@ -306,6 +324,21 @@ fn check_options(
     if let Some(p) = &pg_conf {
         std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
     }
+    let source = match &common.from_url {
+        Some(url) => {
+            let source = crate::staging::source::Source::new(url)?;
+            let patterns: Vec<String> =
+                file.staging.production_patterns.clone().unwrap_or_else(|| {
+                    crate::staging::source::DEFAULT_PRODUCTION_PATTERNS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                });
+            source.guard(&patterns, common.i_know_this_is_production)?;
+            Some(source)
+        }
+        None => None,
+    };
     let signoff_file = match &file.signoff.file {
         Some(f) => config.resolve(f),
         None => paths
@@ -321,6 +354,7 @@ fn check_options(
         paths,
         baseline,
         no_baseline: common.no_baseline,
+        source,
         policy,
         timeout_seconds: common.timeout.or(file.staging.timeout_seconds),
         embedded: EmbeddedOptions {
@@ -334,11 +368,21 @@ fn check_options(
         signoff_file,
         signoff_base: config.base(),
         until: None,
+        max_run_seconds: common.max_run_seconds.or(file.staging.max_run_seconds),
     })
 }
 
 /// Run a parsed command line; returns the exit code.
-pub async fn run(cli: Cli) -> Result<i32> {
+/// The exit status a report calls for.
+fn exit_code(report: &Report) -> i32 {
+    match &report.aborted {
+        Some(a) => a.reason.exit_code().unwrap_or(EXIT_VERDICT),
+        None if report.passed() => EXIT_PASS,
+        None => EXIT_VERDICT,
+    }
+}
+
+pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
     match cli.command {
         Command::Check(args) => {
             let overrides = Overrides {
@@ -352,27 +396,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
             };
             let mut opts = check_options(&args.common, &args.paths, &overrides)?;
             opts.keep_going = args.keep_going;
-            let report = check::run(&opts).await?;
+            let report = check::run(&opts, &cancel).await?;
             if let Some(path) = &args.output {
                 std::fs::write(path, report.to_json() + "\n").map_err(|e| Error::io(path, e))?;
             }
             emit(&report, &args.out)?;
-            Ok(if report.passed() {
-                EXIT_PASS
-            } else {
-                EXIT_VERDICT
-            })
+            Ok(exit_code(&report))
         }
         Command::Report(args) => {
             let report = report::load(&args.file)?;
             emit(&report, &args.out)?;
-            Ok(if report.passed() {
-                EXIT_PASS
-            } else {
-                EXIT_VERDICT
-            })
+            Ok(exit_code(&report))
         }
-        Command::Signoff(args) => signoff::run(args).await,
+        Command::Signoff(args) => signoff::run(args, &cancel).await,
         Command::Rules { markdown } => {
             print!(
                 "{}",

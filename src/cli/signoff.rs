@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{check_options, SignoffArgs};
+use crate::cancel::Cancel;
 use crate::check;
 use crate::config::Overrides;
 use crate::error::{Error, Result, EXIT_PASS};
@@ -24,7 +25,7 @@ fn inside(child: &Path, dir: &Path) -> bool {
     }
 }
 
-pub async fn run(args: SignoffArgs) -> Result<i32> {
+pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
     let mut opts = check_options(&args.common, &[], &Overrides::default())?;
     let mut signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
     if args.list {
@@ -57,7 +58,10 @@ pub async fn run(args: SignoffArgs) -> Result<i32> {
                 "measuring {} to set the approved maximum",
                 patch.display()
             ));
-            let report = check::run(&opts).await?;
+            let report = check::run(&opts, cancel).await?;
+            if let Some(a) = &report.aborted {
+                return Err(Error::Aborted(a.reason));
+            }
             let measured = report
                 .patches
                 .last()

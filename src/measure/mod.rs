@@ -11,6 +11,7 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
+use crate::cancel::{Abort, Cancel};
 use crate::error::{Error, Result};
 use crate::patch::statement::Validation;
 use crate::patch::{Fact, Patch, TxControl};
@@ -114,6 +115,10 @@ pub struct PatchRun {
     pub snapshot: Snapshot,
     /// Indexes left INVALID by this patch.
     pub invalid_indexes: Vec<String>,
+    /// The run was aborted while this patch was being applied.
+    pub aborted: Option<Abort>,
+    /// The patch ended its own session (the copy is no longer reachable on it).
+    pub connection_lost: bool,
 }
 
 impl PatchRun {
@@ -134,23 +139,36 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
 enum Outcome {
     Done(Option<u64>),
     Failed(tokio_postgres::Error),
+    Aborted(Abort),
+}
+
+async fn cancel_on_server(client: &Client) -> Result<()> {
+    client
+        .cancel_token()
+        .cancel_query(NoTls)
+        .await
+        .map_err(|e| Error::Server(format!("cannot cancel the running statement: {e}")))
 }
 
 /// Run one statement with the client-side cap as a backstop to the server's
-/// statement_timeout: past the cap the query is cancelled on the server.
-async fn run_capped(client: &Client, sql: &str, cap: Duration) -> Result<Outcome> {
+/// statement_timeout: past the cap, or when the run is aborted, the query is
+/// cancelled on the server.
+async fn run_capped(client: &Client, sql: &str, cap: Duration, cancel: &Cancel) -> Result<Outcome> {
     let query = client.simple_query(sql).fuse();
     let timer = tokio::time::sleep(cap + Duration::from_secs(2)).fuse();
-    futures_util::pin_mut!(query, timer);
+    let aborted = cancel.wait().fuse();
+    futures_util::pin_mut!(query, timer, aborted);
     let result = futures_util::select! {
         r = query => r,
         _ = timer => {
-            client
-                .cancel_token()
-                .cancel_query(NoTls)
-                .await
-                .map_err(|e| Error::Server(format!("cannot cancel a runaway statement: {e}")))?;
+            cancel_on_server(client).await?;
             query.await
+        }
+        a = aborted => {
+            cancel_on_server(client).await?;
+            // Wait for the server to stop it, so nothing runs on after us.
+            let _ = query.await;
+            return Ok(Outcome::Aborted(a));
         }
     };
     match result {
@@ -158,7 +176,9 @@ async fn run_capped(client: &Client, sql: &str, cap: Duration) -> Result<Outcome
             SimpleQueryMessage::CommandComplete(n) => Some(*n),
             _ => None,
         }))),
-        Err(e) if e.as_db_error().is_some() => Ok(Outcome::Failed(e)),
+        Err(e) if e.as_db_error().is_some() || e.is_closed() || client.is_closed() => {
+            Ok(Outcome::Failed(e))
+        }
         Err(e) => Err(Error::Database(format!(
             "the connection to the staging server failed: {e}"
         ))),
@@ -195,7 +215,12 @@ impl OpenLocks {
 
 /// Apply `patch` on `client`'s database. Statement failures are returned in
 /// the run; `Err` means the staging server itself failed.
-pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Result<PatchRun> {
+pub async fn apply(
+    client: &Client,
+    patch: &Patch,
+    opts: &ApplyOptions,
+    cancel: &Cancel,
+) -> Result<PatchRun> {
     trace::analyse_unanalysed(client).await?;
     let snapshot = trace::snapshot(client).await?;
     let oids = snapshot.oids();
@@ -231,6 +256,7 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
         open: BTreeMap::new(),
     };
     let mut lock_timeout = trace::trace(client, &[]).await?.lock_timeout;
+    let mut connection_lost = false;
 
     for (index, st) in patch.statements.iter().enumerate() {
         let outside = st.analysis.outside_transaction;
@@ -256,13 +282,41 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
 
         let pre = precheck(client, st).await?;
         let t0 = Instant::now();
-        let outcome = run_capped(client, &st.sql, opts.statement_cap).await?;
+        let outcome = run_capped(client, &st.sql, opts.statement_cap, cancel).await?;
         let seconds = t0.elapsed().as_secs_f64();
         elapsed += seconds;
 
-        let rows_affected = match outcome {
-            Outcome::Done(rows) => rows,
+        let failure = match outcome {
+            Outcome::Done(rows) => Ok(rows),
             Outcome::Failed(e) => {
+                let lost = e.is_closed()
+                    || client.is_closed()
+                    || e.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN);
+                let mut error = patch_error(&e, st, committed_any);
+                if lost {
+                    connection_lost = true;
+                    if e.as_db_error().is_none() {
+                        error.message = "the session applying the patch was closed by this statement".into();
+                    }
+                }
+                Err((error, None))
+            }
+            Outcome::Aborted(a) => Err((
+                PatchError {
+                    message: format!("aborted by {a} while this statement was running; it was cancelled on the server and the patch rolled back"),
+                    sqlstate: Some("57014".into()),
+                    line: st.line,
+                    statement_line: st.line,
+                    detail: None,
+                    hint: None,
+                    partially_applied: committed_any,
+                },
+                Some(a),
+            )),
+        };
+        let rows_affected = match failure {
+            Ok(rows) => rows,
+            Err((error, aborted)) => {
                 run.statements.push(StatementRun {
                     index,
                     seconds,
@@ -276,11 +330,21 @@ pub async fn apply(client: &Client, patch: &Patch, opts: &ApplyOptions) -> Resul
                     pre,
                     scanned_blocks: HashMap::new(),
                 });
+                open.release_missing(&Default::default(), elapsed, &mut run.statements);
+                run.error = Some(error);
+                run.aborted = aborted;
+                if connection_lost || client.is_closed() {
+                    run.connection_lost = true;
+                    if let Some(e) = run.error.as_mut() {
+                        e.hint.get_or_insert_with(|| {
+                            "the statement ended the session applying the patch; later patches are not run".into()
+                        });
+                    }
+                    return Ok(run);
+                }
                 if tool_tx || own_tx_open.is_some() {
                     client.batch_execute("rollback").await?;
                 }
-                open.release_missing(&Default::default(), elapsed, &mut run.statements);
-                run.error = Some(patch_error(&e, st, committed_any));
                 run.invalid_indexes = new_invalid_indexes(client, &before_invalid).await?;
                 return Ok(run);
             }

@@ -152,6 +152,20 @@ pub fn load(file: PatchFile) -> Result<Patch> {
                     .into(),
             });
         }
+        match s.analysis.kind.as_str() {
+            "AlterSystemStmt" => refusals.push(Refusal {
+                line: s.line,
+                reason: "ALTER SYSTEM changes the server's configuration, not the database: a patch may not \
+                         carry it (put server settings in --pg-conf)"
+                    .into(),
+            }),
+            "DropdbStmt" => refusals.push(Refusal {
+                line: s.line,
+                reason: "DROP DATABASE in a patch: a patch changes the database it is applied to, never drops one"
+                    .into(),
+            }),
+            _ => {}
+        }
         if s.analysis.tx_control == Some(TxControl::TwoPhase) {
             refusals.push(Refusal {
                 line: s.line,

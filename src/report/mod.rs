@@ -48,6 +48,21 @@ pub struct Report {
     pub patches: Vec<PatchReport>,
     /// Files passed over during discovery and other context.
     pub notes: Vec<String>,
+    /// Set when the run stopped early (signal or whole-run cap).
+    #[serde(default)]
+    pub aborted: Option<AbortReport>,
+}
+
+/// Where a run stopped early.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbortReport {
+    pub reason: crate::cancel::Abort,
+    /// What the run was doing: "starting the server", "loading the baseline", "applying patches".
+    pub phase: String,
+    /// The patch and statement that were running, if any.
+    pub patch: Option<String>,
+    pub line: Option<usize>,
+    pub statement: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,6 +15,54 @@ use super::Backend;
 use crate::error::{Error, Result};
 use crate::ui;
 
+/// Servers and directories of this process, for [`emergency_cleanup`].
+static LIVE: std::sync::Mutex<Vec<(i32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+fn register(pid: Option<i32>, dir: &Path) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.push((pid.unwrap_or(0), dir.to_path_buf()));
+    }
+}
+
+fn unregister(dir: &Path) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|(_, d)| d != dir);
+    }
+}
+
+/// Stop every server this process started, at once, and remove their
+/// directories: for a second Ctrl-C, when an orderly stop takes too long.
+pub fn emergency_cleanup() {
+    let live = match LIVE.lock() {
+        Ok(l) => l.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    for (pid, _) in &live {
+        if *pid > 0 {
+            // Immediate shutdown: the postmaster stops its children itself.
+            let _ = signal::kill(Pid::from_raw(*pid), Signal::SIGQUIT);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for (pid, dir) in &live {
+        while *pid > 0
+            && Instant::now() < deadline
+            && signal::kill(Pid::from_raw(*pid), None).is_ok()
+        {
+            // Reap it if it is our child; otherwise just wait for it to go.
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(*pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if *pid > 0 {
+            let _ = signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The superuser the cluster is created with.
 pub const SUPERUSER: &str = "downtime";
 const PORT: u16 = 5432;
@@ -130,6 +178,7 @@ impl Embedded {
                 })?;
             }
         }
+        register(None, dir.path());
         let mut me = Embedded {
             bin_dir,
             dir: Some(dir),
@@ -198,6 +247,12 @@ impl Embedded {
         let child = postgres
             .spawn()
             .map_err(|e| Error::Server(format!("cannot start postgres: {e}")))?;
+        if let Ok(mut live) = LIVE.lock() {
+            let dir = me.path().to_path_buf();
+            if let Some(entry) = live.iter_mut().find(|(_, d)| *d == dir) {
+                entry.0 = child.id() as i32;
+            }
+        }
         me.child = Some(child);
         me.wait_ready(&log_path)?;
         Ok(me)
@@ -285,6 +340,7 @@ impl Embedded {
             if let Err(e) = dir.close() {
                 ui::warn(&format!("could not remove {}: {e}", path.display()));
             }
+            unregister(&path);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! backend it runs on.
 
 pub mod embedded;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,7 @@ use std::process::Command;
 use serde::Serialize;
 use tokio_postgres::{Client, NoTls};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::ui;
 
@@ -56,6 +58,8 @@ pub enum Baseline {
     Script(PathBuf),
     /// A `pg_dump` custom-format file or directory archive, restored with pg_restore.
     Archive(PathBuf),
+    /// An existing database, dumped read-only with pg_dump and restored.
+    Url(source::Source),
 }
 
 impl Baseline {
@@ -89,6 +93,7 @@ impl Baseline {
             Baseline::Empty => "empty database".into(),
             Baseline::Script(p) => format!("SQL script {}", p.display()),
             Baseline::Archive(p) => format!("pg_dump archive {}", p.display()),
+            Baseline::Url(s) => format!("database {} (read-only pg_dump)", s.redacted()),
         }
     }
 }
@@ -169,7 +174,11 @@ pub fn ident(name: &str) -> String {
 
 /// Load the baseline into the template database and settle it (VACUUM
 /// ANALYZE, CHECKPOINT) so every copy starts from the same steady state.
-pub async fn prepare_template(backend: &dyn Backend, baseline: &Baseline) -> Result<()> {
+pub async fn prepare_template(
+    backend: &dyn Backend,
+    baseline: &Baseline,
+    cancel: &Cancel,
+) -> Result<()> {
     let admin = connect(backend, "postgres").await?;
     admin
         .simple_query(&format!("create database {}", ident(TEMPLATE_DB)))
@@ -182,7 +191,7 @@ pub async fn prepare_template(backend: &dyn Backend, baseline: &Baseline) -> Res
             cmd.args(backend.client_args(TEMPLATE_DB))
                 .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f"])
                 .arg(path);
-            run_client(cmd, &psql, path)?;
+            run_client(cmd, &psql, path, cancel, None).await?;
         }
         Baseline::Archive(path) => {
             let restore = backend.client_bin_dir().join("pg_restore");
@@ -190,7 +199,30 @@ pub async fn prepare_template(backend: &dyn Backend, baseline: &Baseline) -> Res
             cmd.args(backend.client_args(TEMPLATE_DB))
                 .args(["--no-owner", "--no-privileges", "--exit-on-error"])
                 .arg(path);
-            run_client(cmd, &restore, path)?;
+            run_client(cmd, &restore, path, cancel, None).await?;
+        }
+        Baseline::Url(source) => {
+            let label = PathBuf::from(source.redacted());
+            let dump = tempfile::Builder::new()
+                .prefix("downtime-dump-")
+                .suffix(".dump")
+                .tempfile()
+                .map_err(|e| Error::Server(format!("cannot create a temporary file: {e}")))?;
+            let pg_dump = backend.client_bin_dir().join("pg_dump");
+            run_client(
+                source.dump(backend.client_bin_dir(), dump.path()),
+                &pg_dump,
+                &label,
+                cancel,
+                Some(source),
+            )
+            .await?;
+            let restore = backend.client_bin_dir().join("pg_restore");
+            let mut cmd = Command::new(&restore);
+            cmd.args(backend.client_args(TEMPLATE_DB))
+                .args(["--no-owner", "--no-privileges", "--exit-on-error"])
+                .arg(dump.path());
+            run_client(cmd, &restore, &label, cancel, Some(source)).await?;
         }
     }
     let db = connect(backend, TEMPLATE_DB).await?;
@@ -200,15 +232,48 @@ pub async fn prepare_template(backend: &dyn Backend, baseline: &Baseline) -> Res
     Ok(())
 }
 
-fn run_client(mut cmd: Command, program: &Path, baseline: &Path) -> Result<()> {
+/// Run a client program to load the baseline; an abort kills it.
+async fn run_client(
+    mut cmd: Command,
+    program: &Path,
+    baseline: &Path,
+    cancel: &Cancel,
+    source: Option<&source::Source>,
+) -> Result<()> {
     let started = std::time::Instant::now();
-    let out = cmd
-        .output()
+    let stderr_path = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::Server(format!("cannot create a temporary file: {e}")))?;
+    let stderr_file = stderr_path
+        .reopen()
+        .map_err(|e| Error::Server(format!("cannot open a temporary file: {e}")))?;
+    // Its own process group: a terminal's Ctrl-C reaches downtime, which
+    // stops the child itself.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr_file)
+        .spawn()
         .map_err(|e| Error::Server(format!("cannot run {}: {e}", program.display())))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::Server(format!("{}: {e}", program.display())))?
+        {
+            break status;
+        }
+        if let Some(a) = cancel.fired() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Aborted(a));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    if !status.success() {
+        let stderr = std::fs::read_to_string(stderr_path.path()).unwrap_or_default();
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+        let tail = source.map_or(tail.clone(), |s| s.scrub(&tail));
         return Err(Error::Baseline {
             path: baseline.to_path_buf(),
             message: format!("loading failed:\n{tail}"),
