@@ -52,6 +52,12 @@ pub struct Split<'a> {
     pub comments: Vec<LineComment<'a>>,
 }
 
+/// PostgreSQL's whitespace: space, tab, newline, carriage return, form feed.
+/// Other Unicode spaces are identifier characters to its lexer.
+pub fn is_pg_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c')
+}
+
 fn is_ident_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
 }
@@ -176,7 +182,7 @@ pub fn split(src: &str) -> Result<Split<'_>, SplitError> {
                 if body.depth == 0 {
                     if let Some((s, l)) = start.take() {
                         out.statements.push(RawStatement {
-                            text: src[s..i].trim_end(),
+                            text: src[s..i].trim_end_matches(is_pg_space),
                             offset: s,
                             line: l,
                         });
@@ -275,7 +281,7 @@ pub fn split(src: &str) -> Result<Split<'_>, SplitError> {
         }
     }
     if let Some((s, l)) = start {
-        let text = src[s..].trim_end();
+        let text = src[s..].trim_end_matches(is_pg_space);
         if !text.is_empty() {
             out.statements.push(RawStatement {
                 text,

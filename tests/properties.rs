@@ -1,0 +1,119 @@
+//! Property tests of the statement splitter and the patch-name parser, on
+//! generated SQL-like input and on arbitrary text: no panic, statements are
+//! exact slices of the input with the right lines, the input between
+//! statements holds no SQL, and each statement splits back to itself.
+//!
+//! `fuzz_for_a_while` (ignored) runs the same checks for
+//! `DOWNTIME_FUZZ_SECONDS` (default 600):
+//! `DOWNTIME_FUZZ_SECONDS=600 cargo test --release --test properties -- --ignored --nocapture`
+
+use downtime::patch::discover::{classify_name, Named};
+use downtime::patch::split::{is_pg_space, split};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+const TOKENS: &[&str] = &[
+    "select", "insert", " ", "  ", "\n", "\r\n", "\t", ";", ";", "'", "''", "E'", "e'", "\\'", "\\", "\\\\",
+    "\"", "\"\"", "$$", "$a$", "$ab$", "$1", "a$b", "--", "-", "/*", "*/", "/", "*", "begin", "BEGIN",
+    "atomic", "end", "END", "case", "create", "function", "procedure", "or", "replace", "(", ")", "a",
+    "x1", "42", "1.5e3", "é", "→", "\\set x", "copy", "stdin", ",",
+];
+
+fn sqlish() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(TOKENS), 0..80).prop_map(|t| t.concat())
+}
+
+/// The properties, for any input.
+fn check_split(src: &str) -> Result<(), TestCaseError> {
+    let Ok(split) = split(src) else {
+        // An unterminated literal or comment is an error, never a panic.
+        return Ok(());
+    };
+    let mut last_end = 0;
+    for st in &split.statements {
+        prop_assert!(st.offset >= last_end, "statements overlap");
+        prop_assert_eq!(&src[st.offset..st.offset + st.text.len()], st.text);
+        prop_assert!(!st.text.is_empty());
+        prop_assert_eq!(st.text.trim_end_matches(is_pg_space), st.text);
+        prop_assert!(!st.text.starts_with(is_pg_space));
+        prop_assert_eq!(st.line, 1 + src[..st.offset].matches('\n').count());
+        last_end = st.offset + st.text.len();
+        // Each statement alone splits back to itself.
+        let again = split_statements(st.text);
+        prop_assert_eq!(again, vec![st.text.to_string()], "statement {:?} of {:?}", st.text, src);
+    }
+    // Between the statements there is no SQL: blanked out, nothing is left.
+    let mut blanked = src.as_bytes().to_vec();
+    for st in &split.statements {
+        for b in &mut blanked[st.offset..st.offset + st.text.len()] {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+    }
+    let blanked = String::from_utf8_lossy(&blanked).into_owned();
+    let rest = split_statements(&blanked);
+    prop_assert!(rest.is_empty(), "SQL outside the statements of {:?}: {:?}", src, rest);
+    Ok(())
+}
+
+fn split_statements(src: &str) -> Vec<String> {
+    split(src)
+        .map(|s| s.statements.iter().map(|s| s.text.to_string()).collect())
+        .unwrap_or_else(|e| vec![format!("error: {e}")])
+}
+
+fn check_name(name: &str) -> Result<(), TestCaseError> {
+    if let Named::Patch { position, id, .. } = classify_name(name) {
+        prop_assert!(!position.0.is_empty());
+        prop_assert!(!id.is_empty());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 3000, ..Config::default() })]
+
+    #[test]
+    fn splitter_on_sql_like_input(src in sqlish()) {
+        check_split(&src)?;
+    }
+
+    #[test]
+    fn splitter_on_any_text(src in any::<String>()) {
+        check_split(&src)?;
+    }
+
+    #[test]
+    fn names_never_panic(name in "(patch-|V|U|R|[0-9]{0,14})[0-9._-]{0,8}(__|_|-)?[a-z._]{0,10}(\\.up|\\.down)?(\\.sql)?") {
+        check_name(&name)?;
+    }
+
+    #[test]
+    fn any_name_never_panics(name in any::<String>()) {
+        check_name(&name)?;
+    }
+}
+
+#[test]
+#[ignore = "long-running fuzz loop; see the module documentation"]
+fn fuzz_for_a_while() {
+    let seconds: u64 = std::env::var("DOWNTIME_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut runner = TestRunner::new(Config {
+        cases: 10_000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let mut rounds = 0u64;
+    while std::time::Instant::now() < deadline {
+        runner.run(&sqlish(), |s| check_split(&s)).unwrap();
+        runner.run(&any::<String>(), |s| check_split(&s)).unwrap();
+        runner.run(&any::<String>(), |s| check_name(&s)).unwrap();
+        rounds += 1;
+    }
+    println!("fuzzed for {seconds} s: {} cases, no failure", rounds * 30_000);
+}
