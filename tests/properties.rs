@@ -13,10 +13,58 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 const TOKENS: &[&str] = &[
-    "select", "insert", " ", "  ", "\n", "\r\n", "\t", ";", ";", "'", "''", "E'", "e'", "\\'", "\\", "\\\\",
-    "\"", "\"\"", "$$", "$a$", "$ab$", "$1", "a$b", "--", "-", "/*", "*/", "/", "*", "begin", "BEGIN",
-    "atomic", "end", "END", "case", "create", "function", "procedure", "or", "replace", "(", ")", "a",
-    "x1", "42", "1.5e3", "é", "→", "\\set x", "copy", "stdin", ",",
+    "select",
+    "insert",
+    " ",
+    "  ",
+    "\n",
+    "\r\n",
+    "\t",
+    ";",
+    ";",
+    "'",
+    "''",
+    "E'",
+    "e'",
+    "\\'",
+    "\\",
+    "\\\\",
+    "\"",
+    "\"\"",
+    "$$",
+    "$a$",
+    "$ab$",
+    "$1",
+    "a$b",
+    "--",
+    "-",
+    "/*",
+    "*/",
+    "/",
+    "*",
+    "begin",
+    "BEGIN",
+    "atomic",
+    "end",
+    "END",
+    "case",
+    "create",
+    "function",
+    "procedure",
+    "or",
+    "replace",
+    "(",
+    ")",
+    "a",
+    "x1",
+    "42",
+    "1.5e3",
+    "é",
+    "→",
+    "\\set x",
+    "copy",
+    "stdin",
+    ",",
 ];
 
 fn sqlish() -> impl Strategy<Value = String> {
@@ -40,7 +88,13 @@ fn check_split(src: &str) -> Result<(), TestCaseError> {
         last_end = st.offset + st.text.len();
         // Each statement alone splits back to itself.
         let again = split_statements(st.text);
-        prop_assert_eq!(again, vec![st.text.to_string()], "statement {:?} of {:?}", st.text, src);
+        prop_assert_eq!(
+            again,
+            vec![st.text.to_string()],
+            "statement {:?} of {:?}",
+            st.text,
+            src
+        );
     }
     // Between the statements there is no SQL: blanked out, nothing is left.
     let mut blanked = src.as_bytes().to_vec();
@@ -53,7 +107,12 @@ fn check_split(src: &str) -> Result<(), TestCaseError> {
     }
     let blanked = String::from_utf8_lossy(&blanked).into_owned();
     let rest = split_statements(&blanked);
-    prop_assert!(rest.is_empty(), "SQL outside the statements of {:?}: {:?}", src, rest);
+    prop_assert!(
+        rest.is_empty(),
+        "SQL outside the statements of {:?}: {:?}",
+        src,
+        rest
+    );
     Ok(())
 }
 
@@ -115,5 +174,8 @@ fn fuzz_for_a_while() {
         runner.run(&any::<String>(), |s| check_name(&s)).unwrap();
         rounds += 1;
     }
-    println!("fuzzed for {seconds} s: {} cases, no failure", rounds * 30_000);
+    println!(
+        "fuzzed for {seconds} s: {} cases, no failure",
+        rounds * 30_000
+    );
 }

@@ -88,6 +88,44 @@ rule_tests! {
     declared_cold_but_live => "declared-cold-but-live",
 }
 
+/// `docs/rules/<id>.md` for every rule, from the registry and its fixtures.
+/// `DOWNTIME_BLESS=1 cargo test --test rules` rewrites them.
+#[test]
+fn rule_pages_are_generated_from_registry_and_fixtures() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules");
+    let bless = std::env::var_os("DOWNTIME_BLESS").is_some();
+    for r in RULES {
+        let dir = fixtures().join(r.id);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .collect();
+        files.sort();
+        let examples: Vec<(String, String)> = files
+            .iter()
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(p).unwrap(),
+                )
+            })
+            .collect();
+        let page = downtime::cli::rule_page(r, &examples);
+        let path = docs.join(format!("{}.md", r.id));
+        if bless {
+            std::fs::create_dir_all(&docs).unwrap();
+            std::fs::write(&path, &page).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            page,
+            "{} is stale: run `DOWNTIME_BLESS=1 cargo test --test rules`",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn rules_doc_is_generated_from_the_registry() {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))

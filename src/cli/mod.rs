@@ -44,10 +44,13 @@ pub enum Command {
     Report(ReportArgs),
     /// Record a reviewer's sign-off for a patch over its budget, or list sign-offs.
     Signoff(SignoffArgs),
-    /// List the classification rules with their safer recipes.
+    /// List the classification rules with their safer recipes, or explain one.
     Rules {
+        /// A rule id to explain: what it detects, the PostgreSQL behaviour
+        /// behind it, and the safer recipe.
+        rule: Option<String>,
         /// Print the rules as the Markdown of docs/rules.md.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rule")]
         markdown: bool,
     },
 }
@@ -409,15 +412,25 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
             Ok(exit_code(&report))
         }
         Command::Signoff(args) => signoff::run(args, &cancel).await,
-        Command::Rules { markdown } => {
-            print!(
-                "{}",
-                if markdown {
-                    rules_markdown()
-                } else {
-                    rules_text()
+        Command::Rules { rule, markdown } => {
+            match rule {
+                Some(id) => {
+                    let r = crate::verdict::rules::rule(&id).ok_or_else(|| {
+                        let ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+                        Error::Usage(format!("no rule `{id}`; the rules are: {}", ids.join(", ")))
+                    })?;
+                    print!(
+                        "{} ({})\n\n{}\n\nWhy: {}\n\nFix: {}\n",
+                        r.id,
+                        r.severity.word(),
+                        r.summary,
+                        r.why,
+                        r.recipe
+                    );
                 }
-            );
+                None if markdown => print!("{}", rules_markdown()),
+                None => print!("{}", rules_text()),
+            }
             Ok(EXIT_PASS)
         }
     }
@@ -438,6 +451,35 @@ fn rules_text() -> String {
     out
 }
 
+/// The Markdown page of one rule, with its fixture patches as examples
+/// (`(file name, SQL)`, bad ones first).
+pub fn rule_page(r: &crate::verdict::RuleInfo, examples: &[(String, String)]) -> String {
+    let mut out = format!(
+        "# `{}`\n\nSeverity: **{}**. {}\n\n## Why\n\n{}\n\n## Safer recipe\n\n{}\n",
+        r.id,
+        r.severity.word(),
+        r.summary,
+        r.why,
+        r.recipe
+    );
+    for (name, sql) in examples {
+        let title = if name.contains("bad") {
+            "Triggers the rule"
+        } else {
+            "Does not"
+        };
+        out.push_str(&format!(
+            "\n## {title}: `{name}`\n\n```sql\n{}\n```\n",
+            sql.trim_end()
+        ));
+    }
+    out.push_str(&format!(
+        "\nThese examples are the rule's test fixtures (`tests/fixtures/rules/{}/`); `downtime rules {}` prints this page's text.\n",
+        r.id, r.id
+    ));
+    out
+}
+
 /// The Markdown of docs/rules.md, generated from the rule registry.
 pub fn rules_markdown() -> String {
     let mut out = String::from(
@@ -452,7 +494,7 @@ pub fn rules_markdown() -> String {
     );
     for r in RULES {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| [`{0}`](rules/{0}.md) | {1} | {2} | {3} |\n",
             r.id,
             r.severity.word(),
             r.summary.replace('|', "\\|"),

@@ -8,6 +8,7 @@ use crate::patch::Fact;
 pub const INFO: RuleInfo = RuleInfo {
     id: "attach-partition-scan",
     severity: Severity::Cold,
+    why: "ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent and ACCESS EXCLUSIVE on the table being attached, and scans that table to check every row fits the partition bound, unless an existing validated CHECK constraint implies the bound. downtime counts the pages read from the attached table.",
     summary: "ATTACH PARTITION scans a populated table to check its rows fit the partition bound, under ACCESS EXCLUSIVE on it",
     recipe: "before attaching, add a CHECK constraint matching the partition bound NOT VALID and VALIDATE it; ATTACH PARTITION then skips the scan",
 };

@@ -7,6 +7,7 @@ use crate::patch::Class;
 pub const LIVE_BUT_COLD: RuleInfo = RuleInfo {
     id: "declared-live-but-cold",
     severity: Severity::Error,
+    why: "A patch that says it can be applied while the application runs is scheduled that way; if it would in fact block the application, the check must stop it before it is deployed.",
     summary: "the patch declares `-- downtime: live` but would block the application",
     recipe: "rewrite the patch with the recipes of its cold reasons, or declare it `-- downtime: cold` and schedule a window",
 };
@@ -14,6 +15,7 @@ pub const LIVE_BUT_COLD: RuleInfo = RuleInfo {
 pub const COLD_BUT_LIVE: RuleInfo = RuleInfo {
     id: "declared-cold-but-live",
     severity: Severity::Note,
+    why: "Nothing in the patch blocks the application, so it needs no downtime window; declaring it live lets it go out without one.",
     summary: "the patch declares `-- downtime: cold` but could be applied live",
     recipe: "declare it `-- downtime: live` to apply it without a downtime window",
 };

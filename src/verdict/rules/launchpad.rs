@@ -8,6 +8,7 @@ use crate::patch::Fact;
 pub const ALTER_TABLE: RuleInfo = RuleInfo {
     id: "launchpad-alter-table",
     severity: Severity::Cold,
+    why: "Launchpad's written policy for live patches: any ALTER TABLE of an existing table goes into the fast-downtime window, whatever its lock, because a busy table's queries must not queue behind it.",
     summary: "profile launchpad: a live patch may not ALTER an existing table",
     recipe: "apply the ALTER TABLE as a cold patch in the fast-downtime window",
 };
@@ -15,6 +16,7 @@ pub const ALTER_TABLE: RuleInfo = RuleInfo {
 pub const TRIGGER: RuleInfo = RuleInfo {
     id: "launchpad-trigger",
     severity: Severity::Cold,
+    why: "Launchpad's written policy for live patches: a trigger on an existing table changes what every write to it does and takes SHARE ROW EXCLUSIVE to be created, so it goes into a cold patch.",
     summary: "profile launchpad: a live patch may not create a trigger on an existing table",
     recipe: "create the trigger in a cold patch",
 };
@@ -22,6 +24,7 @@ pub const TRIGGER: RuleInfo = RuleInfo {
 pub const REFERENCES: RuleInfo = RuleInfo {
     id: "launchpad-references",
     severity: Severity::Cold,
+    why: "Launchpad's written policy for live patches: a foreign key from a new table to an existing busy table takes SHARE ROW EXCLUSIVE on the busy table, blocking its writers while it waits and while it is held.",
     summary: "profile launchpad: a live patch may not create a table that references an existing (busy) table",
     recipe: "create the table without the foreign key live, and add the key NOT VALID in a cold patch",
 };

@@ -11,6 +11,7 @@ use crate::patch::Patch;
 pub const INFO: RuleInfo = RuleInfo {
     id: "lock-timeout-missing",
     severity: Severity::Warning,
+    why: "Even a lock held for milliseconds must first be granted: an ALTER TABLE queued behind a long-running query waits for it, and every application query that arrives meanwhile queues behind the ALTER TABLE. With lock_timeout set, the patch gives up after that long instead of stalling the application, and can be retried.",
     summary: "a live patch takes a lock that blocks the application without lock_timeout set",
     recipe: "start the patch with SET lock_timeout = '2s' (and retry on failure) so it gives up instead of queueing behind a long transaction",
 };

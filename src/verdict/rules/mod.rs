@@ -78,6 +78,8 @@ pub struct RuleInfo {
     pub severity: Severity,
     /// What the rule detects, in one line.
     pub summary: &'static str,
+    /// The PostgreSQL behaviour behind it.
+    pub why: &'static str,
     /// The safer way to do it, in one line.
     pub recipe: &'static str,
 }

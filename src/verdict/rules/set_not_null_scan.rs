@@ -8,6 +8,7 @@ use crate::patch::Fact;
 pub const INFO: RuleInfo = RuleInfo {
     id: "set-not-null-scan",
     severity: Severity::Cold,
+    why: "ALTER COLUMN … SET NOT NULL takes ACCESS EXCLUSIVE and scans the whole table to prove there is no NULL, unless the column is already NOT NULL or (PostgreSQL 12+) a validated CHECK (col IS NOT NULL) constraint proves it, in which case the scan is skipped. downtime checks for such a constraint and counts the pages read.",
     summary: "SET NOT NULL scans a populated table under ACCESS EXCLUSIVE",
     recipe: "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it in a separate transaction, then SET NOT NULL (PostgreSQL 12+ skips the scan) and drop the check",
 };
