@@ -346,12 +346,7 @@ fn sigint_stops_the_server_and_removes_everything() {
         .spawn()
         .unwrap();
     // Wait until the server is up and the patch is running.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while common::processes_mentioning(&s.tmp()).is_empty() {
-        assert!(Instant::now() < deadline, "server never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    s.wait_for_server(Duration::from_millis(1500));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -256,12 +256,8 @@ fn a_second_sigint_stops_at_once_and_still_cleans_up() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while processes_mentioning(&s.tmp()).is_empty() {
-        assert!(Instant::now() < deadline, "server never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(1200));
+    // Wait until the server is up and the patch is running.
+    s.wait_for_server(Duration::from_millis(1200));
     let pid = Pid::from_raw(child.id() as i32);
     kill(pid, Signal::SIGINT).unwrap();
     kill(pid, Signal::SIGINT).unwrap();

@@ -85,6 +85,16 @@ impl Scratch {
         (out.status.code().unwrap_or(-1), report, stderr)
     }
 
+    /// Wait until the tool's server is running, then `settle` longer.
+    pub fn wait_for_server(&self, settle: std::time::Duration) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while processes_mentioning(&self.tmp()).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "server never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(settle);
+    }
+
     /// Assert that the tool left nothing behind: no temp dir, no server.
     pub fn assert_clean(&self) {
         let left: Vec<_> = std::fs::read_dir(self.tmp())

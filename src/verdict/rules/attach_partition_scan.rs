@@ -24,13 +24,7 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
         else {
             continue;
         };
-        let Some(part) = cx
-            .resolved(rel)
-            .filter(|r| r.is_table() && r.populated() && cx.scanned(r.oid))
-        else {
-            continue;
-        };
-        let Some(lock) = cx.blocking_lock_for(part.oid) else {
+        let Some((part, lock)) = cx.scanned_under_blocking_lock(rel) else {
             continue;
         };
         out.push(INFO.reason(

@@ -163,6 +163,19 @@ impl<'a> StatementContext<'a> {
             .is_none_or(|&blocks| blocks > 0)
     }
 
+    /// For a statement that validates `rel`: the table, when it existed
+    /// before the patch, has rows, was actually scanned, and a lock that
+    /// blocks the application was held meanwhile — with that lock.
+    pub fn scanned_under_blocking_lock(
+        &self,
+        rel: &crate::patch::RelRef,
+    ) -> Option<(&'a Relation, Held<'a>)> {
+        let table = self
+            .resolved(rel)
+            .filter(|r| r.is_table() && r.populated() && self.scanned(r.oid))?;
+        Some((table, self.blocking_lock_for(table.oid)?))
+    }
+
     /// Line of the statement that first took `mode` on `oid` in this patch.
     fn taken_at(&self, oid: u32, mode: LockMode) -> usize {
         self.run.statements[..=self.position()]

@@ -27,13 +27,7 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
         if cx.measured.pre.not_null_proven.get(column) == Some(&true) {
             continue;
         }
-        let Some(table) = cx
-            .resolved(rel)
-            .filter(|r| r.is_table() && r.populated() && cx.scanned(r.oid))
-        else {
-            continue;
-        };
-        let Some(lock) = cx.blocking_lock_for(table.oid) else {
+        let Some((table, lock)) = cx.scanned_under_blocking_lock(rel) else {
             continue;
         };
         out.push(INFO.reason(

@@ -41,13 +41,7 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             }
             _ => continue,
         };
-        let Some(table) = cx
-            .resolved(rel)
-            .filter(|r| r.is_table() && r.populated() && cx.scanned(r.oid))
-        else {
-            continue;
-        };
-        let Some(lock) = cx.blocking_lock_for(table.oid) else {
+        let Some((table, lock)) = cx.scanned_under_blocking_lock(rel) else {
             continue;
         };
         let named = name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
