@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::{Abort, Cancel};
 use crate::error::{Error, Result};
+use crate::measure::stats::{self, Statistic};
 use crate::measure::{self, ApplyOptions};
 use crate::patch::discover::same_file;
 use crate::patch::{self, Patch};
 use crate::report::{
-    self, BaselineInfo, ErrorReport, LockReport, PatchReport, Postgres, Report, RewriteReport,
-    StatementReport, Status, WaiverReport,
+    self, BaselineInfo, CacheMode, ErrorReport, LockReport, PatchReport, PatchTiming, Postgres,
+    Report, RewriteReport, RunTiming, StatementReport, Status, WaiverReport,
 };
 use crate::staging::embedded::{Embedded, EmbeddedOptions};
 use crate::staging::{self, Backend, Baseline};
@@ -44,6 +45,54 @@ pub struct CheckOptions {
     pub until: Option<PathBuf>,
     /// Stop the whole run after this long, cancelling what runs.
     pub max_run_seconds: Option<f64>,
+    /// Repeated runs and cache modes.
+    pub timing: TimingOptions,
+    /// Where each run's timings are appended (None: not recorded).
+    pub history_file: Option<PathBuf>,
+    /// Flag patches slower than their last recorded run by more than this
+    /// many percent (with non-overlapping confidence intervals).
+    pub compare_history: Option<f64>,
+}
+
+/// Which caches a timed run starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheChoice {
+    /// As left by loading the baseline and earlier runs.
+    Warm,
+    /// Server restarted and OS page cache dropped before each timed run.
+    Cold,
+    /// Both, reported side by side; the cold figures decide.
+    Both,
+}
+
+impl CacheChoice {
+    pub fn modes(self) -> &'static [CacheMode] {
+        match self {
+            CacheChoice::Warm => &[CacheMode::Warm],
+            CacheChoice::Cold => &[CacheMode::Cold],
+            CacheChoice::Both => &[CacheMode::Warm, CacheMode::Cold],
+        }
+    }
+}
+
+/// How often patches are timed and which figure decides.
+#[derive(Debug, Clone)]
+pub struct TimingOptions {
+    pub runs: usize,
+    pub warmup: usize,
+    pub statistic: Statistic,
+    pub cache: CacheChoice,
+}
+
+impl Default for TimingOptions {
+    fn default() -> Self {
+        TimingOptions {
+            runs: 1,
+            warmup: 0,
+            statistic: Statistic::Median,
+            cache: CacheChoice::Warm,
+        }
+    }
 }
 
 impl CheckOptions {
@@ -117,6 +166,9 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
         waivers: waiver_reports(p, &[]),
         failures: Vec::new(),
         warnings: Vec::new(),
+        timing: None,
+        history: Vec::new(),
+        regression: None,
         classification: None,
         declared: p.declared,
         reasons: Vec::new(),
@@ -179,6 +231,7 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         patches: Vec::new(),
         notes,
         aborted: None,
+        timing: None,
     };
 
     // A patch downtime cannot apply is refused before anything runs.
@@ -266,7 +319,20 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
             .patches
             .push(skipped(p, "not run: the run was aborted".into()));
     }
+    let history = match &opts.history_file {
+        Some(f) => verdict::history::load(f)?,
+        None => Vec::new(),
+    };
+    verdict::history::compare(
+        &mut report,
+        &history,
+        opts.compare_history.unwrap_or(20.0),
+        opts.compare_history.is_some(),
+    );
     verdict::budget::decide(&mut report, &opts.policy, &signoffs);
+    if let (Some(f), None) = (&opts.history_file, &report.aborted) {
+        verdict::history::append(f, &verdict::history::entries(&report))?;
+    }
     if let Some(a) = &report.aborted {
         let running = match (&a.patch, a.line) {
             (Some(p), Some(l)) => format!(
@@ -303,18 +369,82 @@ async fn apply_all(
     staging::prepare_template(backend, baseline, cancel).await?;
     report.baseline.load_seconds = load_started.elapsed().as_secs_f64();
 
-    let admin = staging::connect(backend, "postgres").await?;
+    let mut admin = staging::connect(backend, "postgres").await?;
     let info = staging::server_info(&admin, backend.name()).await?;
     report.postgres = Postgres {
         version: info.version.clone(),
         backend: info.backend.clone(),
         settings: info.settings.clone(),
     };
-    let copy = format!("downtime_copy_{}", std::process::id());
-    staging::create_copy(&admin, &copy, info.version_num).await?;
 
+    let t = &opts.timing;
+    let modes = t.cache.modes();
+    let per_mode = t.warmup + t.runs;
+    ui::progress_start(patches.len() * per_mode * modes.len());
+    let mut run_info = RunTiming {
+        runs: t.runs,
+        warmup: t.warmup,
+        statistic: t.statistic,
+        cache: modes.to_vec(),
+        server_restarts: 0,
+        os_cache_dropped: None,
+    };
+    let mut measured: Vec<(CacheMode, Vec<PatchReport>)> = Vec::new();
+    let mut last: Vec<PatchReport> = Vec::new();
+    let mut n = 0;
+    'runs: for &mode in modes {
+        for r in 0..per_mode {
+            n += 1;
+            let copy = format!("downtime_copy_{}_{n}", std::process::id());
+            staging::create_copy(&admin, &copy, info.version_num).await?;
+            if mode == CacheMode::Cold {
+                // The copy's files are written now; empty both caches before timing.
+                admin.batch_execute("checkpoint").await?;
+                drop(admin);
+                backend.restart()?;
+                run_info.server_restarts += 1;
+                let dropped = staging::drop_os_cache();
+                if run_info.os_cache_dropped.is_none() {
+                    ui::note(&match &dropped {
+                        Ok(()) => "cold cache: server restarted, OS page cache dropped".to_string(),
+                        Err(e) => {
+                            format!("cold cache: server restarted; OS page cache not dropped ({e})")
+                        }
+                    });
+                }
+                run_info.os_cache_dropped = Some(dropped.is_ok());
+                admin = staging::connect(backend, "postgres").await?;
+            }
+            let (reports, aborted) = run_patches(backend, &copy, patches, opts, cancel).await?;
+            staging::drop_copy(&admin, &copy).await?;
+            if r >= t.warmup {
+                measured.push((mode, reports.clone()));
+            }
+            last = reports;
+            if let Some(a) = aborted {
+                report.aborted = Some(a);
+                break 'runs;
+            }
+        }
+    }
+    ui::progress_finish();
+    report.patches = merge_runs(measured, last, t);
+    if t.runs > 1 || modes != [CacheMode::Warm] {
+        report.timing = Some(run_info);
+    }
+    Ok(())
+}
+
+/// Apply every patch once, on the copy `copy`.
+async fn run_patches(
+    backend: &dyn Backend,
+    copy: &str,
+    patches: &[Patch],
+    opts: &CheckOptions,
+    cancel: &Cancel,
+) -> Result<(Vec<PatchReport>, Option<report::AbortReport>)> {
     let cap = opts.statement_cap();
-    let mut config = backend.config(&copy);
+    let mut config = backend.config(copy);
     config.options(format!("-c statement_timeout={}", cap.as_millis().max(1)));
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
@@ -325,11 +455,12 @@ async fn apply_all(
     });
 
     let apply_opts = ApplyOptions { statement_cap: cap };
+    let mut reports = Vec::new();
+    let mut aborted = None;
     let mut stop_after: Option<String> = None;
-    ui::progress_start(patches.len());
     for p in patches {
         if let Some(a) = cancel.fired() {
-            report.aborted = Some(report::AbortReport {
+            aborted = Some(report::AbortReport {
                 reason: a,
                 phase: "applying patches".into(),
                 patch: None,
@@ -338,13 +469,9 @@ async fn apply_all(
             });
             break;
         }
-        if let Some(failed) = &stop_after {
-            report.patches.push(skipped(
-                p,
-                format!(
-                    "not run: {failed} failed before it (--keep-going runs later patches anyway)"
-                ),
-            ));
+        if let Some(why) = &stop_after {
+            reports.push(skipped(p, why.clone()));
+            ui::progress_done();
             continue;
         }
         ui::progress_patch(&p.file.id);
@@ -365,12 +492,11 @@ async fn apply_all(
                 p.file.id
             ));
         }
-        let aborted = run.aborted;
-        report.patches.push(patch_report);
+        reports.push(patch_report);
         ui::progress_done();
-        if let Some(reason) = aborted {
+        if let Some(reason) = run.aborted {
             let st = run.statements.last().map(|s| &p.statements[s.index]);
-            report.aborted = Some(report::AbortReport {
+            aborted = Some(report::AbortReport {
                 reason,
                 phase: "applying patches".into(),
                 patch: Some(p.file.id.clone()),
@@ -380,11 +506,69 @@ async fn apply_all(
             break;
         }
     }
-    ui::progress_finish();
     drop(client);
     let _ = conn.await;
-    staging::drop_copy(&admin, &copy).await?;
-    Ok(())
+    Ok((reports, aborted))
+}
+
+/// One report per patch from several runs: the classification of the first
+/// timed run (of the cold ones, when there are), and statistics over all
+/// runs where the patch applied.
+fn merge_runs(
+    measured: Vec<(CacheMode, Vec<PatchReport>)>,
+    fallback: Vec<PatchReport>,
+    t: &TimingOptions,
+) -> Vec<PatchReport> {
+    let decide_mode = if measured.iter().any(|(m, _)| *m == CacheMode::Cold) {
+        CacheMode::Cold
+    } else {
+        CacheMode::Warm
+    };
+    let Some((_, base)) = measured.iter().find(|(m, _)| *m == decide_mode) else {
+        return fallback;
+    };
+    if measured.len() == 1 {
+        return base.clone();
+    }
+    let mut out = base.clone();
+    for (i, p) in out.iter_mut().enumerate() {
+        let samples = |mode: CacheMode| -> Vec<f64> {
+            measured
+                .iter()
+                .filter(|(m, _)| *m == mode)
+                .filter_map(|(_, rs)| rs.get(i))
+                .filter(|r| r.status == Status::Ok)
+                .map(|r| r.seconds)
+                .collect()
+        };
+        let timing = PatchTiming {
+            warm: stats::summarise(&samples(CacheMode::Warm)),
+            cold: stats::summarise(&samples(CacheMode::Cold)),
+        };
+        let decided = match decide_mode {
+            CacheMode::Cold => timing.cold.as_ref(),
+            CacheMode::Warm => timing.warm.as_ref(),
+        };
+        if let Some(st) = decided {
+            p.seconds = st.get(t.statistic);
+        }
+        for (j, s) in p.statements.iter_mut().enumerate() {
+            let per_statement: Vec<f64> = measured
+                .iter()
+                .filter(|(m, _)| *m == decide_mode)
+                .filter_map(|(_, rs)| rs.get(i))
+                .filter(|r| r.status == Status::Ok)
+                .filter_map(|r| r.statements.get(j))
+                .map(|s| s.seconds)
+                .collect();
+            s.stats = stats::summarise(&per_statement);
+            if let Some(st) = &s.stats {
+                s.seconds = st.median;
+            }
+        }
+        p.timing = Some(timing);
+    }
+    out
 }
 
 fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> PatchReport {
@@ -425,6 +609,7 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
                         held_seconds: l.held_seconds,
                     })
                     .collect(),
+                stats: None,
                 rewrites: sr
                     .rewrites
                     .iter()
@@ -455,6 +640,9 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
         waivers: waiver_reports(p, &classification.reasons),
         failures: Vec::new(),
         warnings: Vec::new(),
+        timing: None,
+        history: Vec::new(),
+        regression: None,
         classification: Some(classification.class),
         declared: p.declared,
         reasons: classification.reasons,

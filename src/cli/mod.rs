@@ -8,9 +8,11 @@ use clap::{Parser, Subcommand};
 mod signoff;
 
 use crate::cancel::Cancel;
+use crate::check::CacheChoice;
 use crate::check::{self, CheckOptions, DEFAULT_PATCH_DIR};
 use crate::config::{self, Overrides};
 use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
+use crate::measure::stats::Statistic;
 use crate::report::{self, ChartFormat, Format, Report};
 use crate::staging::embedded::EmbeddedOptions;
 use crate::ui;
@@ -40,8 +42,19 @@ pub enum Command {
     /// Apply patches to a fresh staging copy, time and classify each, and gate on the budget.
     #[command(after_help = CHECK_AFTER_HELP)]
     Check(CheckArgs),
+    /// Time patches over several runs on fresh copies: min, median, max,
+    /// MAD and a 95 % confidence interval of the median, per patch and statement.
+    Bench(BenchArgs),
     /// Re-render a saved JSON report in other formats.
     Report(ReportArgs),
+    /// Show the recorded timings of patches, oldest first.
+    History {
+        /// A patch id or path [default: every patch]
+        patch: Option<String>,
+        /// The history file.
+        #[arg(long, value_name = "FILE", default_value = crate::verdict::history::DEFAULT_FILE)]
+        file: PathBuf,
+    },
     /// Record a reviewer's sign-off for a patch over its budget, or list sign-offs.
     Signoff(SignoffArgs),
     /// List the classification rules with their safer recipes, or explain one.
@@ -118,11 +131,98 @@ pub struct CheckArgs {
     pub keep_going: bool,
 
     #[command(flatten)]
+    pub timing: TimingArgs,
+
+    #[command(flatten)]
     pub out: OutputArgs,
 
     /// Also write the JSON report to this file.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// Repeated, statistically summarised timing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimingArgs {
+    /// Timed runs, each on a fresh copy with the earlier patches applied
+    /// [default: check 1, bench 5]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: Option<u32>,
+
+    /// Untimed runs first [default: check 0, bench 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub warmup: Option<u32>,
+
+    /// The figure over the runs that decides the budget.
+    #[arg(long, value_enum, default_value_t = Statistic::Median)]
+    pub decide: Statistic,
+
+    /// Caches at the start of each timed run: warm, cold (server restarted,
+    /// OS page cache dropped where permitted), or both side by side.
+    #[arg(long, value_enum, default_value_t = CacheChoice::Warm)]
+    pub cache: CacheChoice,
+
+    /// Same as --cache cold.
+    #[arg(long, conflicts_with = "cache")]
+    pub cold_cache: bool,
+
+    /// Fail a patch that is slower than its last recorded run with the same
+    /// server settings by more than --regression-threshold, with the
+    /// confidence intervals apart.
+    #[arg(long)]
+    pub compare_history: bool,
+
+    /// Percent slower that counts as a regression.
+    #[arg(long, value_name = "PERCENT", default_value_t = 20.0, value_parser = positive_seconds)]
+    pub regression_threshold: f64,
+
+    /// The history file every run appends to [default: reports/history.jsonl]
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+
+    /// Do not record this run in the history.
+    #[arg(long, conflicts_with_all = ["history", "compare_history"])]
+    pub no_history: bool,
+}
+
+impl TimingArgs {
+    fn apply(&self, opts: &mut CheckOptions, runs: u32, warmup: u32) {
+        opts.timing = self.options(runs, warmup);
+        opts.history_file = (!self.no_history).then(|| {
+            self.history
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::verdict::history::DEFAULT_FILE))
+        });
+        opts.compare_history = self.compare_history.then_some(self.regression_threshold);
+    }
+
+    fn options(&self, runs: u32, warmup: u32) -> crate::check::TimingOptions {
+        crate::check::TimingOptions {
+            runs: self.runs.unwrap_or(runs) as usize,
+            warmup: self.warmup.unwrap_or(warmup) as usize,
+            statistic: self.decide,
+            cache: if self.cold_cache {
+                CacheChoice::Cold
+            } else {
+                self.cache
+            },
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Patch files and folders [default: `patches` from downtime.toml, else patches/]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub timing: TimingArgs,
+
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// Where and how reports are written.
@@ -372,6 +472,9 @@ fn check_options(
         signoff_base: config.base(),
         until: None,
         max_run_seconds: common.max_run_seconds.or(file.staging.max_run_seconds),
+        timing: crate::check::TimingOptions::default(),
+        history_file: None,
+        compare_history: None,
     })
 }
 
@@ -399,12 +502,81 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
             };
             let mut opts = check_options(&args.common, &args.paths, &overrides)?;
             opts.keep_going = args.keep_going;
+            args.timing.apply(&mut opts, 1, 0);
             let report = check::run(&opts, &cancel).await?;
             if let Some(path) = &args.output {
                 std::fs::write(path, report.to_json() + "\n").map_err(|e| Error::io(path, e))?;
             }
             emit(&report, &args.out)?;
             Ok(exit_code(&report))
+        }
+        Command::Bench(args) => {
+            let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
+            opts.keep_going = true;
+            args.timing.apply(&mut opts, 5, 1);
+            let report = check::run(&opts, &cancel).await?;
+            if args.out.format == [Format::Text] && args.out.output_dir.is_none() {
+                print!("{}", report::text::render_bench(&report));
+            } else {
+                emit(&report, &args.out)?;
+            }
+            Ok(match &report.aborted {
+                Some(a) => a.reason.exit_code().unwrap_or(EXIT_VERDICT),
+                None if report
+                    .patches
+                    .iter()
+                    .any(|p| p.status == report::Status::Failed) =>
+                {
+                    EXIT_VERDICT
+                }
+                None => EXIT_PASS,
+            })
+        }
+        Command::History { patch, file } => {
+            let entries = crate::verdict::history::load(&file)?;
+            let wanted = |e: &&crate::verdict::history::Entry| match &patch {
+                None => true,
+                Some(p) => {
+                    e.patch == *p
+                        || e.path == *p
+                        || std::path::Path::new(p)
+                            .file_stem()
+                            .is_some_and(|s| s.to_string_lossy() == e.patch)
+                }
+            };
+            let shown: Vec<_> = entries.iter().filter(wanted).collect();
+            if shown.is_empty() {
+                println!(
+                    "no recorded runs{} in {}",
+                    patch.map(|p| format!(" of {p}")).unwrap_or_default(),
+                    file.display()
+                );
+                return Ok(EXIT_PASS);
+            }
+            println!(
+                "{:<24} {:<20} {:>9} {:>21} {:>4} {:<5} {:<9} {:<16}",
+                "patch", "at", "seconds", "95% CI", "runs", "cache", "commit", "settings"
+            );
+            for e in shown {
+                println!(
+                    "{:<24} {:<20} {:>9.4} {:>21} {:>4} {:<5} {:<9} {:<16}",
+                    e.patch,
+                    e.at,
+                    e.seconds,
+                    format!("[{:.4}, {:.4}]", e.ci_low, e.ci_high),
+                    e.runs,
+                    match e.cache {
+                        report::CacheMode::Warm => "warm",
+                        report::CacheMode::Cold => "cold",
+                    },
+                    e.commit
+                        .as_deref()
+                        .map(|c| &c[..c.len().min(9)])
+                        .unwrap_or("-"),
+                    e.fingerprint
+                );
+            }
+            Ok(EXIT_PASS)
         }
         Command::Report(args) => {
             let report = report::load(&args.file)?;

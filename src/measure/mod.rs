@@ -2,6 +2,7 @@
 //! transactions), statement by statement, each timed with a monotonic clock
 //! and followed by a trace of locks, rewrites and new indexes.
 
+pub mod stats;
 pub mod trace;
 
 use std::collections::{BTreeMap, HashMap};

@@ -80,6 +80,10 @@ pub fn render(report: &Report) -> String {
             .unwrap_or_default()
     };
     let _ = writeln!(o, "<h2>Apply time per patch</h2>{}", svg_of(&Kind::Patches));
+    let trend = svg_of(&Kind::Trend);
+    if !trend.is_empty() {
+        let _ = writeln!(o, "<h2>Trend over recorded runs</h2>{trend}");
+    }
 
     let _ = writeln!(
         o,

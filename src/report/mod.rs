@@ -51,6 +51,38 @@ pub struct Report {
     /// Set when the run stopped early (signal or whole-run cap).
     #[serde(default)]
     pub aborted: Option<AbortReport>,
+    /// Repeated runs: how many, which statistic decides, which caches.
+    /// null for a single warm run.
+    #[serde(default)]
+    pub timing: Option<RunTiming>,
+}
+
+/// Whether a timed run started with warm or emptied caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    Warm,
+    Cold,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunTiming {
+    pub runs: usize,
+    pub warmup: usize,
+    /// The figure that is a patch's `seconds` and decides its budget.
+    pub statistic: crate::measure::stats::Statistic,
+    pub cache: Vec<CacheMode>,
+    /// How often the server was restarted to empty its buffers.
+    pub server_restarts: usize,
+    /// Whether the OS page cache could be dropped (null: not tried).
+    pub os_cache_dropped: Option<bool>,
+}
+
+/// A patch's timings over the runs, per cache mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchTiming {
+    pub warm: Option<crate::measure::stats::Stats>,
+    pub cold: Option<crate::measure::stats::Stats>,
 }
 
 /// Where a run stopped early.
@@ -113,6 +145,15 @@ pub struct PatchReport {
     /// What passed but deserves a look.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Statistics over repeated runs (null for a single run).
+    #[serde(default)]
+    pub timing: Option<PatchTiming>,
+    /// Earlier runs with the same settings fingerprint, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<crate::verdict::history::HistoryPoint>,
+    /// The comparison with the last recorded run (`--compare-history`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<crate::verdict::history::Regression>,
     /// null when the patch did not run.
     pub classification: Option<Class>,
     pub declared: Option<Class>,
@@ -198,6 +239,9 @@ pub struct StatementReport {
     pub outside_transaction: bool,
     pub locks: Vec<LockReport>,
     pub rewrites: Vec<RewriteReport>,
+    /// Statistics over repeated runs (then `seconds` is their median).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<crate::measure::stats::Stats>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -140,3 +140,92 @@ pub fn render(report: &Report) -> String {
     );
     out
 }
+
+fn secs(x: f64) -> String {
+    format!("{x:.4}")
+}
+
+/// The `bench` table: per patch and statement, statistics over the runs.
+pub fn render_bench(report: &Report) -> String {
+    let mut out = String::new();
+    if let Some(t) = &report.timing {
+        let caches: Vec<&str> = t
+            .cache
+            .iter()
+            .map(|c| match c {
+                super::CacheMode::Warm => "warm",
+                super::CacheMode::Cold => "cold",
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{} timed run(s) after {} warm-up, cache {}, deciding by {}{}",
+            t.runs,
+            t.warmup,
+            caches.join(" + "),
+            t.statistic,
+            match t.os_cache_dropped {
+                Some(true) => format!(
+                    "; server restarted {} time(s), OS page cache dropped",
+                    t.server_restarts
+                ),
+                Some(false) => format!(
+                    "; server restarted {} time(s), OS page cache NOT dropped (not permitted)",
+                    t.server_restarts
+                ),
+                None => String::new(),
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<28} {:<5} {:>9} {:>9} {:>9} {:>9} {:>21}",
+        "patch / statement", "cache", "min", "median", "max", "MAD", "95% CI of median"
+    );
+    for p in &report.patches {
+        let rows: Vec<(&str, &crate::measure::stats::Stats)> = p
+            .timing
+            .iter()
+            .flat_map(|t| [("warm", t.warm.as_ref()), ("cold", t.cold.as_ref())])
+            .filter_map(|(m, s)| s.map(|s| (m, s)))
+            .collect();
+        if rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:<28} {:<5} {:>9}",
+                truncate(&p.id, 28),
+                "-",
+                secs(p.seconds)
+            );
+        }
+        for (mode, st) in rows {
+            let _ = writeln!(
+                out,
+                "{:<28} {:<5} {:>9} {:>9} {:>9} {:>9} {:>21}",
+                truncate(&p.id, 28),
+                mode,
+                secs(st.min),
+                secs(st.median),
+                secs(st.max),
+                secs(st.mad),
+                format!("[{}, {}]", secs(st.ci_low), secs(st.ci_high))
+            );
+        }
+        for s in &p.statements {
+            if let Some(st) = &s.stats {
+                let _ = writeln!(
+                    out,
+                    "  {:<26} {:<5} {:>9} {:>9} {:>9} {:>9} {:>21}",
+                    truncate(&format!("line {}: {}", s.line, s.sql), 26),
+                    "",
+                    secs(st.min),
+                    secs(st.median),
+                    secs(st.max),
+                    secs(st.mad),
+                    format!("[{}, {}]", secs(st.ci_low), secs(st.ci_high))
+                );
+            }
+        }
+    }
+    out
+}

@@ -94,6 +94,7 @@ pub struct Embedded {
     dir: Option<tempfile::TempDir>,
     socket_dir: PathBuf,
     child: Option<Child>,
+    user: Option<User>,
 }
 
 /// Find the directory with the server binaries.
@@ -184,6 +185,7 @@ impl Embedded {
             dir: Some(dir),
             socket_dir,
             child: None,
+            user: user.clone(),
         };
 
         let mut initdb = me.server_command("initdb", user.as_ref());
@@ -223,12 +225,24 @@ impl Embedded {
             .map_err(|e| Error::io(&conf_path, e))?;
         drop(conf);
 
-        let log_path = me.path().join("server.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        me.spawn_server()?;
+        Ok(me)
+    }
+
+    /// Start `postgres` on the data directory and wait until it accepts connections.
+    fn spawn_server(&mut self) -> Result<()> {
+        let user = self.user.clone();
+        let data = self.path().join("data");
+        let log_path = self.path().join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(&log_path, e))?;
         if let Some(u) = &user {
             let _ = nix::unistd::chown(&log_path, Some(u.uid), Some(u.gid));
         }
-        let mut postgres = me.server_command("postgres", user.as_ref());
+        let mut postgres = self.server_command("postgres", user.as_ref());
         postgres
             .arg("-D")
             .arg(&data)
@@ -248,14 +262,37 @@ impl Embedded {
             .spawn()
             .map_err(|e| Error::Server(format!("cannot start postgres: {e}")))?;
         if let Ok(mut live) = LIVE.lock() {
-            let dir = me.path().to_path_buf();
+            let dir = self.path().to_path_buf();
             if let Some(entry) = live.iter_mut().find(|(_, d)| *d == dir) {
                 entry.0 = child.id() as i32;
             }
         }
-        me.child = Some(child);
-        me.wait_ready(&log_path)?;
-        Ok(me)
+        self.child = Some(child);
+        self.wait_ready(&log_path)
+    }
+
+    /// Stop the server (fast shutdown) and wait for it to exit.
+    fn stop_server(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = signal::kill(pid, Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        let _ = signal::kill(pid, Signal::SIGQUIT);
+                        std::thread::sleep(Duration::from_millis(200));
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     fn path(&self) -> &Path {
@@ -313,28 +350,7 @@ impl Embedded {
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = Pid::from_raw(child.id() as i32);
-            // Fast shutdown: roll back open transactions, checkpoint skipped by
-            // removal of the directory anyway.
-            let _ = signal::kill(pid, Signal::SIGINT);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => {
-                        let _ = signal::kill(pid, Signal::SIGQUIT);
-                        std::thread::sleep(Duration::from_millis(200));
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
+        self.stop_server();
         if let Some(dir) = self.dir.take() {
             let path = dir.path().to_path_buf();
             if let Err(e) = dir.close() {
@@ -380,6 +396,11 @@ impl Backend for Embedded {
     fn shutdown(&mut self) -> Result<()> {
         self.stop();
         Ok(())
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.stop_server();
+        self.spawn_server()
     }
 }
 

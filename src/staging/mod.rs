@@ -33,6 +33,15 @@ pub trait Backend {
     fn client_bin_dir(&self) -> &Path;
     /// Stop the server and remove everything it left on disk.
     fn shutdown(&mut self) -> Result<()>;
+    /// Stop and start the server again (empties its shared buffers).
+    fn restart(&mut self) -> Result<()>;
+}
+
+/// Empty the operating system's page cache (root only, and only where the
+/// kernel lets this process). Returns why not, when it could not.
+pub fn drop_os_cache() -> std::result::Result<(), String> {
+    nix::unistd::sync();
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").map_err(|e| e.to_string())
 }
 
 /// Open a connection; the connection task runs on the current runtime.

@@ -75,6 +75,12 @@ pub fn decide(report: &mut Report, policy: &Policy, signoffs: &Signoffs) {
                 p.path
             ));
         }
+        if let Some(r) = p.regression.as_ref().filter(|r| r.regressed) {
+            failures.push(format!(
+                "{} regressed: {:.3} s now, {:.3} s on {} ({:+.0} %, over the {:.0} % threshold, confidence intervals apart)",
+                p.id, p.seconds, r.previous_seconds, r.previous_at, r.change_percent, r.threshold_percent
+            ));
+        }
         if let Some(warn) = budget.warn_at_seconds {
             if ran && p.seconds > warn && !p.over_budget {
                 warnings.push(format!(

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod classify;
+pub mod history;
 pub mod locks;
 pub mod policy;
 pub mod rules;

@@ -1,0 +1,205 @@
+//! Timing history: every run appends one line per patch to
+//! `reports/history.jsonl`; `--compare-history` flags a patch that got
+//! slower than its last run with the same server settings.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::report::{CacheMode, Report, Status};
+
+/// The default history file, under the output directory.
+pub const DEFAULT_FILE: &str = "reports/history.jsonl";
+
+/// One patch in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub patch: String,
+    pub path: String,
+    pub sha256: String,
+    /// `git rev-parse HEAD` where the run started, when in a git repository.
+    pub commit: Option<String>,
+    pub at: String,
+    /// Which figure `seconds` is (median, upper-ci, max; `single` for one run).
+    pub statistic: String,
+    pub seconds: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub runs: usize,
+    pub cache: CacheMode,
+    /// Server version, backend and timing settings, hashed: only runs with the
+    /// same fingerprint are compared.
+    pub fingerprint: String,
+}
+
+/// A patch compared with its last recorded run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    pub previous_seconds: f64,
+    pub previous_at: String,
+    pub previous_commit: Option<String>,
+    /// Change in percent (positive: slower).
+    pub change_percent: f64,
+    /// Slower by more than the threshold, with non-overlapping confidence intervals.
+    pub regressed: bool,
+    pub threshold_percent: f64,
+}
+
+/// A short hash of what makes timings comparable.
+pub fn fingerprint(report: &Report) -> String {
+    let mut h = Sha256::new();
+    h.update(report.postgres.version.as_bytes());
+    h.update(report.postgres.backend.as_bytes());
+    for (k, v) in &report.postgres.settings {
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Read a history file; a missing file is an empty history. A line that
+/// cannot be read is an error naming it.
+pub fn load(path: &Path) -> Result<Vec<Entry>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::InputAt {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: format!("not a history entry: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// The entries this run adds: one per patch that applied.
+pub fn entries(report: &Report) -> Vec<Entry> {
+    let fp = fingerprint(report);
+    let commit = git_commit();
+    let (statistic, cache) = match &report.timing {
+        Some(t) => (
+            t.statistic.to_string(),
+            *t.cache.last().unwrap_or(&CacheMode::Warm),
+        ),
+        None => ("single".to_string(), CacheMode::Warm),
+    };
+    report
+        .patches
+        .iter()
+        .filter(|p| p.status == Status::Ok)
+        .map(|p| {
+            let stats = p.timing.as_ref().and_then(|t| match cache {
+                CacheMode::Cold => t.cold.clone(),
+                CacheMode::Warm => t.warm.clone(),
+            });
+            Entry {
+                patch: p.id.clone(),
+                path: p.path.clone(),
+                sha256: p.sha256.clone(),
+                commit: commit.clone(),
+                at: report.started_at.clone(),
+                statistic: statistic.clone(),
+                seconds: p.seconds,
+                ci_low: stats.as_ref().map_or(p.seconds, |s| s.ci_low),
+                ci_high: stats.as_ref().map_or(p.seconds, |s| s.ci_high),
+                runs: stats.as_ref().map_or(1, |s| s.runs),
+                cache,
+                fingerprint: fp.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Append this run's entries.
+pub fn append(path: &Path, new: &[Entry]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let mut text = String::new();
+    for e in new {
+        text.push_str(&serde_json::to_string(e).unwrap_or_default());
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+/// Compare each patch with its last entry of the same fingerprint and cache
+/// mode, and attach its recent series for the trend chart.
+pub fn compare(report: &mut Report, history: &[Entry], threshold_percent: f64, flag: bool) {
+    let current = entries(report);
+    for p in &mut report.patches {
+        let Some(now) = current.iter().find(|e| e.patch == p.id) else {
+            continue;
+        };
+        let same: Vec<&Entry> = history
+            .iter()
+            .filter(|e| e.patch == p.id && e.fingerprint == now.fingerprint && e.cache == now.cache)
+            .collect();
+        p.history = same
+            .iter()
+            .rev()
+            .take(20)
+            .rev()
+            .map(|e| HistoryPoint {
+                at: e.at.clone(),
+                seconds: e.seconds,
+                commit: e.commit.clone(),
+            })
+            .collect();
+        if !flag {
+            continue;
+        }
+        if let Some(prev) = same.last() {
+            let change = if prev.seconds > 0.0 {
+                (now.seconds - prev.seconds) / prev.seconds * 100.0
+            } else {
+                0.0
+            };
+            let apart = now.ci_low > prev.ci_high;
+            p.regression = Some(Regression {
+                previous_seconds: prev.seconds,
+                previous_at: prev.at.clone(),
+                previous_commit: prev.commit.clone(),
+                change_percent: change,
+                regressed: change > threshold_percent && apart,
+                threshold_percent,
+            });
+        }
+    }
+}
+
+/// A point of a patch's timing history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub at: String,
+    pub seconds: f64,
+    pub commit: Option<String>,
+}
