@@ -13,7 +13,7 @@ use crate::report::{
     self, BaselineInfo, CacheMode, ErrorReport, LockReport, PatchReport, PatchTiming, Postgres,
     Report, RewriteReport, RunTiming, StatementReport, Status, WaiverReport,
 };
-use crate::staging::embedded::{Embedded, EmbeddedOptions};
+use crate::staging::embedded::{self, Embedded, EmbeddedOptions};
 use crate::staging::{self, Backend, Baseline};
 use crate::ui;
 use crate::verdict::signoff::Signoffs;
@@ -47,11 +47,15 @@ pub struct CheckOptions {
     pub max_run_seconds: Option<f64>,
     /// Repeated runs and cache modes.
     pub timing: TimingOptions,
-    /// Where each run's timings are appended (None: not recorded).
+    /// The timing history: read for comparisons and the trend chart.
     pub history_file: Option<PathBuf>,
+    /// Append this run's timings to the history file.
+    pub record_history: bool,
     /// Flag patches slower than their last recorded run by more than this
     /// many percent (with non-overlapping confidence intervals).
     pub compare_history: Option<f64>,
+    /// The baseline cache directory (None: no cache).
+    pub cache: Option<PathBuf>,
 }
 
 /// Which caches a timed run starts with.
@@ -159,6 +163,7 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
         sha256: p.sha256.clone(),
         status: Status::Skipped,
         seconds: 0.0,
+        server_seconds: None,
         budget_seconds: None,
         over_budget: false,
         post_deploy: p.post_deploy,
@@ -183,6 +188,7 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
 /// Run `check` end to end and return the report. `Err` is an input or
 /// infrastructure error (exit 2); a failing verdict is a report that says so.
 pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
+    let run_started = Instant::now();
     let started_at = report::now_rfc3339();
     let cancel = cancel.clone().with_deadline(
         opts.max_run_seconds
@@ -220,6 +226,8 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         baseline: BaselineInfo {
             source: baseline.describe(),
             load_seconds: 0.0,
+            cache: "off".into(),
+            first_statement_seconds: 0.0,
         },
         budget: Budget::from_policy(&opts.policy.budget),
         policy: opts.policy.clone(),
@@ -276,10 +284,28 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         return Ok(report);
     }
 
+    let cached = match &opts.cache {
+        Some(root) => staging::cache::key(&baseline, &embedded::server_identity(&opts.embedded)?)?
+            .map(|key| (staging::cache::Cache { root: root.clone() }, key)),
+        None => None,
+    };
+    let hit = cached.as_ref().and_then(|(c, k)| c.lookup(k));
+    report.baseline.cache = match (&cached, &hit) {
+        (None, _) => "off",
+        (Some(_), Some(_)) => "hit",
+        (Some(_), None) => "miss",
+    }
+    .into();
     let result = match cancel.fired() {
         Some(a) => Err(Error::Aborted(a)),
         None => {
-            let mut backend = Embedded::start(&opts.embedded)?;
+            let mut embedded_opts = opts.embedded.clone();
+            embedded_opts.from_data = hit.clone();
+            if hit.is_some() {
+                ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
+            }
+            let mut backend = Embedded::start(&embedded_opts)?;
+            let store = if hit.is_some() { None } else { cached.as_ref() };
             let result = apply_all(
                 &mut backend,
                 &baseline,
@@ -287,6 +313,11 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
                 opts,
                 &mut report,
                 &cancel,
+                Loading {
+                    run_started,
+                    cached: hit.is_some(),
+                    store,
+                },
             )
             .await;
             ui::progress_finish();
@@ -330,7 +361,7 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         opts.compare_history.is_some(),
     );
     verdict::budget::decide(&mut report, &opts.policy, &signoffs);
-    if let (Some(f), None) = (&opts.history_file, &report.aborted) {
+    if let (Some(f), None, true) = (&opts.history_file, &report.aborted, opts.record_history) {
         verdict::history::append(f, &verdict::history::entries(&report))?;
     }
     if let Some(a) = &report.aborted {
@@ -357,6 +388,14 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
     Ok(report)
 }
 
+/// How the template gets there: loaded, or already in a cached cluster.
+struct Loading<'a> {
+    run_started: Instant,
+    cached: bool,
+    /// Store the loaded cluster in this cache under this key.
+    store: Option<&'a (staging::cache::Cache, String)>,
+}
+
 async fn apply_all(
     backend: &mut dyn Backend,
     baseline: &Baseline,
@@ -364,10 +403,23 @@ async fn apply_all(
     opts: &CheckOptions,
     report: &mut Report,
     cancel: &Cancel,
+    loading: Loading<'_>,
 ) -> Result<()> {
     let load_started = Instant::now();
-    staging::prepare_template(backend, baseline, cancel).await?;
-    report.baseline.load_seconds = load_started.elapsed().as_secs_f64();
+    if !loading.cached {
+        staging::prepare_template(backend, baseline, cancel).await?;
+        report.baseline.load_seconds = load_started.elapsed().as_secs_f64();
+        if let Some((cache, key)) = loading.store {
+            let stored = cache
+                .staging_dir(key)
+                .and_then(|dir| backend.snapshot_data(&dir.join("data")).map(|()| dir))
+                .and_then(|dir| cache.commit(key, &dir));
+            match stored {
+                Ok(()) => ui::note(&format!("baseline cached in {}", cache.root.display())),
+                Err(e) => ui::warn(&format!("the baseline was not cached: {e}")),
+            }
+        }
+    }
 
     let mut admin = staging::connect(backend, "postgres").await?;
     let info = staging::server_info(&admin, backend.name()).await?;
@@ -377,6 +429,11 @@ async fn apply_all(
         settings: info.settings.clone(),
     };
 
+    if backend.has_statement_stats() {
+        admin
+            .batch_execute("create extension if not exists pg_stat_statements")
+            .await?;
+    }
     let t = &opts.timing;
     let modes = t.cache.modes();
     let per_mode = t.warmup + t.runs;
@@ -415,7 +472,12 @@ async fn apply_all(
                 run_info.os_cache_dropped = Some(dropped.is_ok());
                 admin = staging::connect(backend, "postgres").await?;
             }
-            let (reports, aborted) = run_patches(backend, &copy, patches, opts, cancel).await?;
+            if n == 1 {
+                report.baseline.first_statement_seconds =
+                    loading.run_started.elapsed().as_secs_f64();
+            }
+            let (reports, aborted) =
+                run_patches(backend, &admin, &copy, patches, opts, cancel).await?;
             staging::drop_copy(&admin, &copy).await?;
             if r >= t.warmup {
                 measured.push((mode, reports.clone()));
@@ -438,6 +500,7 @@ async fn apply_all(
 /// Apply every patch once, on the copy `copy`.
 async fn run_patches(
     backend: &dyn Backend,
+    admin: &tokio_postgres::Client,
     copy: &str,
     patches: &[Patch],
     opts: &CheckOptions,
@@ -455,6 +518,15 @@ async fn run_patches(
     });
 
     let apply_opts = ApplyOptions { statement_cap: cap };
+    let dbid: Option<u32> = if backend.has_statement_stats() {
+        admin
+            .query_opt("select oid from pg_database where datname = $1", &[&copy])
+            .await?
+            .map(|r| r.get(0))
+    } else {
+        None
+    };
+    let clock = dbid.map(|dbid| measure::ServerClock { admin, dbid });
     let mut reports = Vec::new();
     let mut aborted = None;
     let mut stop_after: Option<String> = None;
@@ -475,9 +547,9 @@ async fn run_patches(
             continue;
         }
         ui::progress_patch(&p.file.id);
-        client.batch_execute("reset all").await?;
+        client.batch_execute("/*downtime*/ reset all").await?;
         let wall = Instant::now();
-        let run = measure::apply(&client, p, &apply_opts, cancel).await?;
+        let run = measure::apply(&client, p, &apply_opts, cancel, clock.as_ref()).await?;
         let mut patch_report = patch_report(p, &run, opts);
         patch_report.wall_seconds = wall.elapsed().as_secs_f64();
         if patch_report.status == Status::Failed && !opts.keep_going {
@@ -610,6 +682,7 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
                     })
                     .collect(),
                 stats: None,
+                server_seconds: sr.server_seconds,
                 rewrites: sr
                     .rewrites
                     .iter()
@@ -633,6 +706,11 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
             Status::Ok
         },
         seconds,
+        server_seconds: run
+            .statements
+            .iter()
+            .map(|s| s.server_seconds)
+            .sum::<Option<f64>>(),
         budget_seconds: None,
         over_budget: false,
         post_deploy: p.post_deploy,

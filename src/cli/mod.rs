@@ -47,6 +47,11 @@ pub enum Command {
     Bench(BenchArgs),
     /// Re-render a saved JSON report in other formats.
     Report(ReportArgs),
+    /// Manage the baseline cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Show the recorded timings of patches, oldest first.
     History {
         /// A patch id or path [default: every patch]
@@ -180,19 +185,21 @@ pub struct TimingArgs {
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
 
-    /// Do not record this run in the history.
-    #[arg(long, conflicts_with_all = ["history", "compare_history"])]
+    /// Do not record this run in the history (it is still read for
+    /// --compare-history and the trend chart).
+    #[arg(long)]
     pub no_history: bool,
 }
 
 impl TimingArgs {
     fn apply(&self, opts: &mut CheckOptions, runs: u32, warmup: u32) {
         opts.timing = self.options(runs, warmup);
-        opts.history_file = (!self.no_history).then(|| {
+        opts.history_file = Some(
             self.history
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(crate::verdict::history::DEFAULT_FILE))
-        });
+                .unwrap_or_else(|| PathBuf::from(crate::verdict::history::DEFAULT_FILE)),
+        );
+        opts.record_history = !self.no_history;
         opts.compare_history = self.compare_history.then_some(self.regression_threshold);
     }
 
@@ -208,6 +215,14 @@ impl TimingArgs {
             },
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Remove every cached baseline.
+    Clear,
+    /// Print the cache directory.
+    Dir,
 }
 
 #[derive(Debug, clap::Args)]
@@ -325,6 +340,12 @@ pub struct CommonArgs {
     /// Cancel any statement running longer than this [default: 10 × the largest per-patch budget]
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
     pub timeout: Option<f64>,
+
+    /// Load the baseline again instead of starting from the cached, loaded
+    /// cluster ($XDG_CACHE_HOME/downtime, by the baseline's sha256, the
+    /// PostgreSQL version and the settings).
+    #[arg(long)]
+    pub no_cache: bool,
 
     /// Stop the whole run after this long: the running statement is cancelled
     /// and the report names it [default: off]
@@ -466,6 +487,7 @@ fn check_options(
                 .clone()
                 .or_else(|| file.staging.pg_bin.as_ref().map(|p| config.resolve(p))),
             extra_conf: pg_conf,
+            from_data: None,
         },
         keep_going: false,
         signoff_file,
@@ -474,7 +496,9 @@ fn check_options(
         max_run_seconds: common.max_run_seconds.or(file.staging.max_run_seconds),
         timing: crate::check::TimingOptions::default(),
         history_file: None,
+        record_history: false,
         compare_history: None,
+        cache: (!common.no_cache).then(crate::staging::cache::default_root),
     })
 }
 
@@ -531,6 +555,22 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
                 }
                 None => EXIT_PASS,
             })
+        }
+        Command::Cache { action } => {
+            let cache = crate::staging::cache::Cache {
+                root: crate::staging::cache::default_root(),
+            };
+            match action {
+                CacheAction::Clear => {
+                    let n = cache.clear()?;
+                    println!(
+                        "removed {n} cached baseline(s) from {}",
+                        cache.root.display()
+                    );
+                }
+                CacheAction::Dir => println!("{}", cache.root.display()),
+            }
+            Ok(EXIT_PASS)
         }
         Command::History { patch, file } => {
             let entries = crate::verdict::history::load(&file)?;

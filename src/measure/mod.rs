@@ -26,6 +26,30 @@ pub struct ApplyOptions {
     pub statement_cap: Duration,
 }
 
+/// The server's own clock for statements: `pg_stat_statements`, read from a
+/// second connection so the reading is not part of the patch's session.
+pub struct ServerClock<'a> {
+    pub admin: &'a Client,
+    /// The copy's database oid.
+    pub dbid: u32,
+}
+
+impl ServerClock<'_> {
+    /// Milliseconds of execution the server has recorded in the copy for
+    /// statements that are not downtime's own.
+    async fn exec_ms(&self) -> Result<f64> {
+        let row = self
+            .admin
+            .query_one(
+                "select coalesce(sum(total_exec_time), 0)::float8 from pg_stat_statements \
+                 where dbid = $1 and query not like '/*downtime*/%'",
+                &[&self.dbid],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+}
+
 /// A lock first seen after a statement, on a relation that existed before the patch.
 #[derive(Debug, Clone, Serialize)]
 pub struct LockHeld {
@@ -87,6 +111,8 @@ pub struct StatementRun {
     /// Pages of each table the statement was to validate that it actually
     /// read (known only inside a transaction).
     pub scanned_blocks: HashMap<u32, i64>,
+    /// The statement's execution time by the server's clock, when known.
+    pub server_seconds: Option<f64>,
 }
 
 /// Where a patch failed.
@@ -221,6 +247,7 @@ pub async fn apply(
     patch: &Patch,
     opts: &ApplyOptions,
     cancel: &Cancel,
+    clock: Option<&ServerClock<'_>>,
 ) -> Result<PatchRun> {
     trace::analyse_unanalysed(client).await?;
     let snapshot = trace::snapshot(client).await?;
@@ -267,7 +294,7 @@ pub async fn apply(
         // statement PostgreSQL forbids in a transaction block.
         if tool_tx && (outside || opens_own) {
             let t0 = Instant::now();
-            client.batch_execute("commit").await?;
+            client.batch_execute("/*downtime*/ commit").await?;
             let dt = t0.elapsed().as_secs_f64();
             run.commit_seconds += dt;
             elapsed += dt;
@@ -276,12 +303,16 @@ pub async fn apply(
             open.release_missing(&Default::default(), elapsed, &mut run.statements);
         } else if !tool_tx && own_tx_open.is_none() && !outside && st.analysis.tx_control.is_none()
         {
-            client.batch_execute("begin").await?;
+            client.batch_execute("/*downtime*/ begin").await?;
             tool_tx = true;
         }
         let autocommit = !tool_tx && own_tx_open.is_none();
 
         let pre = precheck(client, st).await?;
+        let server_before = match clock {
+            Some(c) => Some(c.exec_ms().await?),
+            None => None,
+        };
         let t0 = Instant::now();
         let outcome = run_capped(client, &st.sql, opts.statement_cap, cancel).await?;
         let seconds = t0.elapsed().as_secs_f64();
@@ -330,6 +361,7 @@ pub async fn apply(
                     lock_timeout: lock_timeout.clone(),
                     pre,
                     scanned_blocks: HashMap::new(),
+                    server_seconds: None,
                 });
                 open.release_missing(&Default::default(), elapsed, &mut run.statements);
                 run.error = Some(error);
@@ -344,7 +376,7 @@ pub async fn apply(
                     return Ok(run);
                 }
                 if tool_tx || own_tx_open.is_some() {
-                    client.batch_execute("rollback").await?;
+                    client.batch_execute("/*downtime*/ rollback").await?;
                 }
                 run.invalid_indexes = new_invalid_indexes(client, &before_invalid).await?;
                 return Ok(run);
@@ -365,6 +397,10 @@ pub async fn apply(
             _ => {}
         }
 
+        let server_seconds = match (clock, server_before) {
+            (Some(c), Some(before)) => Some(((c.exec_ms().await? - before) / 1000.0).max(0.0)),
+            _ => None,
+        };
         let t = trace::trace(client, &oids).await?;
         let mut scanned_blocks = HashMap::new();
         if !autocommit {
@@ -384,6 +420,7 @@ pub async fn apply(
             lock_timeout: std::mem::replace(&mut lock_timeout, t.lock_timeout.clone()),
             pre,
             scanned_blocks,
+            server_seconds,
         };
         // Locks released by this statement (its own COMMIT) end here.
         open.release_missing(&t.locks, elapsed, &mut run.statements);
@@ -465,7 +502,7 @@ pub async fn apply(
     }
 
     if let Some(line) = own_tx_open {
-        client.batch_execute("rollback").await?;
+        client.batch_execute("/*downtime*/ rollback").await?;
         open.release_missing(&Default::default(), elapsed, &mut run.statements);
         let last = patch.statements.last().map_or(line, |s| s.line);
         run.error = Some(PatchError {
@@ -483,7 +520,7 @@ pub async fn apply(
     }
     if tool_tx {
         let t0 = Instant::now();
-        client.batch_execute("commit").await?;
+        client.batch_execute("/*downtime*/ commit").await?;
         let dt = t0.elapsed().as_secs_f64();
         run.commit_seconds += dt;
         elapsed += dt;

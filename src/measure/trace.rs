@@ -80,7 +80,7 @@ pub async fn analyse_unanalysed(client: &Client) -> Result<()> {
     let rows = client
         .query(
             &format!(
-                "select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+                "/*downtime*/ select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
                  where c.relkind in ('r', 'm') and c.reltuples < 0 and pg_relation_size(c.oid) > 0 and {USER_RELATIONS}"
             ),
             &[],
@@ -88,7 +88,9 @@ pub async fn analyse_unanalysed(client: &Client) -> Result<()> {
         .await?;
     for r in rows {
         let name: String = r.get(0);
-        client.simple_query(&format!("analyze {name}")).await?;
+        client
+            .simple_query(&format!("/*downtime*/ analyze {name}"))
+            .await?;
     }
     Ok(())
 }
@@ -98,7 +100,7 @@ pub async fn snapshot(client: &Client) -> Result<Snapshot> {
     let rows = client
         .query(
             &format!(
-                "select c.oid, n.nspname || '.' || c.relname, c.relkind::text, c.relfilenode, \
+                "/*downtime*/ select c.oid, n.nspname || '.' || c.relname, c.relkind::text, c.relfilenode, \
                    case when c.relkind = 'p' then \
                      (select coalesce(sum(greatest(k.reltuples, 0)), 0)::float8 from pg_partition_tree(c.oid) t join pg_class k on k.oid = t.relid where t.isleaf) \
                    else greatest(c.reltuples, 0)::float8 end, \
@@ -150,7 +152,7 @@ pub struct Trace {
 pub async fn trace(client: &Client, oids: &[u32]) -> Result<Trace> {
     let rows = client
         .query(
-            "select 'l', l.relation, l.mode from pg_locks l \
+            "/*downtime*/ select 'l', l.relation, l.mode from pg_locks l \
                where l.pid = pg_backend_pid() and l.locktype = 'relation' and l.granted and l.relation = any($1) \
              union all select 'f', c.oid, c.relfilenode::text from pg_class c where c.oid = any($1) \
              union all select 'i', i.indexrelid, i.indrelid::text || ' ' || i.indexrelid::regclass::text \
@@ -191,7 +193,10 @@ pub async fn trace(client: &Client, oids: &[u32]) -> Result<Trace> {
 /// Resolve a relation name as the session would.
 pub async fn resolve(client: &Client, regclass_text: &str) -> Result<Option<u32>> {
     let row = client
-        .query_one("select to_regclass($1)::oid", &[&regclass_text])
+        .query_one(
+            "/*downtime*/ select to_regclass($1)::oid",
+            &[&regclass_text],
+        )
         .await?;
     Ok(row.get(0))
 }
@@ -201,7 +206,7 @@ pub async fn resolve(client: &Client, regclass_text: &str) -> Result<Option<u32>
 pub async fn not_null_proven(client: &Client, table: u32, column: &str) -> Result<bool> {
     let rows = client
         .query(
-            "select a.attnotnull, coalesce(array_agg(pg_get_constraintdef(k.oid)) filter (where k.oid is not null), '{}') \
+            "/*downtime*/ select a.attnotnull, coalesce(array_agg(pg_get_constraintdef(k.oid)) filter (where k.oid is not null), '{}') \
              from pg_attribute a \
              left join pg_constraint k on k.conrelid = a.attrelid and k.contype = 'c' and k.convalidated \
              where a.attrelid = $1 and a.attname = $2 group by a.attnotnull",
@@ -233,7 +238,7 @@ pub async fn constraint_state(
 ) -> Result<Option<(bool, String)>> {
     let row = client
         .query_opt(
-            "select convalidated, contype::text from pg_constraint where conrelid = $1 and conname = $2",
+            "/*downtime*/ select convalidated, contype::text from pg_constraint where conrelid = $1 and conname = $2",
             &[&table, &name],
         )
         .await?;
@@ -244,7 +249,7 @@ pub async fn constraint_state(
 pub async fn invalid_indexes(client: &Client) -> Result<Vec<(u32, String)>> {
     let rows = client
         .query(
-            "select i.indexrelid, i.indexrelid::regclass::text from pg_index i where not i.indisvalid",
+            "/*downtime*/ select i.indexrelid, i.indexrelid::regclass::text from pg_index i where not i.indisvalid",
             &[],
         )
         .await?;
@@ -256,7 +261,10 @@ pub async fn invalid_indexes(client: &Client) -> Result<Vec<(u32, String)>> {
 /// table moves this counter; a statement that skipped its scan does not.
 pub async fn blocks_fetched(client: &Client, oid: u32) -> Result<i64> {
     let row = client
-        .query_one("select pg_stat_get_xact_blocks_fetched($1)", &[&oid])
+        .query_one(
+            "/*downtime*/ select pg_stat_get_xact_blocks_fetched($1)",
+            &[&oid],
+        )
         .await?;
     Ok(row.get(0))
 }

@@ -108,6 +108,12 @@ pub struct Postgres {
 pub struct BaselineInfo {
     pub source: String,
     pub load_seconds: f64,
+    /// The baseline cache: "off", "miss" (loaded and stored) or "hit".
+    #[serde(default)]
+    pub cache: String,
+    /// From the start of the run to the first patch being applied.
+    #[serde(default)]
+    pub first_statement_seconds: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +167,9 @@ pub struct PatchReport {
     pub error: Option<ErrorReport>,
     /// Seconds in COMMITs issued by downtime (part of `seconds`).
     pub commit_seconds: f64,
+    /// Sum of the statements' server-side times, when the server records them.
+    #[serde(default)]
+    pub server_seconds: Option<f64>,
     /// Wall-clock seconds downtime spent on the patch, tracing included:
     /// `wall_seconds - seconds` is the tool's own overhead.
     #[serde(default)]
@@ -242,6 +251,11 @@ pub struct StatementReport {
     /// Statistics over repeated runs (then `seconds` is their median).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<crate::measure::stats::Stats>,
+    /// The execution time the server recorded (pg_stat_statements); the
+    /// difference to `seconds` is client and network overhead. null when the
+    /// server cannot say.
+    #[serde(default)]
+    pub server_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -85,11 +85,16 @@ pub struct EmbeddedOptions {
     pub bin_dir: Option<PathBuf>,
     /// Extra `postgresql.conf` lines (the `--pg-conf` file).
     pub extra_conf: Option<PathBuf>,
+    /// Start from a copy of this data directory (a cached baseline) instead
+    /// of initdb.
+    pub from_data: Option<PathBuf>,
 }
 
 /// A running private cluster. Dropping it stops the server and removes the
 /// directory, also on error paths.
 pub struct Embedded {
+    /// `pg_stat_statements` is preloaded (the server-side clock).
+    statements_extension: bool,
     bin_dir: PathBuf,
     dir: Option<tempfile::TempDir>,
     socket_dir: PathBuf,
@@ -143,6 +148,72 @@ pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
+/// The lines downtime adds to `postgresql.conf`: production-like durability,
+/// the statement statistics when available, then the user's `--pg-conf`.
+/// Connection settings go on the command line instead (see `spawn_server`),
+/// so a data directory can be cached and started elsewhere.
+pub fn staging_conf(opts: &EmbeddedOptions, statements_extension: bool) -> Result<String> {
+    let mut extra = format!("\n# downtime staging settings\n{BASE_CONF}");
+    if statements_extension {
+        // The server's own per-statement clock, as production often has it.
+        extra.push_str(
+            "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_utility = on\n",
+        );
+    }
+    if let Some(p) = &opts.extra_conf {
+        let user_conf = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+        extra.push_str(&format!("\n# from --pg-conf\n{user_conf}\n"));
+    }
+    Ok(extra)
+}
+
+/// What decides whether a cached data directory fits these options: the
+/// server's version and the configuration downtime would write.
+pub fn server_identity(opts: &EmbeddedOptions) -> Result<String> {
+    let bin_dir = find_bin_dir(opts.bin_dir.as_deref())?;
+    let version = Command::new(bin_dir.join("postgres"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let conf = staging_conf(opts, has_library(&bin_dir, "pg_stat_statements"))?;
+    Ok(format!(
+        "{version}\n{conf}\nlocale=C encoding=UTF8 user={SUPERUSER}"
+    ))
+}
+
+/// Copy a directory tree, keeping owners and modes, copy-on-write where the
+/// filesystem can (`cp -a --reflink=auto`).
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let out = Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(from)
+        .arg(to)
+        .output()
+        .map_err(|e| Error::Server(format!("cannot run cp: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Server(format!(
+            "cannot copy {} to {}: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Whether the installation has a server library (`pg_config --pkglibdir`).
+fn has_library(bin_dir: &Path, name: &str) -> bool {
+    Command::new(bin_dir.join("pg_config"))
+        .arg("--pkglibdir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .is_some_and(|dir| dir.join(format!("{name}.so")).is_file())
+}
+
 /// The unprivileged account to run the server as when we are root.
 fn server_user() -> Result<Option<User>> {
     if !nix::unistd::geteuid().is_root() {
@@ -180,7 +251,9 @@ impl Embedded {
             }
         }
         register(None, dir.path());
+        let statements_extension = has_library(&bin_dir, "pg_stat_statements");
         let mut me = Embedded {
+            statements_extension,
             bin_dir,
             dir: Some(dir),
             socket_dir,
@@ -188,8 +261,19 @@ impl Embedded {
             user: user.clone(),
         };
 
-        let mut initdb = me.server_command("initdb", user.as_ref());
-        initdb.arg("-D").arg(&data).args([
+        match &opts.from_data {
+            Some(cached) => copy_tree(cached, &data)?,
+            None => me.init(&data, opts)?,
+        }
+        me.spawn_server()?;
+        Ok(me)
+    }
+
+    /// initdb and the staging settings.
+    fn init(&self, data: &Path, opts: &EmbeddedOptions) -> Result<()> {
+        let user = self.user.clone();
+        let mut initdb = self.server_command("initdb", user.as_ref());
+        initdb.arg("-D").arg(data).args([
             "-U",
             SUPERUSER,
             "--auth=trust",
@@ -213,20 +297,12 @@ impl Embedded {
             .append(true)
             .open(&conf_path)
             .map_err(|e| Error::io(&conf_path, e))?;
-        let mut extra = format!(
-            "\n# downtime staging settings\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\n{BASE_CONF}",
-            me.socket_dir.display()
-        );
-        if let Some(p) = &opts.extra_conf {
-            let user_conf = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            extra.push_str(&format!("\n# from {}\n{user_conf}\n", p.display()));
-        }
+        let extra = staging_conf(opts, self.statements_extension)?;
         conf.write_all(extra.as_bytes())
             .map_err(|e| Error::io(&conf_path, e))?;
         drop(conf);
 
-        me.spawn_server()?;
-        Ok(me)
+        Ok(())
     }
 
     /// Start `postgres` on the data directory and wait until it accepts connections.
@@ -246,6 +322,17 @@ impl Embedded {
         postgres
             .arg("-D")
             .arg(&data)
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                &format!("port={PORT}"),
+                "-c",
+            ])
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.socket_dir.display()
+            ))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| Error::io(&log_path, e))?)
             .stderr(log)
@@ -396,6 +483,17 @@ impl Backend for Embedded {
     fn shutdown(&mut self) -> Result<()> {
         self.stop();
         Ok(())
+    }
+
+    fn has_statement_stats(&self) -> bool {
+        self.statements_extension
+    }
+
+    fn snapshot_data(&mut self, dest: &Path) -> Result<()> {
+        self.stop_server();
+        let copied = copy_tree(&self.path().join("data"), dest);
+        self.spawn_server()?;
+        copied
     }
 
     fn restart(&mut self) -> Result<()> {

@@ -5,6 +5,7 @@
 //! database, copying it, dropping copies) is plain SQL and does not know which
 //! backend it runs on.
 
+pub mod cache;
 pub mod embedded;
 pub mod source;
 
@@ -35,6 +36,10 @@ pub trait Backend {
     fn shutdown(&mut self) -> Result<()>;
     /// Stop and start the server again (empties its shared buffers).
     fn restart(&mut self) -> Result<()>;
+    /// `pg_stat_statements` is loaded, so statements can be timed by the server.
+    fn has_statement_stats(&self) -> bool;
+    /// Copy the server's data directory (server stopped meanwhile) to `dest`.
+    fn snapshot_data(&mut self, dest: &Path) -> Result<()>;
 }
 
 /// Empty the operating system's page cache (root only, and only where the

@@ -62,6 +62,7 @@ impl Scratch {
         let mut c = Command::new(BIN);
         c.args(args)
             .env("TMPDIR", self.tmp())
+            .env("XDG_CACHE_HOME", self.path().join("cache"))
             .current_dir(self.path());
         c
     }
