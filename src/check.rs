@@ -56,6 +56,12 @@ pub struct CheckOptions {
     pub compare_history: Option<f64>,
     /// The baseline cache directory (None: no cache).
     pub cache: Option<PathBuf>,
+    /// Production statistics to estimate against (`--prod-stats`).
+    pub prod_stats: Option<(PathBuf, crate::estimate::ProdStats)>,
+    /// Fractions of the staging data to measure at for the estimate.
+    pub scales: Vec<f64>,
+    /// `--growth`, per month.
+    pub growth: Option<f64>,
 }
 
 /// Which caches a timed run starts with.
@@ -174,6 +180,7 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
         timing: None,
         history: Vec::new(),
         regression: None,
+        estimate: None,
         classification: None,
         declared: p.declared,
         reasons: Vec::new(),
@@ -240,6 +247,7 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         notes,
         aborted: None,
         timing: None,
+        estimate: None,
     };
 
     // A patch downtime cannot apply is refused before anything runs.
@@ -437,7 +445,7 @@ async fn apply_all(
     let t = &opts.timing;
     let modes = t.cache.modes();
     let per_mode = t.warmup + t.runs;
-    ui::progress_start(patches.len() * per_mode * modes.len());
+    ui::progress_start(patches.len() * per_mode * modes.len() * opts.scales.len().max(1));
     let mut run_info = RunTiming {
         runs: t.runs,
         warmup: t.warmup,
@@ -446,51 +454,94 @@ async fn apply_all(
         server_restarts: 0,
         os_cache_dropped: None,
     };
-    let mut measured: Vec<(CacheMode, Vec<PatchReport>)> = Vec::new();
+    let scales: Vec<f64> = if opts.scales.is_empty() {
+        vec![1.0]
+    } else {
+        opts.scales.clone()
+    };
+    let mut per_scale: Vec<(f64, Vec<PatchReport>)> = Vec::new();
     let mut last: Vec<PatchReport> = Vec::new();
     let mut n = 0;
-    'runs: for &mode in modes {
-        for r in 0..per_mode {
-            n += 1;
-            let copy = format!("downtime_copy_{}_{n}", std::process::id());
-            staging::create_copy(&admin, &copy, info.version_num).await?;
-            if mode == CacheMode::Cold {
-                // The copy's files are written now; empty both caches before timing.
-                admin.batch_execute("checkpoint").await?;
-                drop(admin);
-                backend.restart()?;
-                run_info.server_restarts += 1;
-                let dropped = staging::drop_os_cache();
-                if run_info.os_cache_dropped.is_none() {
-                    ui::note(&match &dropped {
-                        Ok(()) => "cold cache: server restarted, OS page cache dropped".to_string(),
-                        Err(e) => {
-                            format!("cold cache: server restarted; OS page cache not dropped ({e})")
-                        }
-                    });
+    'scales: for &scale in &scales {
+        let mut measured: Vec<(CacheMode, Vec<PatchReport>)> = Vec::new();
+        for &mode in modes {
+            for r in 0..per_mode {
+                n += 1;
+                let copy = format!("downtime_copy_{}_{n}", std::process::id());
+                staging::create_copy(&admin, &copy, info.version_num).await?;
+                if scale < 1.0 {
+                    ui::note(&format!(
+                        "scaling copy {n} to {:.0} % of the staging rows",
+                        scale * 100.0
+                    ));
+                    let c = staging::connect(backend, &copy).await?;
+                    crate::estimate::scale_copy(&c, scale).await?;
                 }
-                run_info.os_cache_dropped = Some(dropped.is_ok());
-                admin = staging::connect(backend, "postgres").await?;
-            }
-            if n == 1 {
-                report.baseline.first_statement_seconds =
-                    loading.run_started.elapsed().as_secs_f64();
-            }
-            let (reports, aborted) =
-                run_patches(backend, &admin, &copy, patches, opts, cancel).await?;
-            staging::drop_copy(&admin, &copy).await?;
-            if r >= t.warmup {
-                measured.push((mode, reports.clone()));
-            }
-            last = reports;
-            if let Some(a) = aborted {
-                report.aborted = Some(a);
-                break 'runs;
+                if mode == CacheMode::Cold {
+                    // The copy's files are written now; empty both caches before timing.
+                    admin.batch_execute("checkpoint").await?;
+                    drop(admin);
+                    backend.restart()?;
+                    run_info.server_restarts += 1;
+                    let dropped = staging::drop_os_cache();
+                    if run_info.os_cache_dropped.is_none() {
+                        ui::note(&match &dropped {
+                            Ok(()) => {
+                                "cold cache: server restarted, OS page cache dropped".to_string()
+                            }
+                            Err(e) => {
+                                format!(
+                                    "cold cache: server restarted; OS page cache not dropped ({e})"
+                                )
+                            }
+                        });
+                    }
+                    run_info.os_cache_dropped = Some(dropped.is_ok());
+                    admin = staging::connect(backend, "postgres").await?;
+                }
+                if n == 1 {
+                    report.baseline.first_statement_seconds =
+                        loading.run_started.elapsed().as_secs_f64();
+                }
+                let (reports, aborted) =
+                    run_patches(backend, &admin, &copy, patches, opts, cancel).await?;
+                staging::drop_copy(&admin, &copy).await?;
+                if r >= t.warmup {
+                    measured.push((mode, reports.clone()));
+                }
+                last = reports;
+                if let Some(a) = aborted {
+                    report.aborted = Some(a);
+                    break 'scales;
+                }
             }
         }
+        per_scale.push((scale, merge_runs(measured, last.clone(), t)));
     }
     ui::progress_finish();
-    report.patches = merge_runs(measured, last, t);
+    // The report's own figures are those of the largest scale measured.
+    per_scale.sort_by(|a, b| a.0.total_cmp(&b.0));
+    report.patches = per_scale.last().map_or(last, |(_, r)| r.clone());
+    if let (Some((path, stats)), false) = (&opts.prod_stats, per_scale.is_empty()) {
+        let budget = &opts.policy.budget;
+        let estimates = crate::estimate::estimate(
+            &per_scale,
+            stats,
+            opts.growth,
+            |p| budget.for_patch(p.classification, p.post_deploy),
+            &report.started_at,
+        );
+        for (p, e) in report.patches.iter_mut().zip(estimates) {
+            p.estimate = e;
+        }
+        report.estimate = Some(crate::estimate::EstimateInfo {
+            stats_file: path.display().to_string(),
+            stats_exported_at: stats.exported_at.clone(),
+            scales: scales.clone(),
+            growth_per_month: opts.growth,
+            decides: t.statistic == Statistic::Estimate,
+        });
+    }
     if t.runs > 1 || modes != [CacheMode::Warm] {
         report.timing = Some(run_info);
     }
@@ -682,6 +733,7 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
                     })
                     .collect(),
                 stats: None,
+                work: work_of(p, run, sr),
                 server_seconds: sr.server_seconds,
                 rewrites: sr
                     .rewrites
@@ -721,6 +773,7 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
         timing: None,
         history: Vec::new(),
         regression: None,
+        estimate: None,
         classification: Some(classification.class),
         declared: p.declared,
         reasons: classification.reasons,
@@ -730,6 +783,47 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
         skipped_because: None,
         statements,
     }
+}
+
+/// The table a statement's work grows with: what it rewrote, indexed,
+/// validated, updated or vacuumed, with its rows before the statement.
+fn work_of(
+    p: &Patch,
+    run: &measure::PatchRun,
+    sr: &measure::StatementRun,
+) -> Option<crate::estimate::Work> {
+    let snap = &run.snapshot;
+    let table_of = |oid: u32| {
+        let rel = snap.get(oid)?;
+        match rel.table {
+            Some(t) => snap.get(t),
+            None => Some(rel),
+        }
+    };
+    let from_evidence = sr
+        .rewrites
+        .iter()
+        .find_map(|rw| table_of(rw.oid))
+        .or_else(|| sr.new_indexes.iter().find_map(|(t, _)| snap.get(*t)));
+    let from_facts = || {
+        p.statements[sr.index].analysis.facts.iter().find_map(|f| {
+            let rel = match f {
+                patch::Fact::Validates { rel, .. }
+                | patch::Fact::Writes { rel, .. }
+                | patch::Fact::BuildsIndex { rel, .. }
+                | patch::Fact::HoldsWhileRunning { rel, .. } => rel,
+                _ => return None,
+            };
+            let oid = (*sr.pre.resolved.get(&rel.to_string())?)?;
+            table_of(oid)
+        })
+    };
+    from_evidence
+        .or_else(from_facts)
+        .map(|r| crate::estimate::Work {
+            relation: r.name.clone(),
+            rows: r.rows,
+        })
 }
 
 fn waiver_reports(p: &Patch, reasons: &[verdict::Reason]) -> Vec<WaiverReport> {

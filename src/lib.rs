@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod estimate;
 pub mod measure;
 pub mod patch;
 pub mod report;

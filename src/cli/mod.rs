@@ -47,6 +47,14 @@ pub enum Command {
     Bench(BenchArgs),
     /// Re-render a saved JSON report in other formats.
     Report(ReportArgs),
+    /// Predict each patch's time at production size from runs on scaled-down
+    /// copies and a `stats export` file, with a growth forecast.
+    Estimate(EstimateCmdArgs),
+    /// Production statistics for `estimate`.
+    Stats {
+        #[command(subcommand)]
+        action: StatsAction,
+    },
     /// Manage the baseline cache.
     Cache {
         #[command(subcommand)]
@@ -139,6 +147,9 @@ pub struct CheckArgs {
     pub timing: TimingArgs,
 
     #[command(flatten)]
+    pub estimate: EstimateArgs,
+
+    #[command(flatten)]
     pub out: OutputArgs,
 
     /// Also write the JSON report to this file.
@@ -215,6 +226,85 @@ impl TimingArgs {
             },
         }
     }
+}
+
+/// Estimating at production size.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EstimateArgs {
+    /// Production statistics from `downtime stats export`: predict each
+    /// patch's time at production size (use --decide estimate to gate on it).
+    #[arg(long, value_name = "FILE")]
+    pub prod_stats: Option<PathBuf>,
+
+    /// Fractions of the staging rows to measure at, comma-separated
+    /// [default: check 0.25,0.5,1; estimate 0.1,0.25,0.5,1]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = fraction)]
+    pub scales: Vec<f64>,
+
+    /// Data growth for the forecast, e.g. 4%/month or 40%/year [default: the
+    /// modification rates in the stats file]
+    #[arg(long, value_name = "RATE", value_parser = crate::estimate::model::parse_growth)]
+    pub growth: Option<f64>,
+}
+
+impl EstimateArgs {
+    fn apply(&self, opts: &mut CheckOptions, default_scales: &[f64]) -> Result<()> {
+        if let Some(path) = &self.prod_stats {
+            let stats = crate::estimate::ProdStats::load(path)?;
+            opts.prod_stats = Some((path.clone(), stats));
+            opts.scales = if self.scales.is_empty() {
+                default_scales.to_vec()
+            } else {
+                self.scales.clone()
+            };
+            opts.growth = self.growth;
+        } else if !self.scales.is_empty() || self.growth.is_some() {
+            return Err(Error::Usage(
+                "--scales and --growth need --prod-stats FILE".into(),
+            ));
+        }
+        if opts.timing.statistic == Statistic::Estimate && opts.prod_stats.is_none() {
+            return Err(Error::Usage(
+                "--decide estimate needs --prod-stats FILE".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EstimateCmdArgs {
+    /// Patch files and folders [default: `patches` from downtime.toml, else patches/]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub timing: TimingArgs,
+
+    #[command(flatten)]
+    pub estimate: EstimateArgs,
+
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsAction {
+    /// Write per-table row counts, sizes and modification rates of a
+    /// database. Safe against production: the connection is read-only
+    /// (default_transaction_read_only=on) and reads only catalogue and
+    /// statistics views (pg_class, pg_stat_user_tables), never table rows,
+    /// so the production guard does not apply.
+    Export {
+        /// The database (a password in it is never printed).
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// Where to write the JSON.
+        #[arg(short, long, value_name = "FILE", default_value = "prod-stats.json")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,6 +589,9 @@ fn check_options(
         record_history: false,
         compare_history: None,
         cache: (!common.no_cache).then(crate::staging::cache::default_root),
+        prod_stats: None,
+        scales: Vec::new(),
+        growth: None,
     })
 }
 
@@ -527,6 +620,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
             let mut opts = check_options(&args.common, &args.paths, &overrides)?;
             opts.keep_going = args.keep_going;
             args.timing.apply(&mut opts, 1, 0);
+            args.estimate.apply(&mut opts, &[0.25, 0.5, 1.0])?;
             let report = check::run(&opts, &cancel).await?;
             if let Some(path) = &args.output {
                 std::fs::write(path, report.to_json() + "\n").map_err(|e| Error::io(path, e))?;
@@ -556,6 +650,38 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
                 None => EXIT_PASS,
             })
         }
+        Command::Estimate(args) => {
+            if args.estimate.prod_stats.is_none() {
+                return Err(Error::Usage(
+                    "estimate needs --prod-stats FILE (from `downtime stats export`)".into(),
+                ));
+            }
+            let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
+            opts.keep_going = true;
+            args.timing.apply(&mut opts, 1, 0);
+            args.estimate.apply(&mut opts, &[0.1, 0.25, 0.5, 1.0])?;
+            let report = check::run(&opts, &cancel).await?;
+            if args.out.format == [Format::Text] && args.out.output_dir.is_none() {
+                print!("{}", report::text::render_estimate(&report));
+            } else {
+                emit(&report, &args.out)?;
+            }
+            Ok(exit_code(&report))
+        }
+        Command::Stats { action } => match action {
+            StatsAction::Export { url, output } => {
+                let stats = crate::estimate::prod_stats::export(&url).await?;
+                let text = serde_json::to_string_pretty(&stats).unwrap_or_default();
+                std::fs::write(&output, text + "\n").map_err(|e| Error::io(&output, e))?;
+                println!(
+                    "wrote {} tables of {} to {}",
+                    stats.tables.len(),
+                    stats.source,
+                    output.display()
+                );
+                Ok(EXIT_PASS)
+            }
+        },
         Command::Cache { action } => {
             let cache = crate::staging::cache::Cache {
                 root: crate::staging::cache::default_root(),

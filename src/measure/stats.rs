@@ -11,6 +11,9 @@ pub enum Statistic {
     /// The upper end of the 95 % confidence interval of the median.
     UpperCi,
     Max,
+    /// The predicted time at production size (needs --prod-stats); the
+    /// staging runs are summarised by their median.
+    Estimate,
 }
 
 impl std::fmt::Display for Statistic {
@@ -19,6 +22,7 @@ impl std::fmt::Display for Statistic {
             Statistic::Median => "median",
             Statistic::UpperCi => "upper-ci",
             Statistic::Max => "max",
+            Statistic::Estimate => "estimate",
         })
     }
 }
@@ -43,6 +47,7 @@ impl Stats {
             Statistic::Median => self.median,
             Statistic::UpperCi => self.ci_high,
             Statistic::Max => self.max,
+            Statistic::Estimate => self.median,
         }
     }
 }

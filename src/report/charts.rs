@@ -42,6 +42,8 @@ pub enum Kind {
     Locks(usize),
     /// Apply time over the recorded runs, per patch.
     Trend,
+    /// Measured points, fitted curve and production estimate of one patch.
+    Scaling(usize),
 }
 
 /// A chart to draw: its file stem, title and size.
@@ -112,6 +114,18 @@ pub fn charts(report: &Report) -> Vec<Chart> {
             title: format!("Where the time went: {}", p.id),
             kind: Kind::Statements(i),
             size: (1000, 110 + 26 * rows.max(3)),
+        });
+    }
+    for (i, p) in ran
+        .iter()
+        .filter(|(_, p)| p.estimate.as_ref().is_some_and(|e| e.dominant().is_some()))
+        .take(8)
+    {
+        out.push(Chart {
+            name: format!("scaling-{}", file_safe(&p.id)),
+            title: format!("Scaling of {}", p.id),
+            kind: Kind::Scaling(*i),
+            size: (1000, 420),
         });
     }
     for (i, p) in ran
@@ -199,7 +213,107 @@ fn draw<DB: DrawingBackend>(
         Kind::Statements(i) => draw_statements(root, &report.patches[i], &chart.title),
         Kind::Locks(i) => draw_locks(root, &report.patches[i], &chart.title),
         Kind::Trend => draw_trend(root, report, &chart.title),
+        Kind::Scaling(i) => draw_scaling(root, &report.patches[i], &chart.title),
     }
+}
+
+/// The dominant statement of an estimated patch: its measured points, the
+/// fitted model, the production estimate with its interval, and the budget.
+fn draw_scaling<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    p: &PatchReport,
+    title: &str,
+) -> DrawResult<DB> {
+    let Some(e) = &p.estimate else { return Ok(()) };
+    let Some(d) = e.dominant() else { return Ok(()) };
+    let prod_rows = d.production_rows.unwrap_or(0.0);
+    let x_max = d
+        .points
+        .iter()
+        .map(|p| p.0)
+        .fold(prod_rows, f64::max)
+        .max(1.0)
+        * 1.05;
+    let budget = p.budget_seconds;
+    let y_max = d
+        .points
+        .iter()
+        .map(|p| p.1)
+        .chain([
+            d.high.unwrap_or(0.0),
+            d.seconds.unwrap_or(0.0),
+            budget.unwrap_or(0.0),
+        ])
+        .fold(0.0f64, f64::max)
+        .max(1e-3)
+        * 1.1;
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "{title}: line {} on {}",
+                d.line,
+                d.relation.as_deref().unwrap_or("-")
+            ),
+            (FONT, 18),
+        )
+        .margin(14)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    c.configure_mesh()
+        .light_line_style(GRID)
+        .x_desc("rows")
+        .y_desc("seconds")
+        .x_label_style((FONT, 12))
+        .y_label_style((FONT, 12))
+        .draw()?;
+    if let Some(fit) = &d.fit {
+        let curve: Vec<(f64, f64)> = (0..=100)
+            .map(|i| {
+                let x = x_max * i as f64 / 100.0;
+                (x, fit.predict(x))
+            })
+            .collect();
+        c.draw_series(std::iter::once(PathElement::new(
+            curve,
+            LIVE.stroke_width(2),
+        )))?
+        .label("fitted model")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], LIVE.stroke_width(2)));
+    }
+    c.draw_series(d.points.iter().map(|p| Circle::new(*p, 4, BLACK.filled())))?
+        .label("measured")
+        .legend(|(x, y)| Circle::new((x + 7, y), 4, BLACK.filled()));
+    if let Some(s) = d.seconds {
+        if let (Some(lo), Some(hi)) = (d.low, d.high) {
+            c.draw_series(std::iter::once(PathElement::new(
+                vec![(prod_rows, lo), (prod_rows, hi)],
+                COLD.stroke_width(3),
+            )))?;
+        }
+        c.draw_series(std::iter::once(Circle::new(
+            (prod_rows, s),
+            6,
+            COLD.filled(),
+        )))?
+        .label("production estimate (95 % interval)")
+        .legend(|(x, y)| Circle::new((x + 7, y), 5, COLD.filled()));
+    }
+    if let Some(b) = budget.filter(|b| *b <= y_max) {
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, b), (x_max, b)],
+            OVER.stroke_width(2),
+        )))?
+        .label("budget")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], OVER.stroke_width(2)));
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    Ok(())
 }
 
 const SERIES: [RGBColor; 8] = [

@@ -88,7 +88,8 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         o,
         "<h2>Patches</h2><table><tr><th>patch</th><th>class</th><th>seconds</th><th>budget</th><th>verdict</th>\
-         <th>slowest statement</th><th>locks blocking the app</th><th>rewrites</th><th>sign-off</th></tr>"
+         <th>slowest statement</th><th>locks blocking the app</th><th>rewrites</th><th>sign-off</th>{}</tr>",
+        if report.estimate.is_some() { "<th>production estimate</th>" } else { "" }
     );
     for p in &report.patches {
         let class = p.classification.map_or("–".into(), |c| c.to_string());
@@ -106,14 +107,19 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             o,
             "<tr><td><code>{}</code></td><td class=\"{class}\">{class}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td>\
-             <td>{}</td><td>{slowest}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{slowest}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
             esc(&p.id),
             p.seconds,
             p.budget_seconds.map_or("–".into(), |b| format!("{b:.2}")),
             verdict_word(p),
             esc(&blocking_locks(p).join(", ")),
             esc(&rewrites(p).join(", ")),
-            esc(&p.signoff.as_ref().map(|s| format!("{} ({})", s.by, s.state)).unwrap_or_default())
+            esc(&p.signoff.as_ref().map(|s| format!("{} ({})", s.by, s.state)).unwrap_or_default()),
+            if report.estimate.is_some() {
+                format!("<td>{}</td>", esc(&p.estimate_text().unwrap_or_default()))
+            } else {
+                String::new()
+            }
         );
     }
     let _ = writeln!(o, "</table>");
@@ -164,6 +170,16 @@ pub fn render(report: &Report) -> String {
         }
         let _ = writeln!(o, "</ul>");
         let _ = write!(o, "{}", svg_of(&Kind::Locks(i)));
+    }
+    let scaling: Vec<_> = all
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::Scaling(_)))
+        .collect();
+    if !scaling.is_empty() {
+        let _ = writeln!(o, "<h2>Scaling to production size</h2>");
+        for c in scaling {
+            let _ = write!(o, "{}", svg_of(&c.kind));
+        }
     }
     let detail: Vec<_> = all
         .iter()

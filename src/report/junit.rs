@@ -128,6 +128,9 @@ pub fn render(report: &Report) -> String {
             );
         }
         let mut system_out = format!("class: {class}; seconds: {:.6}", p.seconds);
+        if let Some(e) = p.estimate_text() {
+            let _ = write!(system_out, "\nestimate: {e}");
+        }
         for r in &p.reasons {
             let _ = write!(
                 system_out,

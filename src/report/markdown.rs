@@ -114,8 +114,12 @@ fn patch_row(p: &PatchReport) -> String {
         .as_ref()
         .map(|s| format!("{} ({})", s.by, s.state))
         .unwrap_or_default();
+    let estimate = p
+        .estimate_text()
+        .map(|e| format!(" | {}", cell(&e)))
+        .unwrap_or_default();
     format!(
-        "| `{}` | {} | {:.3} / {} | {} | {} | {} | {} | {} |\n",
+        "| `{}` | {} | {:.3} / {} | {} | {} | {} | {} | {}{estimate} |\n",
         p.id,
         p.classification.map_or("–".into(), |c| c.to_string()),
         p.seconds,
@@ -229,9 +233,15 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(tail, "\n</details>");
 
-    let mut table = String::from(
-        "| patch | class | seconds / budget | verdict | slowest statement | locks blocking the app | rewrites | sign-off |\n|---|---|---:|---|---|---|---|---|\n",
-    );
+    let mut table = if report.estimate.is_some() {
+        String::from(
+            "| patch | class | seconds / budget | verdict | slowest statement | locks blocking the app | rewrites | sign-off | production estimate |\n|---|---|---:|---|---|---|---|---|---|\n",
+        )
+    } else {
+        String::from(
+            "| patch | class | seconds / budget | verdict | slowest statement | locks blocking the app | rewrites | sign-off |\n|---|---|---:|---|---|---|---|---|\n",
+        )
+    };
     // Patches that fail or are cold first in the details, all in the table.
     let room = COMMENT_LIMIT.saturating_sub(head.len() + tail.len() + 400);
     let mut shown = 0;

@@ -55,6 +55,9 @@ pub struct Report {
     /// null for a single warm run.
     #[serde(default)]
     pub timing: Option<RunTiming>,
+    /// Production-size estimates: the stats file, scales and growth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<crate::estimate::EstimateInfo>,
 }
 
 /// Whether a timed run started with warm or emptied caches.
@@ -157,6 +160,9 @@ pub struct PatchReport {
     /// Earlier runs with the same settings fingerprint, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<crate::verdict::history::HistoryPoint>,
+    /// The predicted time at production size (`--prod-stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<crate::estimate::PatchEstimate>,
     /// The comparison with the last recorded run (`--compare-history`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regression: Option<crate::verdict::history::Regression>,
@@ -181,6 +187,25 @@ pub struct PatchReport {
 }
 
 impl PatchReport {
+    /// "12.3 s [10.1, 14.5] in production, fits until 2027-06", when estimated.
+    pub fn estimate_text(&self) -> Option<String> {
+        let e = self.estimate.as_ref()?;
+        let mut t = format!(
+            "{:.3} s [{:.3}, {:.3}] in production",
+            e.seconds, e.low, e.high
+        );
+        if let Some(f) = &e.fits_until {
+            t.push_str(&format!(", fits until {f}"));
+        }
+        if !e.complete {
+            t.push_str(&format!(
+                " (incomplete: {} not in the stats)",
+                e.missing_tables.join(", ")
+            ));
+        }
+        Some(t)
+    }
+
     /// The statement that took longest, if any ran.
     pub fn slowest_statement(&self) -> Option<&StatementReport> {
         self.statements
@@ -251,6 +276,10 @@ pub struct StatementReport {
     /// Statistics over repeated runs (then `seconds` is their median).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<crate::measure::stats::Stats>,
+    /// The table the statement's work grows with, and its rows before it ran
+    /// (null for catalogue-only work).
+    #[serde(default)]
+    pub work: Option<crate::estimate::Work>,
     /// The execution time the server recorded (pg_stat_statements); the
     /// difference to `seconds` is client and network overhead. null when the
     /// server cannot say.

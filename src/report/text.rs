@@ -62,6 +62,9 @@ pub fn render(report: &Report) -> String {
             "{:<id_width$}  {:<5}  {:>8.3}  {:>7}  {:<11}  {}",
             p.id, class, p.seconds, budget, verdict, slowest
         );
+        if let Some(e) = p.estimate_text() {
+            let _ = writeln!(out, "    estimate: {e}");
+        }
         if let Some(s) = &p.signoff {
             let _ = writeln!(
                 out,
@@ -226,6 +229,93 @@ pub fn render_bench(report: &Report) -> String {
                 );
             }
         }
+    }
+    out
+}
+
+/// The `estimate` table: per patch, staging time, the predicted production
+/// time with its interval, and the forecast; per statement, the model.
+pub fn render_estimate(report: &Report) -> String {
+    let mut out = String::new();
+    if let Some(e) = &report.estimate {
+        let scales: Vec<String> = e
+            .scales
+            .iter()
+            .map(|s| format!("{:.0} %", s * 100.0))
+            .collect();
+        let _ = writeln!(
+            out,
+            "measured at {} of the staging rows; production statistics {} (exported {}){}",
+            scales.join(", "),
+            e.stats_file,
+            e.stats_exported_at,
+            e.growth_per_month
+                .map(|g| format!("; growth {:.1} %/month", g * 100.0))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<5} {:>9} {:>11} {:>25} {:>8}  fits until",
+        "patch / statement",
+        "class",
+        "staging s",
+        "estimate s",
+        "95% prediction interval",
+        "budget"
+    );
+    for p in &report.patches {
+        let Some(e) = &p.estimate else {
+            let _ = writeln!(
+                out,
+                "{:<24} {:<5} {:>9.4}  (no estimate: {})",
+                truncate(&p.id, 24),
+                p.classification.map_or("-".into(), |c| c.to_string()),
+                p.seconds,
+                match p.status {
+                    Status::Ok => "not measured at every scale",
+                    _ => "the patch did not apply",
+                }
+            );
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<5} {:>9.4} {:>11.3} {:>25} {:>8}  {}",
+            truncate(&p.id, 24),
+            p.classification.map_or("-".into(), |c| c.to_string()),
+            p.seconds,
+            e.seconds,
+            format!("[{:.3}, {:.3}]", e.low, e.high),
+            p.budget_seconds.map_or("-".into(), |b| format!("{b:.1}")),
+            e.fits_until.as_deref().unwrap_or("-")
+        );
+        for s in &e.statements {
+            let what = match (&s.relation, s.production_rows, s.seconds) {
+                (Some(r), Some(rows), Some(sec)) => format!(
+                    "{} in rows of {r}: {:.0} rows in production -> {sec:.3} s",
+                    match s.model {
+                        crate::estimate::model::Model::Constant => "constant",
+                        crate::estimate::model::Model::Linear => "linear",
+                        crate::estimate::model::Model::NLogN => "n log n",
+                    },
+                    rows
+                ),
+                (None, _, Some(sec)) => format!("constant (catalogue only) -> {sec:.4} s"),
+                _ => s.note.clone().unwrap_or_default(),
+            };
+            let _ = writeln!(out, "  line {:<5} {what}", s.line);
+        }
+        if !e.complete {
+            let _ = writeln!(
+                out,
+                "  incomplete: not in the stats file: {}",
+                e.missing_tables.join(", ")
+            );
+        }
+    }
+    for f in &report.failures {
+        let _ = writeln!(out, "FAIL: {f}");
     }
     out
 }

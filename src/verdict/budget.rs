@@ -21,11 +21,25 @@ pub fn decide(report: &mut Report, policy: &Policy, signoffs: &Signoffs) {
         + 0.0;
     let mut failures = Vec::new();
     let mut warnings = Vec::new();
+    let on_estimate = report.estimate.as_ref().is_some_and(|e| e.decides);
     for p in &mut report.patches {
         let (fail_before, warn_before) = (failures.len(), warnings.len());
         let ran = p.status != Status::Skipped;
         p.budget_seconds = budget.for_patch(p.classification, p.post_deploy);
-        p.over_budget = ran && p.budget_seconds.is_some_and(|b| p.seconds > b);
+        let judged = match (&p.estimate, on_estimate) {
+            (Some(e), true) => e.seconds,
+            _ => p.seconds,
+        };
+        p.over_budget = ran && p.budget_seconds.is_some_and(|b| judged > b);
+        if on_estimate {
+            if let Some(e) = p.estimate.as_ref().filter(|e| !e.complete) {
+                failures.push(format!(
+                    "{}: no estimate for {} (not in the stats file), and the estimate decides",
+                    p.id,
+                    e.missing_tables.join(", ")
+                ));
+            }
+        }
 
         let path = std::path::Path::new(&p.path);
         if let Some(s) = signoffs.find(path, &p.sha256) {
@@ -67,9 +81,10 @@ pub fn decide(report: &mut Report, policy: &Policy, signoffs: &Signoffs) {
         }
         if p.over_budget && !signed_off {
             failures.push(format!(
-                "{} took {:.3} s, over its {:.2} s budget{}; speed it up or record a sign-off (`downtime signoff {}`)",
+                "{} {} {:.3} s, over its {:.2} s budget{}; speed it up or record a sign-off (`downtime signoff {}`)",
                 p.id,
-                p.seconds,
+                if on_estimate { "is estimated at" } else { "took" },
+                judged,
                 p.budget_seconds.unwrap_or_default(),
                 if p.post_deploy { " (post-deploy)" } else { "" },
                 p.path

@@ -1,0 +1,262 @@
+//! Scaling models for one statement: time as a function of the rows of the
+//! table its work grows with. Constant (catalogue-only work), linear (rewrites,
+//! scans, updates) or n·log n (index builds and sorts); fitted by least
+//! squares, chosen by leave-one-out error, predicted with a 95 % interval.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Model {
+    Constant,
+    Linear,
+    NLogN,
+}
+
+impl Model {
+    fn feature(self, n: f64) -> f64 {
+        match self {
+            Model::Constant => 0.0,
+            Model::Linear => n,
+            Model::NLogN => n * (n.max(2.0)).log2(),
+        }
+    }
+}
+
+/// A fitted model: `seconds = a + b · feature(rows)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    pub model: Model,
+    pub a: f64,
+    pub b: f64,
+    /// Residual standard error (None with too few points to tell).
+    pub residual: Option<f64>,
+    /// Leave-one-out root mean square error, the selection criterion (None
+    /// with too few points).
+    pub loo_rmse: Option<f64>,
+    points: Vec<(f64, f64)>,
+}
+
+/// Two-sided 95 % Student t quantiles for 1..=10 degrees of freedom.
+fn t95(df: usize) -> f64 {
+    const T: [f64; 10] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        d if d <= 10 => T[d - 1],
+        _ => 1.96,
+    }
+}
+
+fn least_squares(model: Model, pts: &[(f64, f64)]) -> (f64, f64) {
+    let n = pts.len() as f64;
+    let mean_y = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    if model == Model::Constant {
+        return (mean_y, 0.0);
+    }
+    let xs: Vec<f64> = pts.iter().map(|p| model.feature(p.0)).collect();
+    let mean_x = xs.iter().sum::<f64>() / n;
+    let sxx: f64 = xs.iter().map(|x| (x - mean_x).powi(2)).sum();
+    if sxx <= 0.0 {
+        return (mean_y, 0.0);
+    }
+    let sxy: f64 = xs
+        .iter()
+        .zip(pts)
+        .map(|(x, p)| (x - mean_x) * (p.1 - mean_y))
+        .sum();
+    let b = sxy / sxx;
+    (mean_y - b * mean_x, b)
+}
+
+fn fit_one(model: Model, pts: &[(f64, f64)]) -> Fit {
+    let (a, b) = least_squares(model, pts);
+    let params = if model == Model::Constant { 1 } else { 2 };
+    let rss: f64 = pts
+        .iter()
+        .map(|p| (p.1 - (a + b * model.feature(p.0))).powi(2))
+        .sum();
+    let residual = (pts.len() > params).then(|| (rss / (pts.len() - params) as f64).sqrt());
+    // Leave one out: how well the others predict each point.
+    let loo_rmse = if pts.len() > params {
+        let se: f64 = (0..pts.len())
+            .map(|i| {
+                let rest: Vec<(f64, f64)> = pts
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| *p)
+                    .collect();
+                let (a, b) = least_squares(model, &rest);
+                (pts[i].1 - (a + b * model.feature(pts[i].0))).powi(2)
+            })
+            .sum();
+        Some((se / pts.len() as f64).sqrt())
+    } else {
+        None
+    };
+    Fit {
+        model,
+        a,
+        b,
+        residual,
+        loo_rmse,
+        points: pts.to_vec(),
+    }
+}
+
+/// Fit every model that suits the data and keep the best: a model that
+/// predicts less time for more rows is not considered.
+pub fn fit(points: &[(f64, f64)], grows: bool) -> Fit {
+    let candidates: &[Model] = if grows && points.iter().any(|p| p.0 != points[0].0) {
+        &[Model::Constant, Model::Linear, Model::NLogN]
+    } else {
+        &[Model::Constant]
+    };
+    if candidates.len() > 1 && points.len() <= 2 {
+        // Too few points to cross-validate a slope: two points of growing
+        // work are a line through them.
+        let line = fit_one(Model::Linear, points);
+        return if line.b >= 0.0 {
+            line
+        } else {
+            fit_one(Model::Constant, points)
+        };
+    }
+    candidates
+        .iter()
+        .map(|m| fit_one(*m, points))
+        .filter(|f| f.b >= 0.0)
+        // A tie goes to the simpler model.
+        .min_by(|x, y| {
+            let (a, b) = (
+                x.loo_rmse.unwrap_or(f64::INFINITY),
+                y.loo_rmse.unwrap_or(f64::INFINITY),
+            );
+            a.total_cmp(&(b * 0.999))
+        })
+        .unwrap_or_else(|| fit_one(Model::Constant, points))
+}
+
+impl Fit {
+    /// The predicted seconds at `rows`.
+    pub fn predict(&self, rows: f64) -> f64 {
+        (self.a + self.b * self.model.feature(rows)).max(0.0)
+    }
+
+    /// Half-width of the 95 % prediction interval at `rows`.
+    pub fn half_width(&self, rows: f64) -> Option<f64> {
+        let s = self.residual?;
+        let n = self.points.len();
+        let params = if self.model == Model::Constant { 1 } else { 2 };
+        let t = t95(n - params);
+        let spread = if self.model == Model::Constant {
+            1.0 + 1.0 / n as f64
+        } else {
+            let xs: Vec<f64> = self
+                .points
+                .iter()
+                .map(|p| self.model.feature(p.0))
+                .collect();
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let sxx: f64 = xs.iter().map(|x| (x - mean).powi(2)).sum();
+            let x0 = self.model.feature(rows);
+            1.0 + 1.0 / n as f64
+                + if sxx > 0.0 {
+                    (x0 - mean).powi(2) / sxx
+                } else {
+                    0.0
+                }
+        };
+        Some(t * s * spread.sqrt())
+    }
+}
+
+/// The first month (1..=120) in which `predict(growth factor)` exceeds
+/// `budget`, as months from now; `Some(0)` when it does already, `None` when
+/// it does not within ten years.
+pub fn months_until_over(
+    budget: f64,
+    predict: impl Fn(f64) -> f64,
+    monthly_growth: f64,
+) -> Option<u32> {
+    if predict(1.0) > budget {
+        return Some(0);
+    }
+    (1..=120).find(|m| predict((1.0 + monthly_growth).powi(*m as i32)) > budget)
+}
+
+/// `YYYY-MM`, `months` after the year and month of `today` (RFC 3339).
+pub fn add_months(today: &str, months: u32) -> String {
+    let year: i32 = today.get(0..4).and_then(|s| s.parse().ok()).unwrap_or(2026);
+    let month: i32 = today.get(5..7).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let total = year * 12 + (month - 1) + months as i32;
+    format!("{:04}-{:02}", total / 12, total % 12 + 1)
+}
+
+/// Parse `4%/month`, `4 %/month`, `0.04/month`, `48%/year`.
+pub fn parse_growth(s: &str) -> Result<f64, String> {
+    let t = s.trim().to_ascii_lowercase().replace(' ', "");
+    let (num, per) = t
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: write growth as 4%/month or 40%/year"))?;
+    let value = match num.strip_suffix('%') {
+        Some(p) => p.parse::<f64>().map(|v| v / 100.0),
+        None => num.parse::<f64>(),
+    }
+    .map_err(|_| format!("`{s}`: `{num}` is not a number"))?;
+    match per {
+        "month" | "mo" => Ok(value),
+        "year" | "yr" => Ok((1.0 + value).powf(1.0 / 12.0) - 1.0),
+        _ => Err(format!("`{s}`: per month or per year")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_shape_of_the_data() {
+        let lin: Vec<(f64, f64)> = [1e4, 2e4, 4e4, 8e4]
+            .iter()
+            .map(|&n| (n, 0.01 + n * 1e-5))
+            .collect();
+        let f = fit(&lin, true);
+        assert_eq!(f.model, Model::Linear);
+        assert!((f.predict(1.6e5) - (0.01 + 1.6)).abs() < 1e-6);
+        let nlogn: Vec<(f64, f64)> = [1e3, 1e4, 1e5, 1e6]
+            .iter()
+            .map(|&n: &f64| (n, 0.002 + n * n.log2() * 1e-7))
+            .collect();
+        assert_eq!(fit(&nlogn, true).model, Model::NLogN);
+        let flat = [(1e4, 0.0011), (2e4, 0.0010), (4e4, 0.0012), (8e4, 0.0011)];
+        assert_eq!(fit(&flat, true).model, Model::Constant);
+        assert_eq!(fit(&lin, false).model, Model::Constant);
+        assert_eq!(fit(&lin[..2], true).model, Model::Linear);
+        let noisy: Vec<(f64, f64)> = [1e4, 2e4, 4e4, 8e4]
+            .iter()
+            .zip([1.05, 0.95, 1.02, 0.98])
+            .map(|(&n, k)| (n, n * 1e-5 * k))
+            .collect();
+        let f = fit(&noisy, true);
+        let hw = f.half_width(3.2e5).unwrap();
+        assert!(hw > 0.0 && (f.predict(3.2e5) - 3.2).abs() < hw + 0.5);
+    }
+
+    #[test]
+    fn growth_and_months() {
+        assert!((parse_growth("4%/month").unwrap() - 0.04).abs() < 1e-12);
+        assert!((parse_growth("0.04/month").unwrap() - 0.04).abs() < 1e-12);
+        let y = parse_growth("48%/year").unwrap();
+        assert!(((1.0 + y).powi(12) - 1.48).abs() < 1e-9);
+        assert!(parse_growth("4%").is_err());
+        // Linear in rows: 10 s now, budget 15 s, 4 %/month: crosses in month 11.
+        assert_eq!(months_until_over(15.0, |g| 10.0 * g, 0.04), Some(11));
+        assert_eq!(months_until_over(5.0, |g| 10.0 * g, 0.04), Some(0));
+        assert_eq!(months_until_over(15.0, |g| 10.0 * g, 0.0), None);
+        assert_eq!(add_months("2026-11-22T00:00:00Z", 10), "2027-09");
+        assert_eq!(add_months("2026-11-22T00:00:00Z", 1), "2026-12");
+    }
+}
