@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{patch, Scratch};
-use downtime::staging::embedded::{find_bin_dir, Embedded, EmbeddedOptions};
+use common::{patch, psql, Scratch};
+use downtime::staging::embedded::{Embedded, EmbeddedOptions};
 use downtime::staging::Backend;
 
 fn stats_file(s: &Scratch, tables: &[(&str, f64, Option<f64>)]) -> String {
@@ -254,22 +254,8 @@ fn forecast_missing_tables_and_gating_on_the_estimate() {
 #[test]
 fn stats_export_reads_a_database_read_only() {
     let source = Embedded::start(&EmbeddedOptions::default()).unwrap();
-    let bin = find_bin_dir(None).unwrap();
-    let psql = |db: &str, sql: &str| {
-        let out = std::process::Command::new(bin.join("psql"))
-            .args(source.client_args(db))
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    psql("postgres", "create database shop");
-    psql("shop", "create table orders (id int, v text); insert into orders select g, md5(g::text) from generate_series(1, 5000) g; analyze orders;");
+    psql(&source, "postgres", "create database shop");
+    psql(&source, "shop", "create table orders (id int, v text); insert into orders select g, md5(g::text) from generate_series(1, 5000) g; analyze orders;");
     let s = Scratch::new();
     let args = source.client_args("shop");
     let url = format!(

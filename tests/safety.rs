@@ -8,27 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{patch, processes_mentioning, Scratch};
-use downtime::staging::embedded::{find_bin_dir, Embedded, EmbeddedOptions};
+use common::{patch, processes_mentioning, psql, Scratch};
+use downtime::staging::embedded::{Embedded, EmbeddedOptions};
 use downtime::staging::Backend;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// Run SQL on a server with psql; returns stdout.
-fn psql(server: &Embedded, db: &str, sql: &str) -> String {
-    let bin = find_bin_dir(None).unwrap();
-    let out = Command::new(bin.join("psql"))
-        .args(server.client_args(db))
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A checksum of every table's contents and of the catalogue of `db`.
 fn checksum(server: &Embedded, db: &str) -> String {

@@ -199,6 +199,19 @@ fn segments(n: usize) -> plotters::coord::ranged1d::SegmentedCoord<RangedCoordus
     (0..(n.max(2) - 1)).into_segmented()
 }
 
+/// The legend every chart draws, at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult<DB> {
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .position(position)
+        .draw()
+}
+
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 fn draw<DB: DrawingBackend>(
@@ -307,12 +320,7 @@ fn draw_scaling<DB: DrawingBackend>(
         .label("budget")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], OVER.stroke_width(2)));
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FONT, 12))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -389,12 +397,7 @@ fn draw_trend<DB: DrawingBackend>(
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3)));
         c.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FONT, 12))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -485,12 +488,7 @@ fn draw_patches<DB: DrawingBackend>(
     }))?
     .label("budget")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], OVER.stroke_width(3)));
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -620,12 +618,7 @@ fn draw_locks<DB: DrawingBackend>(
         .label(label)
         .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FONT, 12))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 

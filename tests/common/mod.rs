@@ -143,3 +143,20 @@ pub fn rules(patch: &Value) -> Vec<String> {
         .map(|r| r["rule"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Run SQL with psql on a server the test started itself; returns stdout.
+pub fn psql(server: &downtime::staging::embedded::Embedded, db: &str, sql: &str) -> String {
+    use downtime::staging::Backend;
+    let bin = downtime::staging::embedded::find_bin_dir(None).unwrap();
+    let out = Command::new(bin.join("psql"))
+        .args(server.client_args(db))
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
