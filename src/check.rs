@@ -162,7 +162,9 @@ fn path_text(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn skipped(p: &Patch, because: String) -> PatchReport {
+/// A patch's report before anything is known of its run: not run, no
+/// figures, the facts of the file itself.
+fn base_report(p: &Patch) -> PatchReport {
     PatchReport {
         path: path_text(&p.file.path),
         id: p.file.id.clone(),
@@ -187,8 +189,15 @@ fn skipped(p: &Patch, because: String) -> PatchReport {
         error: None,
         commit_seconds: 0.0,
         wall_seconds: 0.0,
-        skipped_because: Some(because),
+        skipped_because: None,
         statements: Vec::new(),
+    }
+}
+
+fn skipped(p: &Patch, because: String) -> PatchReport {
+    PatchReport {
+        skipped_because: Some(because),
+        ..base_report(p)
     }
 }
 
@@ -749,9 +758,6 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
         })
         .collect();
     PatchReport {
-        path: path_text(&p.file.path),
-        id: p.file.id.clone(),
-        sha256: p.sha256.clone(),
         status: if error.is_some() {
             Status::Failed
         } else {
@@ -763,25 +769,13 @@ fn patch_report(p: &Patch, run: &measure::PatchRun, opts: &CheckOptions) -> Patc
             .iter()
             .map(|s| s.server_seconds)
             .sum::<Option<f64>>(),
-        budget_seconds: None,
-        over_budget: false,
-        post_deploy: p.post_deploy,
-        signoff: None,
         waivers: waiver_reports(p, &classification.reasons),
-        failures: Vec::new(),
-        warnings: Vec::new(),
-        timing: None,
-        history: Vec::new(),
-        regression: None,
-        estimate: None,
         classification: Some(classification.class),
-        declared: p.declared,
         reasons: classification.reasons,
         error,
         commit_seconds: run.commit_seconds,
-        wall_seconds: 0.0,
-        skipped_because: None,
         statements,
+        ..base_report(p)
     }
 }
 
