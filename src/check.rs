@@ -13,8 +13,9 @@ use crate::report::{
     self, BaselineInfo, CacheMode, ErrorReport, LockReport, PatchReport, PatchTiming, Postgres,
     Report, RewriteReport, RunTiming, StatementReport, Status, WaiverReport,
 };
+use crate::staging::docker::{Docker, DockerOptions};
 use crate::staging::embedded::{self, Embedded, EmbeddedOptions};
-use crate::staging::{self, Backend, Baseline};
+use crate::staging::{self, Backend, BackendKind, Baseline};
 use crate::ui;
 use crate::verdict::signoff::Signoffs;
 use crate::verdict::{self, Budget, Policy};
@@ -35,7 +36,10 @@ pub struct CheckOptions {
     pub policy: Policy,
     /// Statement cap; default ten times the largest per-patch budget.
     pub timeout_seconds: Option<f64>,
+    /// Which staging server: a local cluster or a container.
+    pub backend: BackendKind,
     pub embedded: EmbeddedOptions,
+    pub docker: DockerOptions,
     /// Go on with later patches after one fails (it is rolled back).
     pub keep_going: bool,
     /// Where sign-offs are read from, and the directory their paths are relative to.
@@ -236,7 +240,11 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         started_at,
         postgres: Postgres {
             version: String::new(),
-            backend: "embedded".into(),
+            backend: match opts.backend {
+                BackendKind::Local => "embedded".into(),
+                BackendKind::Docker => "docker".into(),
+            },
+            image: None,
             settings: Default::default(),
         },
         baseline: BaselineInfo {
@@ -301,10 +309,12 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         return Ok(report);
     }
 
-    let cached = match &opts.cache {
-        Some(root) => staging::cache::key(&baseline, &embedded::server_identity(&opts.embedded)?)?
-            .map(|key| (staging::cache::Cache { root: root.clone() }, key)),
-        None => None,
+    let cached = match (&opts.cache, opts.backend) {
+        (Some(root), BackendKind::Local) => {
+            staging::cache::key(&baseline, &embedded::server_identity(&opts.embedded)?)?
+                .map(|key| (staging::cache::Cache { root: root.clone() }, key))
+        }
+        _ => None,
     };
     let hit = cached.as_ref().and_then(|(c, k)| c.lookup(k));
     report.baseline.cache = match (&cached, &hit) {
@@ -316,30 +326,42 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
     let result = match cancel.fired() {
         Some(a) => Err(Error::Aborted(a)),
         None => {
-            let mut embedded_opts = opts.embedded.clone();
-            embedded_opts.from_data = hit.clone();
-            if hit.is_some() {
-                ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
+            let started: Result<Box<dyn Backend>> = match opts.backend {
+                BackendKind::Local => {
+                    let mut embedded_opts = opts.embedded.clone();
+                    embedded_opts.from_data = hit.clone();
+                    if hit.is_some() {
+                        ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
+                    }
+                    Embedded::start(&embedded_opts).map(|b| Box::new(b) as Box<dyn Backend>)
+                }
+                BackendKind::Docker => Docker::start(&opts.docker, &cancel)
+                    .await
+                    .map(|b| Box::new(b) as Box<dyn Backend>),
+            };
+            match started {
+                Err(e) => Err(e),
+                Ok(mut backend) => {
+                    let store = if hit.is_some() { None } else { cached.as_ref() };
+                    let result = apply_all(
+                        backend.as_mut(),
+                        &baseline,
+                        &patches,
+                        opts,
+                        &mut report,
+                        &cancel,
+                        Loading {
+                            run_started,
+                            cached: hit.is_some(),
+                            store,
+                        },
+                    )
+                    .await;
+                    ui::progress_finish();
+                    let stopped = backend.shutdown().await;
+                    result.and(stopped)
+                }
             }
-            let mut backend = Embedded::start(&embedded_opts)?;
-            let store = if hit.is_some() { None } else { cached.as_ref() };
-            let result = apply_all(
-                &mut backend,
-                &baseline,
-                &patches,
-                opts,
-                &mut report,
-                &cancel,
-                Loading {
-                    run_started,
-                    cached: hit.is_some(),
-                    store,
-                },
-            )
-            .await;
-            ui::progress_finish();
-            let stopped = backend.shutdown();
-            result.and(stopped)
         }
     };
     match result {
@@ -427,10 +449,13 @@ async fn apply_all(
         staging::prepare_template(backend, baseline, cancel).await?;
         report.baseline.load_seconds = load_started.elapsed().as_secs_f64();
         if let Some((cache, key)) = loading.store {
-            let stored = cache
-                .staging_dir(key)
-                .and_then(|dir| backend.snapshot_data(&dir.join("data")).map(|()| dir))
-                .and_then(|dir| cache.commit(key, &dir));
+            let stored = match cache.staging_dir(key) {
+                Ok(dir) => match backend.snapshot_data(&dir.join("data")).await {
+                    Ok(()) => cache.commit(key, &dir),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
             match stored {
                 Ok(()) => ui::note(&format!("baseline cached in {}", cache.root.display())),
                 Err(e) => ui::warn(&format!("the baseline was not cached: {e}")),
@@ -443,6 +468,7 @@ async fn apply_all(
     report.postgres = Postgres {
         version: info.version.clone(),
         backend: info.backend.clone(),
+        image: backend.image(),
         settings: info.settings.clone(),
     };
 
@@ -490,7 +516,7 @@ async fn apply_all(
                     // The copy's files are written now; empty both caches before timing.
                     admin.batch_execute("checkpoint").await?;
                     drop(admin);
-                    backend.restart()?;
+                    backend.restart().await?;
                     run_info.server_restarts += 1;
                     let dropped = staging::drop_os_cache();
                     if run_info.os_cache_dropped.is_none() {

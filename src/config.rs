@@ -39,18 +39,33 @@ pub struct BudgetSection {
     pub notify_seconds: Option<f64>,
 }
 
-/// Backends `downtime` can stage on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendName {
-    Embedded,
+/// A PostgreSQL major version, written as a number or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PgVersion {
+    Number(u32),
+    Text(String),
+}
+
+impl std::fmt::Display for PgVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PgVersion::Number(n) => write!(f, "{n}"),
+            PgVersion::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StagingSection {
     pub baseline: Option<PathBuf>,
-    pub backend: Option<BackendName>,
+    /// `local` (also `embedded`) or `docker`.
+    pub backend: Option<crate::staging::BackendKind>,
+    /// For the Docker backend: run `postgres:<pg-version>`.
+    pub pg_version: Option<PgVersion>,
+    /// For the Docker backend: the image, overriding pg-version.
+    pub image: Option<String>,
     pub pg_conf: Option<PathBuf>,
     pub pg_bin: Option<PathBuf>,
     pub timeout_seconds: Option<f64>,

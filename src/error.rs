@@ -38,6 +38,9 @@ pub enum Error {
     #[error("baseline {path}: {message}")]
     Baseline { path: PathBuf, message: String },
 
+    #[error("Docker: {0}")]
+    Docker(String),
+
     #[error("database: {0}")]
     Database(String),
 

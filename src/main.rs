@@ -37,7 +37,7 @@ fn main() {
                 // A second signal: stop now, but leave nothing behind.
                 downtime::ui::progress_finish();
                 eprintln!("downtime: {abort} again: stopping at once");
-                downtime::staging::embedded::emergency_cleanup();
+                downtime::staging::emergency_cleanup();
                 std::process::exit(abort.exit_code().unwrap_or(130));
             }
             downtime::ui::warn(&format!(

@@ -14,7 +14,9 @@ use crate::config::{self, Overrides};
 use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
 use crate::measure::stats::Statistic;
 use crate::report::{self, ChartFormat, Format, Report};
+use crate::staging::docker::DockerOptions;
 use crate::staging::embedded::EmbeddedOptions;
+use crate::staging::BackendKind;
 use crate::ui;
 use crate::verdict::{Profile, RULES};
 
@@ -442,7 +444,25 @@ pub struct CommonArgs {
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
     pub max_run_seconds: Option<f64>,
 
-    /// Directory with the PostgreSQL server binaries (initdb, postgres)
+    /// Where the staging copies run: `local`, a private cluster from this
+    /// machine's PostgreSQL server binaries, or `docker`, a container started
+    /// with testcontainers [default: from downtime.toml, else local]
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub backend: Option<crate::staging::BackendKind>,
+
+    /// With the Docker backend: run the official image `postgres:VERSION`
+    /// (mirror production's major version) [default: the local psql's major version]
+    #[arg(long, value_name = "VERSION", value_parser = image_tag)]
+    pub pg_version: Option<String>,
+
+    /// With the Docker backend: the image to run instead of `postgres:VERSION`.
+    /// It must behave like the official image (POSTGRES_USER/POSTGRES_PASSWORD,
+    /// `-c name=value` arguments). Pulled when not present locally.
+    #[arg(long, value_name = "REPO:TAG", conflicts_with = "pg_version")]
+    pub image: Option<String>,
+
+    /// Directory with the PostgreSQL binaries: initdb and postgres for the
+    /// local backend; psql and pg_restore (which load the baseline) for both
     /// [default: PATH, then the newest /usr/lib/postgresql/*/bin]
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
@@ -502,6 +522,20 @@ fn positive_seconds(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+fn image_tag(s: &str) -> std::result::Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a version or image tag (letters, digits, `.`, `_`, `-`)"
+        ))
+    }
+}
+
 fn fraction(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
     if v > 0.0 && v <= 1.0 {
@@ -538,6 +572,39 @@ fn check_options(
     if let Some(p) = &pg_conf {
         std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
     }
+    let pg_bin = common
+        .pg_bin
+        .clone()
+        .or_else(|| file.staging.pg_bin.as_ref().map(|p| config.resolve(p)));
+    let image = common.image.clone().or_else(|| {
+        // A version on the command line wins over an image in the file.
+        common
+            .pg_version
+            .is_none()
+            .then(|| file.staging.image.clone())
+            .flatten()
+    });
+    let pg_version = common
+        .pg_version
+        .clone()
+        .or_else(|| file.staging.pg_version.as_ref().map(|v| v.to_string()));
+    if let Some(v) = &pg_version {
+        image_tag(v).map_err(|e| Error::Usage(format!("pg-version: {e}")))?;
+    }
+    let backend = match common.backend.or(file.staging.backend) {
+        Some(b) => b,
+        // Asking for an image or a version means the Docker backend.
+        None if common.image.is_some() || common.pg_version.is_some() => BackendKind::Docker,
+        None => BackendKind::Local,
+    };
+    if backend == BackendKind::Local && (common.image.is_some() || common.pg_version.is_some()) {
+        return Err(Error::Usage(
+            "--image and --pg-version choose the container image of the Docker backend; \
+             add --backend docker (the local backend uses this machine's server binaries, \
+             see --pg-bin)"
+                .into(),
+        ));
+    }
     let source = match &common.from_url {
         Some(url) => {
             let source = crate::staging::source::Source::new(url)?;
@@ -571,13 +638,17 @@ fn check_options(
         source,
         policy,
         timeout_seconds: common.timeout.or(file.staging.timeout_seconds),
+        backend,
         embedded: EmbeddedOptions {
-            bin_dir: common
-                .pg_bin
-                .clone()
-                .or_else(|| file.staging.pg_bin.as_ref().map(|p| config.resolve(p))),
-            extra_conf: pg_conf,
+            bin_dir: pg_bin.clone(),
+            extra_conf: pg_conf.clone(),
             from_data: None,
+        },
+        docker: DockerOptions {
+            image,
+            pg_version,
+            extra_conf: pg_conf,
+            client_bin_dir: pg_bin,
         },
         keep_going: false,
         signoff_file,

@@ -47,7 +47,7 @@ pub fn render(report: &Report) -> String {
         esc(&report.started_at),
         report.policy.profile,
         esc(&report.postgres.version),
-        esc(&report.postgres.backend),
+        esc(&report.postgres.describe_backend()),
         esc(&report.baseline.source),
         report.baseline.load_seconds,
         esc(&report.tool_version)

@@ -65,6 +65,12 @@ pub fn render(report: &Report) -> String {
         ),
         ("verdict".to_string(), report.verdict.clone()),
     ];
+    if let Some(i) = &report.postgres.image {
+        props.push((
+            "postgres.image".to_string(),
+            format!("{} {}", i.reference, i.id),
+        ));
+    }
     props.extend(
         report
             .postgres

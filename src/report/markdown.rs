@@ -224,7 +224,7 @@ pub fn render(report: &Report) -> String {
         tail,
         "\n<details><summary>PostgreSQL {} ({}), baseline {} loaded in {:.1} s</summary>\n\n| setting | value |\n|---|---|",
         report.postgres.version,
-        report.postgres.backend,
+        report.postgres.describe_backend(),
         cell(&report.baseline.source),
         report.baseline.load_seconds
     );

@@ -104,7 +104,25 @@ pub struct AbortReport {
 pub struct Postgres {
     pub version: String,
     pub backend: String,
+    /// The container image, for the Docker backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::staging::docker::ImageInfo>,
     pub settings: BTreeMap<String, String>,
+}
+
+impl Postgres {
+    /// The backend, with the image and its id when there is one.
+    pub fn describe_backend(&self) -> String {
+        match &self.image {
+            Some(i) => format!(
+                "{} {} ({})",
+                self.backend,
+                i.reference,
+                crate::staging::docker::short_id(&i.id)
+            ),
+            None => self.backend.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -125,7 +125,7 @@ pub fn render(report: &Report) -> String {
         report.cold_seconds,
         report.policy.profile,
         report.postgres.version,
-        report.postgres.backend
+        report.postgres.describe_backend()
     );
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");

@@ -448,6 +448,7 @@ impl Embedded {
     }
 }
 
+#[async_trait::async_trait(?Send)]
 impl Backend for Embedded {
     fn name(&self) -> &'static str {
         "embedded"
@@ -480,7 +481,7 @@ impl Backend for Embedded {
         &self.bin_dir
     }
 
-    fn shutdown(&mut self) -> Result<()> {
+    async fn shutdown(&mut self) -> Result<()> {
         self.stop();
         Ok(())
     }
@@ -489,14 +490,14 @@ impl Backend for Embedded {
         self.statements_extension
     }
 
-    fn snapshot_data(&mut self, dest: &Path) -> Result<()> {
+    async fn snapshot_data(&mut self, dest: &Path) -> Result<()> {
         self.stop_server();
         let copied = copy_tree(&self.path().join("data"), dest);
         self.spawn_server()?;
         copied
     }
 
-    fn restart(&mut self) -> Result<()> {
+    async fn restart(&mut self) -> Result<()> {
         self.stop_server();
         self.spawn_server()
     }

@@ -6,6 +6,7 @@
 //! backend it runs on.
 
 pub mod cache;
+pub mod docker;
 pub mod embedded;
 pub mod source;
 
@@ -23,23 +24,52 @@ use crate::ui;
 pub const TEMPLATE_DB: &str = "downtime_baseline";
 
 /// A running PostgreSQL server that can host staging copies.
+#[async_trait::async_trait(?Send)]
 pub trait Backend {
-    /// Short name for reports (`embedded`).
+    /// Short name for reports (`embedded`, `docker`).
     fn name(&self) -> &'static str;
     /// Connection settings for a database on this server.
     fn config(&self, dbname: &str) -> tokio_postgres::Config;
     /// Connection arguments for PostgreSQL client programs (`psql`, `pg_restore`).
     fn client_args(&self, dbname: &str) -> Vec<String>;
-    /// Directory holding `psql` and `pg_restore` matching the server.
+    /// Environment for those client programs (a password, say).
+    fn client_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Directory holding `psql` and `pg_restore` for the server.
     fn client_bin_dir(&self) -> &Path;
-    /// Stop the server and remove everything it left on disk.
-    fn shutdown(&mut self) -> Result<()>;
+    /// The container image the server runs in, if any.
+    fn image(&self) -> Option<docker::ImageInfo> {
+        None
+    }
+    /// Stop the server and remove everything it left behind.
+    async fn shutdown(&mut self) -> Result<()>;
     /// Stop and start the server again (empties its shared buffers).
-    fn restart(&mut self) -> Result<()>;
+    async fn restart(&mut self) -> Result<()>;
     /// `pg_stat_statements` is loaded, so statements can be timed by the server.
     fn has_statement_stats(&self) -> bool;
     /// Copy the server's data directory (server stopped meanwhile) to `dest`.
-    fn snapshot_data(&mut self, dest: &Path) -> Result<()>;
+    async fn snapshot_data(&mut self, dest: &Path) -> Result<()>;
+}
+
+/// Which kind of staging server a run uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A private cluster from this machine's PostgreSQL server binaries.
+    #[default]
+    #[value(alias = "embedded")]
+    #[serde(alias = "embedded")]
+    Local,
+    /// A container from a PostgreSQL image, started with testcontainers.
+    Docker,
+}
+
+/// Stop every server and container this process started, at once (a
+/// second Ctrl-C), leaving nothing behind.
+pub fn emergency_cleanup() {
+    embedded::emergency_cleanup();
+    docker::emergency_cleanup();
 }
 
 /// Empty the operating system's page cache (root only, and only where the
@@ -203,6 +233,7 @@ pub async fn prepare_template(
             let psql = backend.client_bin_dir().join("psql");
             let mut cmd = Command::new(&psql);
             cmd.args(backend.client_args(TEMPLATE_DB))
+                .envs(backend.client_env())
                 .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f"])
                 .arg(path);
             run_client(cmd, &psql, path, cancel, None).await?;
@@ -211,6 +242,7 @@ pub async fn prepare_template(
             let restore = backend.client_bin_dir().join("pg_restore");
             let mut cmd = Command::new(&restore);
             cmd.args(backend.client_args(TEMPLATE_DB))
+                .envs(backend.client_env())
                 .args(["--no-owner", "--no-privileges", "--exit-on-error"])
                 .arg(path);
             run_client(cmd, &restore, path, cancel, None).await?;
@@ -234,6 +266,7 @@ pub async fn prepare_template(
             let restore = backend.client_bin_dir().join("pg_restore");
             let mut cmd = Command::new(&restore);
             cmd.args(backend.client_args(TEMPLATE_DB))
+                .envs(backend.client_env())
                 .args(["--no-owner", "--no-privileges", "--exit-on-error"])
                 .arg(dump.path());
             run_client(cmd, &restore, &label, cancel, Some(source)).await?;

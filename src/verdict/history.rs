@@ -53,6 +53,9 @@ pub fn fingerprint(report: &Report) -> String {
     let mut h = Sha256::new();
     h.update(report.postgres.version.as_bytes());
     h.update(report.postgres.backend.as_bytes());
+    if let Some(i) = &report.postgres.image {
+        h.update(i.id.as_bytes());
+    }
     for (k, v) in &report.postgres.settings {
         h.update(k.as_bytes());
         h.update(b"=");
