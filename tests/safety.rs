@@ -436,3 +436,58 @@ fn a_full_disk_is_an_error_not_a_hang() {
     );
     assert!(processes_mentioning(&small).is_empty());
 }
+
+#[test]
+fn clean_removes_the_directory_of_a_killed_run_and_keeps_a_live_one() {
+    let killed = Scratch::new();
+    killed.patch("0001-long.sql", "select pg_sleep(60);");
+    let mut child = killed
+        .command(&["check", "patches", "--no-history"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    killed.wait_for_server(Duration::from_millis(500));
+    // SIGKILL: downtime cannot clean up; its server follows it (parent-death
+    // signal) but the directory stays.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(killed.tmp())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+
+    let dry = killed.run(&["clean", "--dry-run"]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains(&format!("would remove {}", left[0].display())),
+        "{text}"
+    );
+    assert!(left[0].exists());
+    let out = killed.run(&["clean"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("removed {}", left[0].display())),
+        "{text}"
+    );
+    killed.assert_clean();
+
+    // A run that is still going keeps its directory.
+    let live = Scratch::new();
+    live.patch("0001-long.sql", "select pg_sleep(60);");
+    let child = live
+        .command(&["check", "patches", "--no-history"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    live.wait_for_server(Duration::from_millis(500));
+    let out = live.run(&["clean"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kept "), "{text}");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    live.assert_clean();
+}

@@ -57,6 +57,17 @@ pub enum Command {
         #[command(subcommand)]
         action: StatsAction,
     },
+    /// Remove what runs killed outright (SIGKILL, power loss) left behind:
+    /// their containers (labelled io.downtime.run) and their clusters'
+    /// temporary directories. What a running downtime still uses is kept.
+    Clean {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove containers and directories of runs that are still going.
+        #[arg(long)]
+        all: bool,
+    },
     /// Manage the baseline cache.
     Cache {
         #[command(subcommand)]
@@ -666,6 +677,58 @@ fn check_options(
     })
 }
 
+/// `downtime clean`: leftover containers, then leftover cluster directories.
+async fn clean(dry_run: bool, all: bool) -> Result<i32> {
+    use crate::staging::{docker, embedded};
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut removed = 0;
+    let mut kept = 0;
+    match docker::engine().await {
+        Ok(engine) => {
+            for c in docker::leftovers(&engine).await? {
+                let what = format!(
+                    "container {} ({}, {}, started by pid {} on {})",
+                    docker::short_id(&c.id),
+                    c.image,
+                    c.status,
+                    c.pid.map_or("?".to_string(), |p| p.to_string()),
+                    if c.host.is_empty() { "?" } else { &c.host }
+                );
+                if c.in_use && !all {
+                    println!("kept {what}: that run is still going (--all removes it)");
+                    kept += 1;
+                    continue;
+                }
+                if !dry_run {
+                    docker::remove_leftover(&engine, &c.id).await?;
+                }
+                println!("{verb} {what}");
+                removed += 1;
+            }
+        }
+        Err(e) => ui::note(&format!("containers not checked: {e}")),
+    }
+    for d in embedded::leftover_dirs(&std::env::temp_dir()) {
+        if d.in_use && !all {
+            println!(
+                "kept {}: its run is still going (--all removes it)",
+                d.path.display()
+            );
+            kept += 1;
+            continue;
+        }
+        if !dry_run {
+            embedded::remove_leftover(&d)?;
+        }
+        println!("{verb} {}", d.path.display());
+        removed += 1;
+    }
+    if removed == 0 && kept == 0 {
+        println!("nothing to clean");
+    }
+    Ok(EXIT_PASS)
+}
+
 /// Run a parsed command line; returns the exit code.
 /// The exit status a report calls for.
 fn exit_code(report: &Report) -> i32 {
@@ -753,6 +816,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
                 Ok(EXIT_PASS)
             }
         },
+        Command::Clean { dry_run, all } => clean(dry_run, all).await,
         Command::Cache { action } => {
             let cache = crate::staging::cache::Cache {
                 root: crate::staging::cache::default_root(),

@@ -63,6 +63,69 @@ pub fn emergency_cleanup() {
     }
 }
 
+/// The file in a cluster's directory naming the downtime process that owns it.
+pub const OWNER_FILE: &str = "owner.pid";
+/// The prefix of the clusters' temporary directories.
+pub const DIR_PREFIX: &str = "downtime-";
+
+/// A cluster directory left in the temporary directory, as `downtime clean` sees it.
+#[derive(Debug, Clone)]
+pub struct LeftoverDir {
+    pub path: PathBuf,
+    /// The downtime process that made it, or its server, is still running.
+    pub in_use: bool,
+}
+
+fn alive(pid_file: &Path) -> bool {
+    std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+        .is_some_and(|pid| pid > 0 && signal::kill(Pid::from_raw(pid), None).is_ok())
+}
+
+/// Remove a leftover cluster directory, stopping its server first if one
+/// still runs there (immediate shutdown).
+pub fn remove_leftover(dir: &LeftoverDir) -> Result<()> {
+    let pid_file = dir.path.join("data").join("postmaster.pid");
+    if alive(&pid_file) {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+        {
+            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGQUIT);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while signal::kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir.path).map_err(|e| Error::io(&dir.path, e))
+}
+
+/// Cluster directories of earlier runs under `tmp` (a run killed outright
+/// cannot remove its own): `downtime-*` folders with a `socket` folder.
+pub fn leftover_dirs(tmp: &Path) -> Vec<LeftoverDir> {
+    let mut found: Vec<LeftoverDir> = std::fs::read_dir(tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(DIR_PREFIX))
+                && e.path().join("socket").is_dir()
+        })
+        .map(|e| {
+            let path = e.path();
+            let in_use =
+                alive(&path.join(OWNER_FILE)) || alive(&path.join("data").join("postmaster.pid"));
+            LeftoverDir { path, in_use }
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
 /// The superuser the cluster is created with.
 pub const SUPERUSER: &str = "downtime";
 const PORT: u16 = 5432;
@@ -236,7 +299,7 @@ impl Embedded {
         let bin_dir = find_bin_dir(opts.bin_dir.as_deref())?;
         let user = server_user()?;
         let dir = tempfile::Builder::new()
-            .prefix("downtime-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .map_err(|e| Error::Server(format!("cannot create a temporary directory: {e}")))?;
         let data = dir.path().join("data");
@@ -251,6 +314,10 @@ impl Embedded {
             }
         }
         register(None, dir.path());
+        // Who owns this directory, for `downtime clean`.
+        let owner = dir.path().join(OWNER_FILE);
+        std::fs::write(&owner, format!("{}\n", std::process::id()))
+            .map_err(|e| Error::io(&owner, e))?;
         let statements_extension = has_library(&bin_dir, "pg_stat_statements");
         let mut me = Embedded {
             statements_extension,

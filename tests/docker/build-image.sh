@@ -12,8 +12,24 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 image="${1:-downtime-test/postgres:15}"
-pg_major="${PG_MAJOR:-15}"
-suite="${DEBIAN_SUITE:-bookworm}"
+# The major version: PG_MAJOR, else the leading number of the image's tag.
+tag="${image##*:}"
+[ "$tag" = "$image" ] && tag=""
+default_major="$(printf '%s' "$tag" | grep -oE '^[0-9]+' || true)"
+pg_major="${PG_MAJOR:-${default_major:-15}}"
+# The Debian release that ships postgresql-$pg_major.
+case "$pg_major" in
+  13) default_suite=bullseye ;;
+  15) default_suite=bookworm ;;
+  17) default_suite=trixie ;;
+  *) default_suite="" ;;
+esac
+suite="${DEBIAN_SUITE:-$default_suite}"
+if [ -z "$suite" ]; then
+  echo "build-image: no Debian release ships postgresql-$pg_major (13: bullseye, 15: bookworm," >&2
+  echo "17: trixie); load a PostgreSQL $pg_major image with \`docker load -i FILE\` instead" >&2
+  exit 2
+fi
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 if [ "${FORCE:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
