@@ -820,29 +820,35 @@ fn work_of(
             None => Some(rel),
         }
     };
+    use crate::estimate::WorkKind;
     let from_evidence = sr
         .rewrites
         .iter()
-        .find_map(|rw| table_of(rw.oid))
-        .or_else(|| sr.new_indexes.iter().find_map(|(t, _)| snap.get(*t)));
+        .find_map(|rw| table_of(rw.oid).map(|t| (t, WorkKind::Rewrite)))
+        .or_else(|| {
+            sr.new_indexes
+                .iter()
+                .find_map(|(t, _)| snap.get(*t).map(|t| (t, WorkKind::IndexBuild)))
+        });
     let from_facts = || {
         p.statements[sr.index].analysis.facts.iter().find_map(|f| {
-            let rel = match f {
-                patch::Fact::Validates { rel, .. }
-                | patch::Fact::Writes { rel, .. }
-                | patch::Fact::BuildsIndex { rel, .. }
-                | patch::Fact::HoldsWhileRunning { rel, .. } => rel,
+            let (rel, kind) = match f {
+                patch::Fact::Validates { rel, .. } => (rel, WorkKind::Scan),
+                patch::Fact::Writes { rel, .. } => (rel, WorkKind::Write),
+                patch::Fact::BuildsIndex { rel, .. } => (rel, WorkKind::IndexBuild),
+                patch::Fact::HoldsWhileRunning { rel, .. } => (rel, WorkKind::Scan),
                 _ => return None,
             };
             let oid = (*sr.pre.resolved.get(&rel.to_string())?)?;
-            table_of(oid)
+            table_of(oid).map(|t| (t, kind))
         })
     };
     from_evidence
         .or_else(from_facts)
-        .map(|r| crate::estimate::Work {
+        .map(|(r, kind)| crate::estimate::Work {
             relation: r.name.clone(),
             rows: r.rows,
+            kind: Some(kind),
         })
 }
 

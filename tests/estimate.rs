@@ -36,7 +36,7 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
     let s = Scratch::new();
     s.baseline(
         "create table item (id bigint primary key, owner int not null, price int not null, note text not null);\n\
-         insert into item select g, g % 1000, g % 997, md5(g::text) from generate_series(1, 250000) g;\nanalyze;\n",
+         insert into item select g, g % 1000, g % 997, md5(g::text) from generate_series(1, 1000000) g;\nanalyze;\n",
     );
     s.patch(
         "0001-rewrite.sql",
@@ -48,13 +48,13 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
     );
     s.patch("0003-update.sql", "update item set price = price + 1;");
     // Production is the staging data at full size.
-    let stats = stats_file(&s, &[("public.item", 250_000.0, None)]);
+    let stats = stats_file(&s, &[("public.item", 1_000_000.0, None)]);
     // PostgreSQL builds an index in parallel only once the table is large
     // enough, so small-scale runs build serially and overestimate a large
     // build (by about 45 % here); the comparison holds the method constant.
     std::fs::write(
         s.path().join("serial.conf"),
-        "max_parallel_maintenance_workers = 0\nshared_buffers = '256MB'\n",
+        "max_parallel_maintenance_workers = 0\nshared_buffers = '1GB'\n",
     )
     .unwrap();
     let (code, est, stderr) = s.check_json(&[
@@ -62,7 +62,7 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
         "--prod-stats",
         &stats,
         "--scales",
-        "0.05,0.1,0.15,0.25",
+        "0.05,0.1,0.15,0.2,0.25",
         "--runs",
         "3",
         "--no-history",
@@ -95,14 +95,14 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
         );
         assert_eq!(e["complete"], true);
         assert_eq!(e["statements"][0]["relation"], "public.item");
-        assert_eq!(e["statements"][0]["points"].as_array().unwrap().len(), 4);
+        assert_eq!(e["statements"][0]["points"].as_array().unwrap().len(), 5);
         assert!(
             e["low"].as_f64().unwrap() <= predicted && predicted <= e["high"].as_f64().unwrap()
         );
     }
     assert_eq!(
         est["estimate"]["scales"],
-        serde_json::json!([0.05, 0.1, 0.15, 0.25])
+        serde_json::json!([0.05, 0.1, 0.15, 0.2, 0.25])
     );
     s.assert_clean();
 }

@@ -437,21 +437,40 @@ fn a_full_disk_is_an_error_not_a_hang() {
     assert!(processes_mentioning(&small).is_empty());
 }
 
+/// Start `check` on the scratch's patches and wait until it applies the first.
+fn applying(s: &Scratch) -> std::process::Child {
+    let log = s.path().join("stderr.log");
+    let child = s
+        .command(&["check", "patches", "--no-history"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("applying 0001")
+    {
+        assert!(Instant::now() < deadline, "the patch never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 #[test]
 fn clean_removes_the_directory_of_a_killed_run_and_keeps_a_live_one() {
     let killed = Scratch::new();
     killed.patch("0001-long.sql", "select pg_sleep(60);");
-    let mut child = killed
-        .command(&["check", "patches", "--no-history"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    killed.wait_for_server(Duration::from_millis(500));
+    let mut child = applying(&killed);
     // SIGKILL: downtime cannot clean up; its server follows it (parent-death
     // signal) but the directory stays.
     child.kill().unwrap();
     child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::processes_mentioning(&killed.tmp()).is_empty() {
+        assert!(Instant::now() < deadline, "the server outlived downtime");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let left: Vec<_> = std::fs::read_dir(killed.tmp())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -477,13 +496,7 @@ fn clean_removes_the_directory_of_a_killed_run_and_keeps_a_live_one() {
     // A run that is still going keeps its directory.
     let live = Scratch::new();
     live.patch("0001-long.sql", "select pg_sleep(60);");
-    let child = live
-        .command(&["check", "patches", "--no-history"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    live.wait_for_server(Duration::from_millis(500));
+    let child = applying(&live);
     let out = live.run(&["clean"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("kept "), "{text}");

@@ -20,6 +20,35 @@ pub use prod_stats::ProdStats;
 pub struct Work {
     pub relation: String,
     pub rows: f64,
+    /// What the statement does with those rows, which says how its time
+    /// should grow (absent in reports of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<WorkKind>,
+}
+
+/// What a statement does with the rows of its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkKind {
+    /// Writes a new copy of the table (and rebuilds its indexes).
+    Rewrite,
+    /// Sorts the rows into a new index.
+    IndexBuild,
+    /// Updates or deletes rows.
+    Write,
+    /// Reads every row (validation, a scan under a lock).
+    Scan,
+}
+
+impl WorkKind {
+    /// The model PostgreSQL's algorithm implies: a sort is n·log n, a pass
+    /// over the rows is linear.
+    pub fn expected_model(self) -> model::Model {
+        match self {
+            WorkKind::IndexBuild => model::Model::NLogN,
+            WorkKind::Rewrite | WorkKind::Write | WorkKind::Scan => model::Model::Linear,
+        }
+    }
 }
 
 /// One statement's estimate.
@@ -207,11 +236,15 @@ pub fn estimate(
                 let relation = samples
                     .iter()
                     .find_map(|(s, _)| s.work.as_ref().map(|w| w.relation.clone()));
+                let expected = samples
+                    .iter()
+                    .find_map(|(s, _)| s.work.as_ref().and_then(|w| w.kind))
+                    .map(WorkKind::expected_model);
                 let points: Vec<(f64, f64)> = samples
                     .iter()
                     .map(|(s, secs)| (s.work.as_ref().map_or(0.0, |w| w.rows), *secs))
                     .collect();
-                let fit = model::fit(&points, relation.is_some());
+                let fit = model::fit(&points, relation.is_some(), expected);
                 let production_rows = relation
                     .as_ref()
                     .and_then(|r| stats.table(r))

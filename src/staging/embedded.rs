@@ -349,6 +349,12 @@ impl Embedded {
             "--no-sync",
             "--no-instructions",
         ]);
+        // Killed with downtime, so a killed run leaves no initdb writing on.
+        unsafe {
+            initdb.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
         let out = initdb
             .output()
             .map_err(|e| Error::Server(format!("cannot run initdb: {e}")))?;

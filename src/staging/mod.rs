@@ -296,6 +296,13 @@ async fn run_client(
     // Its own process group: a terminal's Ctrl-C reaches downtime, which
     // stops the child itself.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // If downtime itself is killed, the loader goes with it.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
     let mut child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
