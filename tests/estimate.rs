@@ -54,7 +54,7 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
     // build (by about 45 % here); the comparison holds the method constant.
     std::fs::write(
         s.path().join("serial.conf"),
-        "max_parallel_maintenance_workers = 0\nshared_buffers = '1GB'\n",
+        "max_parallel_maintenance_workers = 0\nshared_buffers = '1GB'\nmin_wal_size = '2GB'\nmax_wal_size = '4GB'\n",
     )
     .unwrap();
     let (code, est, stderr) = s.check_json(&[
@@ -64,7 +64,7 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
         "--scales",
         "0.05,0.1,0.15,0.2,0.25",
         "--runs",
-        "3",
+        "5",
         "--no-history",
         "--pg-conf",
         "serial.conf",
@@ -73,7 +73,7 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
     let (code, full, _) = s.check_json(&[
         "patches",
         "--runs",
-        "3",
+        "5",
         "--no-history",
         "--pg-conf",
         "serial.conf",
@@ -83,9 +83,15 @@ fn predictions_from_small_scales_match_the_full_size_within_25_percent() {
         let e = &patch(&est, id)["estimate"];
         let predicted = e["seconds"].as_f64().unwrap();
         let measured = seconds(&full, id);
+        println!(
+            "{id}: full-size runs {}; points {}",
+            patch(&full, id)["timing"],
+            e["statements"][0]["points"]
+        );
         let error = (predicted - measured) / measured;
         println!(
-            "{id}: predicted {predicted:.3} s, measured {measured:.3} s ({:+.0} %)",
+            "{id}: predicted {predicted:.3} s ({}), measured {measured:.3} s ({:+.0} %)",
+            e["statements"][0]["model"],
             error * 100.0
         );
         assert!(

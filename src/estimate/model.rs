@@ -1,7 +1,7 @@
 //! Scaling models for one statement: time as a function of the rows of the
 //! table its work grows with. Constant (catalogue-only work), linear (rewrites,
-//! scans, updates) or n·log n (index builds and sorts); fitted by least
-//! squares with a non-negative intercept. The model the statement's algorithm
+//! scans, updates) or n·log n (index builds and sorts); fitted robustly
+//! (Theil–Sen) with a non-negative intercept. The model the statement's algorithm
 //! implies is kept unless another one predicts the measured points clearly
 //! better (leave-one-out error); predicted with a 95 % interval.
 
@@ -51,41 +51,60 @@ fn t95(df: usize) -> f64 {
     }
 }
 
-fn least_squares(model: Model, pts: &[(f64, f64)]) -> (f64, f64) {
-    let n = pts.len() as f64;
-    let mean_y = pts.iter().map(|p| p.1).sum::<f64>() / n;
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// `(a, b)` of `seconds = a + b · feature(rows)`. The slope is the median of
+/// the slopes between every two points (Theil–Sen) and the intercept the
+/// median of what is left: one run slowed by the machine moves neither much,
+/// where least squares would follow it.
+fn line_fit(model: Model, pts: &[(f64, f64)]) -> (f64, f64) {
+    let mean_y = pts.iter().map(|p| p.1).sum::<f64>() / pts.len().max(1) as f64;
     if model == Model::Constant {
         return (mean_y, 0.0);
     }
     let xs: Vec<f64> = pts.iter().map(|p| model.feature(p.0)).collect();
-    let mean_x = xs.iter().sum::<f64>() / n;
-    let sxx: f64 = xs.iter().map(|x| (x - mean_x).powi(2)).sum();
-    if sxx <= 0.0 {
-        return (mean_y, 0.0);
+    let mut slopes = Vec::new();
+    for i in 0..pts.len() {
+        for j in i + 1..pts.len() {
+            if xs[j] != xs[i] {
+                slopes.push((pts[j].1 - pts[i].1) / (xs[j] - xs[i]));
+            }
+        }
     }
-    let sxy: f64 = xs
-        .iter()
-        .zip(pts)
-        .map(|(x, p)| (x - mean_x) * (p.1 - mean_y))
-        .sum();
-    let b = sxy / sxx;
-    let a = mean_y - b * mean_x;
+    let Some(b) = median(slopes) else {
+        return (mean_y, 0.0);
+    };
+    let a = median(xs.iter().zip(pts).map(|(x, p)| p.1 - b * x).collect()).unwrap_or(0.0);
     if a >= 0.0 {
         return (a, b);
     }
     // Work that grows with the rows has no negative fixed cost: a negative
     // intercept is noise, and it would steepen the slope. Fit through the origin.
-    let sxy0: f64 = xs.iter().zip(pts).map(|(x, p)| x * p.1).sum();
-    let sxx0: f64 = xs.iter().map(|x| x * x).sum();
-    if sxx0 > 0.0 {
-        (0.0, sxy0 / sxx0)
-    } else {
-        (mean_y, 0.0)
+    match median(
+        xs.iter()
+            .zip(pts)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(x, p)| p.1 / x)
+            .collect(),
+    ) {
+        Some(b0) => (0.0, b0),
+        None => (mean_y, 0.0),
     }
 }
 
 fn fit_one(model: Model, pts: &[(f64, f64)]) -> Fit {
-    let (a, b) = least_squares(model, pts);
+    let (a, b) = line_fit(model, pts);
     let params = if model == Model::Constant { 1 } else { 2 };
     let rss: f64 = pts
         .iter()
@@ -102,7 +121,7 @@ fn fit_one(model: Model, pts: &[(f64, f64)]) -> Fit {
                     .filter(|(j, _)| *j != i)
                     .map(|(_, p)| *p)
                     .collect();
-                let (a, b) = least_squares(model, &rest);
+                let (a, b) = line_fit(model, &rest);
                 (pts[i].1 - (a + b * model.feature(pts[i].0))).powi(2)
             })
             .sum();
@@ -310,9 +329,27 @@ mod tests {
         let pts = [(1e4, 0.009), (2e4, 0.021), (3e4, 0.031), (4e4, 0.041)];
         let f = fit_one(Model::Linear, &pts);
         assert_eq!(f.a, 0.0);
-        let through_origin =
-            (1e4 * 0.009 + 2e4 * 0.021 + 3e4 * 0.031 + 4e4 * 0.041) / (1e8 + 4e8 + 9e8 + 16e8);
-        assert!((f.b - through_origin).abs() < 1e-15);
+        // The median of seconds per row.
+        let through_origin = (0.041 / 4e4 + 0.031 / 3e4) / 2.0;
+        assert!((f.b - through_origin).abs() < 1e-15, "{}", f.b);
+    }
+
+    #[test]
+    fn one_slow_point_does_not_swing_the_slope() {
+        let mut pts: Vec<(f64, f64)> = [5e4, 1e5, 1.5e5, 2e5, 2.5e5]
+            .iter()
+            .map(|&n| (n, 0.001 + n * 1e-6))
+            .collect();
+        // The largest scale ran while the machine was busy: 2.3× slower.
+        pts[4].1 *= 2.3;
+        let f = fit(&pts, true, Some(Model::Linear));
+        let at = 1e6;
+        let truth = 0.001 + at * 1e-6;
+        assert!(
+            (f.predict(at) - truth).abs() / truth < 0.1,
+            "{} vs {truth}",
+            f.predict(at)
+        );
     }
 
     #[test]
