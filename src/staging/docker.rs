@@ -147,18 +147,7 @@ pub fn find_client_dir(explicit: Option<&Path>) -> Result<PathBuf> {
             d.display()
         )));
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has_clients(&bin).then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, d)) = versions.pop() {
+    if let Some(d) = super::newest_installed(has_clients) {
         return Ok(d);
     }
     if let Some(path) = std::env::var_os("PATH") {
@@ -686,10 +675,7 @@ pub async fn leftovers(docker: &bollard::Docker) -> Result<Vec<Leftover>> {
             let labels = c.labels.unwrap_or_default();
             let pid = labels.get(LABEL_PID).and_then(|p| p.parse::<i32>().ok());
             let host = labels.get(LABEL_HOST).cloned().unwrap_or_default();
-            let in_use = host == me
-                && pid.is_some_and(|p| {
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
-                });
+            let in_use = host == me && pid.is_some_and(super::process_alive);
             Leftover {
                 id: c.id.unwrap_or_default(),
                 image: c.image.unwrap_or_default(),

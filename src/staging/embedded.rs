@@ -76,27 +76,22 @@ pub struct LeftoverDir {
     pub in_use: bool,
 }
 
-fn alive(pid_file: &Path) -> bool {
+/// The process named on the first line of `pid_file`, if it still runs.
+fn running_pid(pid_file: &Path) -> Option<i32> {
     std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
-        .is_some_and(|pid| pid > 0 && signal::kill(Pid::from_raw(pid), None).is_ok())
+        .filter(|pid| super::process_alive(*pid))
 }
 
 /// Remove a leftover cluster directory, stopping its server first if one
 /// still runs there (immediate shutdown).
 pub fn remove_leftover(dir: &LeftoverDir) -> Result<()> {
-    let pid_file = dir.path.join("data").join("postmaster.pid");
-    if alive(&pid_file) {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
-        {
-            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGQUIT);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while signal::kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+    if let Some(pid) = running_pid(&dir.path.join("data").join("postmaster.pid")) {
+        let _ = signal::kill(Pid::from_raw(pid), Signal::SIGQUIT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while super::process_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
     std::fs::remove_dir_all(&dir.path).map_err(|e| Error::io(&dir.path, e))
@@ -117,8 +112,8 @@ pub fn leftover_dirs(tmp: &Path) -> Vec<LeftoverDir> {
         })
         .map(|e| {
             let path = e.path();
-            let in_use =
-                alive(&path.join(OWNER_FILE)) || alive(&path.join("data").join("postmaster.pid"));
+            let in_use = running_pid(&path.join(OWNER_FILE)).is_some()
+                || running_pid(&path.join("data").join("postmaster.pid")).is_some();
             LeftoverDir { path, in_use }
         })
         .collect();
@@ -190,18 +185,7 @@ pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf> {
             }
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has_server(&bin).then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, d)| d).ok_or_else(|| {
+    super::newest_installed(has_server).ok_or_else(|| {
         Error::Server(
             "no PostgreSQL server binaries found (looked for `postgres` and `initdb` on PATH and \
              under /usr/lib/postgresql/*/bin). Install them (Debian/Ubuntu: `apt-get install postgresql`), \

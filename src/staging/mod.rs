@@ -72,6 +72,26 @@ pub fn emergency_cleanup() {
     docker::emergency_cleanup();
 }
 
+/// The newest `/usr/lib/postgresql/<major>/bin` for which `has` holds.
+pub(crate) fn newest_installed(has: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has(&bin).then_some((v, bin))
+        })
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, d)| d)
+}
+
+/// A process with this id runs on this machine.
+pub(crate) fn process_alive(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
 /// Empty the operating system's page cache (root only, and only where the
 /// kernel lets this process). Returns why not, when it could not.
 pub fn drop_os_cache() -> std::result::Result<(), String> {
