@@ -494,24 +494,40 @@ async fn apply_all(
     } else {
         opts.scales.clone()
     };
-    let mut per_scale: Vec<(f64, Vec<PatchReport>)> = Vec::new();
+    // A scaled-down template per scale, made once: every run then starts from
+    // a file copy of its template, as the full-size runs do, so the scales
+    // differ in their rows only and not in what is cached.
+    let mut templates: Vec<Option<String>> = Vec::new();
+    for (k, &scale) in scales.iter().enumerate() {
+        templates.push(if scale < 1.0 {
+            let name = format!("downtime_scaled_{}_{k}", std::process::id());
+            ui::note(&format!(
+                "scaling a copy to {:.0} % of the staging rows",
+                scale * 100.0
+            ));
+            staging::create_copy(&admin, &name, info.version_num).await?;
+            let c = staging::connect(backend, &name).await?;
+            crate::estimate::scale_copy(&c, scale).await?;
+            drop(c);
+            Some(name)
+        } else {
+            None
+        });
+    }
+    // Round robin over the scales: a slow spell of the machine then slows
+    // every scale a little instead of one scale a lot, which would bend the
+    // fitted curve.
+    let mut measured: Vec<Vec<(CacheMode, Vec<PatchReport>)>> = vec![Vec::new(); scales.len()];
+    let mut last_at: Vec<Vec<PatchReport>> = vec![Vec::new(); scales.len()];
     let mut last: Vec<PatchReport> = Vec::new();
     let mut n = 0;
-    'scales: for &scale in &scales {
-        let mut measured: Vec<(CacheMode, Vec<PatchReport>)> = Vec::new();
-        for &mode in modes {
-            for r in 0..per_mode {
+    'runs: for &mode in modes {
+        for r in 0..per_mode {
+            for (k, template) in templates.iter().enumerate() {
                 n += 1;
                 let copy = format!("downtime_copy_{}_{n}", std::process::id());
-                staging::create_copy(&admin, &copy, info.version_num).await?;
-                if scale < 1.0 {
-                    ui::note(&format!(
-                        "scaling copy {n} to {:.0} % of the staging rows",
-                        scale * 100.0
-                    ));
-                    let c = staging::connect(backend, &copy).await?;
-                    crate::estimate::scale_copy(&c, scale).await?;
-                }
+                let template = template.as_deref().unwrap_or(staging::TEMPLATE_DB);
+                staging::create_copy_of(&admin, &copy, template, info.version_num).await?;
                 if mode == CacheMode::Cold {
                     // The copy's files are written now; empty both caches before timing.
                     admin.batch_execute("checkpoint").await?;
@@ -542,17 +558,32 @@ async fn apply_all(
                     run_patches(backend, &admin, &copy, patches, opts, cancel).await?;
                 staging::drop_copy(&admin, &copy).await?;
                 if r >= t.warmup {
-                    measured.push((mode, reports.clone()));
+                    measured[k].push((mode, reports.clone()));
                 }
+                last_at[k] = reports.clone();
                 last = reports;
                 if let Some(a) = aborted {
                     report.aborted = Some(a);
-                    break 'scales;
+                    break 'runs;
                 }
             }
         }
-        per_scale.push((scale, merge_runs(measured, last.clone(), t)));
     }
+    for name in templates.iter().flatten() {
+        staging::drop_copy(&admin, name).await?;
+    }
+    // An aborted run reports the run it stopped in; otherwise each scale's
+    // runs are merged.
+    let mut per_scale: Vec<(f64, Vec<PatchReport>)> = if report.aborted.is_some() {
+        Vec::new()
+    } else {
+        scales
+            .iter()
+            .zip(measured)
+            .zip(last_at)
+            .map(|((&scale, m), l)| (scale, merge_runs(m, l, t)))
+            .collect()
+    };
     ui::progress_finish();
     // The report's own figures are those of the largest scale measured.
     per_scale.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -834,6 +865,9 @@ fn work_of(
         p.statements[sr.index].analysis.facts.iter().find_map(|f| {
             let (rel, kind) = match f {
                 patch::Fact::Validates { rel, .. } => (rel, WorkKind::Scan),
+                patch::Fact::Writes { rel, verb, .. } if *verb == "UPDATE" => {
+                    (rel, WorkKind::Update)
+                }
                 patch::Fact::Writes { rel, .. } => (rel, WorkKind::Write),
                 patch::Fact::BuildsIndex { rel, .. } => (rel, WorkKind::IndexBuild),
                 patch::Fact::HoldsWhileRunning { rel, .. } => (rel, WorkKind::Scan),
@@ -843,8 +877,19 @@ fn work_of(
             table_of(oid).map(|t| (t, kind))
         })
     };
+    // An update inserts each new row version into every index of its table
+    // (a B-tree descent per row); without indexes it is a pass over the rows.
+    let indexed = |t: &measure::trace::Relation| {
+        snap.relations
+            .values()
+            .any(|i| i.table == Some(t.oid) && matches!(i.kind, 'i' | 'I'))
+    };
     from_evidence
         .or_else(from_facts)
+        .map(|(r, kind)| match kind {
+            WorkKind::Update if !indexed(r) => (r, WorkKind::Write),
+            _ => (r, kind),
+        })
         .map(|(r, kind)| crate::estimate::Work {
             relation: r.name.clone(),
             rows: r.rows,

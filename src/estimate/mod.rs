@@ -34,18 +34,21 @@ pub enum WorkKind {
     Rewrite,
     /// Sorts the rows into a new index.
     IndexBuild,
-    /// Updates or deletes rows.
+    /// Deletes rows, or updates rows of a table without indexes.
     Write,
+    /// Updates rows of a table with indexes: each new row version is
+    /// inserted into every index (a B-tree descent per row).
+    Update,
     /// Reads every row (validation, a scan under a lock).
     Scan,
 }
 
 impl WorkKind {
-    /// The model PostgreSQL's algorithm implies: a sort is n·log n, a pass
-    /// over the rows is linear.
+    /// The model PostgreSQL's algorithm implies: a sort, or a B-tree descent
+    /// per row, is n·log n; a pass over the rows is linear.
     pub fn expected_model(self) -> model::Model {
         match self {
-            WorkKind::IndexBuild => model::Model::NLogN,
+            WorkKind::IndexBuild | WorkKind::Update => model::Model::NLogN,
             WorkKind::Rewrite | WorkKind::Write | WorkKind::Scan => model::Model::Linear,
         }
     }
@@ -59,7 +62,8 @@ pub struct StatementEstimate {
     /// Rows of `relation` in production (from the stats file).
     pub production_rows: Option<f64>,
     pub model: model::Model,
-    /// Measured (rows, seconds), one per scale.
+    /// Measured (rows, seconds), one per scale (the median of its runs; the
+    /// model is fitted on every run).
     pub points: Vec<(f64, f64)>,
     pub seconds: Option<f64>,
     pub low: Option<f64>,
@@ -116,10 +120,12 @@ pub struct EstimateInfo {
     pub decides: bool,
 }
 
-/// Keep about `fraction` of the copy's rows: sample the tables that reference
-/// no other table, delete the rows left without their parent (foreign key
-/// triggers off meanwhile), then VACUUM FULL and ANALYZE so sizes and
-/// statistics match the smaller data, and CHECKPOINT. Deterministic (`setseed`).
+/// Keep about `fraction` of the database's rows: sample the tables that
+/// reference no other table, delete the rows left without their parent
+/// (foreign key triggers off meanwhile), then settle it as the baseline
+/// template is settled: VACUUM FULL (sizes match the smaller data), VACUUM
+/// ANALYZE (visibility map and statistics) and CHECKPOINT. Deterministic
+/// (`setseed`). Runs on a scaled template that the timed copies are made from.
 pub async fn scale_copy(client: &Client, fraction: f64) -> Result<()> {
     if fraction >= 1.0 {
         return Ok(());
@@ -197,11 +203,10 @@ pub async fn scale_copy(client: &Client, fraction: f64) -> Result<()> {
     client
         .batch_execute("/*downtime*/ reset session_replication_role")
         .await?;
+    client.batch_execute("/*downtime*/ vacuum (full)").await?;
     client
-        .batch_execute("/*downtime*/ vacuum (full, analyze)")
+        .batch_execute("/*downtime*/ vacuum (analyze)")
         .await?;
-    // Write out what scaling dirtied, as a fresh copy starts: otherwise the
-    // first timed statement pays for the flush.
     client.batch_execute("/*downtime*/ checkpoint").await?;
     Ok(())
 }
@@ -240,11 +245,23 @@ pub fn estimate(
                     .iter()
                     .find_map(|(s, _)| s.work.as_ref().and_then(|w| w.kind))
                     .map(WorkKind::expected_model);
+                let rows_of =
+                    |s: &crate::report::StatementReport| s.work.as_ref().map_or(0.0, |w| w.rows);
                 let points: Vec<(f64, f64)> = samples
                     .iter()
-                    .map(|(s, secs)| (s.work.as_ref().map_or(0.0, |w| w.rows), *secs))
+                    .map(|(s, secs)| (rows_of(s), *secs))
                     .collect();
-                let fit = model::fit(&points, relation.is_some(), expected);
+                // The fit sees every run, not only each scale's median.
+                let runs_at_scales: Vec<(f64, f64)> = samples
+                    .iter()
+                    .flat_map(|(s, secs)| match &s.stats {
+                        Some(st) if !st.samples.is_empty() => {
+                            st.samples.iter().map(|y| (rows_of(s), *y)).collect()
+                        }
+                        _ => vec![(rows_of(s), *secs)],
+                    })
+                    .collect();
+                let fit = model::fit(&runs_at_scales, relation.is_some(), expected);
                 let production_rows = relation
                     .as_ref()
                     .and_then(|r| stats.table(r))

@@ -103,6 +103,14 @@ fn line_fit(model: Model, pts: &[(f64, f64)]) -> (f64, f64) {
     }
 }
 
+/// The distinct row counts among the points (the scales measured).
+fn distinct_rows(pts: &[(f64, f64)]) -> Vec<f64> {
+    let mut xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs
+}
+
 fn fit_one(model: Model, pts: &[(f64, f64)]) -> Fit {
     let (a, b) = line_fit(model, pts);
     let params = if model == Model::Constant { 1 } else { 2 };
@@ -111,18 +119,19 @@ fn fit_one(model: Model, pts: &[(f64, f64)]) -> Fit {
         .map(|p| (p.1 - (a + b * model.feature(p.0))).powi(2))
         .sum();
     let residual = (pts.len() > params).then(|| (rss / (pts.len() - params) as f64).sqrt());
-    // Leave one out: how well the others predict each point.
-    let loo_rmse = if pts.len() > params {
-        let se: f64 = (0..pts.len())
-            .map(|i| {
-                let rest: Vec<(f64, f64)> = pts
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| *p)
-                    .collect();
+    // Leave one scale out: how well the other scales predict each one's
+    // runs (leaving out a single run would keep its scale's other runs in).
+    let scales = distinct_rows(pts);
+    let loo_rmse = if scales.len() > params {
+        let se: f64 = scales
+            .iter()
+            .map(|&x| {
+                let rest: Vec<(f64, f64)> = pts.iter().filter(|p| p.0 != x).copied().collect();
                 let (a, b) = line_fit(model, &rest);
-                (pts[i].1 - (a + b * model.feature(pts[i].0))).powi(2)
+                pts.iter()
+                    .filter(|p| p.0 == x)
+                    .map(|p| (p.1 - (a + b * model.feature(p.0))).powi(2))
+                    .sum::<f64>()
             })
             .sum();
         Some((se / pts.len() as f64).sqrt())
@@ -151,13 +160,14 @@ pub const OVERRIDE_FACTOR: f64 = 0.5;
 /// noisy points the criterion alone picks a shape by chance, and the shapes
 /// differ most where the prediction is made.
 pub fn fit(points: &[(f64, f64)], grows: bool, expected: Option<Model>) -> Fit {
-    let candidates: &[Model] = if grows && points.iter().any(|p| p.0 != points[0].0) {
+    let scales = distinct_rows(points).len();
+    let candidates: &[Model] = if grows && scales > 1 {
         &[Model::Constant, Model::Linear, Model::NLogN]
     } else {
         &[Model::Constant]
     };
-    if candidates.len() > 1 && points.len() <= 2 {
-        // Too few points to cross-validate a slope: two points of growing
+    if candidates.len() > 1 && scales <= 2 {
+        // Too few scales to cross-validate a slope: two scales of growing
         // work are a line through them.
         let line = fit_one(Model::Linear, points);
         return if line.b >= 0.0 {

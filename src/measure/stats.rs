@@ -39,6 +39,9 @@ pub struct Stats {
     /// 95 % bootstrap confidence interval of the median.
     pub ci_low: f64,
     pub ci_high: f64,
+    /// Every run's seconds, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<f64>,
 }
 
 impl Stats {
@@ -124,6 +127,7 @@ pub fn summarise(samples: &[f64]) -> Option<Stats> {
         mad,
         ci_low,
         ci_high,
+        samples: samples.to_vec(),
     })
 }
 

@@ -364,6 +364,18 @@ async fn run_client(
 /// Make a fresh copy of the template. PostgreSQL 15 and later are asked for
 /// the FILE_COPY strategy (a file-level copy, as earlier versions always did).
 pub async fn create_copy(admin: &Client, name: &str, version_num: i32) -> Result<()> {
+    create_copy_of(admin, name, TEMPLATE_DB, version_num).await
+}
+
+/// Make a fresh copy of `template` (the baseline, or a scaled-down copy of
+/// it), file by file: the copy's pages are in the OS cache and none in
+/// shared buffers, whichever template it came from.
+pub async fn create_copy_of(
+    admin: &Client,
+    name: &str,
+    template: &str,
+    version_num: i32,
+) -> Result<()> {
     let strategy = if version_num >= 150000 {
         " strategy file_copy"
     } else {
@@ -373,7 +385,7 @@ pub async fn create_copy(admin: &Client, name: &str, version_num: i32) -> Result
         .simple_query(&format!(
             "create database {} template {}{strategy}",
             ident(name),
-            ident(TEMPLATE_DB)
+            ident(template)
         ))
         .await?;
     Ok(())
