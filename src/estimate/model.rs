@@ -207,6 +207,11 @@ pub fn fit(points: &[(f64, f64)], grows: bool, expected: Option<Model>) -> Fit {
 }
 
 impl Fit {
+    /// The measured (rows, seconds) the model was fitted on: every run.
+    pub fn runs(&self) -> &[(f64, f64)] {
+        &self.points
+    }
+
     /// The predicted seconds at `rows`.
     pub fn predict(&self, rows: f64) -> f64 {
         (self.a + self.b * self.model.feature(rows)).max(0.0)
@@ -359,6 +364,34 @@ mod tests {
             (f.predict(at) - truth).abs() / truth < 0.1,
             "{} vs {truth}",
             f.predict(at)
+        );
+    }
+
+    #[test]
+    fn runs_are_fitted_and_whole_scales_left_out() {
+        // Three runs per scale of an n·log n cost, the machine alternating
+        // between a fast and a slow mode (×0.75 / ×1.1) as a busy host does.
+        let modes = [1.1, 0.75, 1.1];
+        let truth = |n: f64| 0.002 + n * n.log2() * 4e-7;
+        let runs: Vec<(f64, f64)> = [5e4, 1e5, 1.5e5, 2e5, 2.5e5]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &n)| (0..3).map(move |r| (n, truth(n) * modes[(i + r) % 3])))
+            .collect();
+        assert_eq!(distinct_rows(&runs).len(), 5);
+        let f = fit(&runs, true, Some(Model::NLogN));
+        assert_eq!(f.model, Model::NLogN);
+        // Left-out scales were predicted by the other four, not by their own runs.
+        assert!(f.loo_rmse.unwrap() > 0.0);
+        let at = 1e6;
+        let err = (f.predict(at) - truth(at)) / truth(at);
+        assert!(err.abs() < 0.15, "{err}");
+        let hw = f.half_width(at).unwrap();
+        assert!(f.predict(at) - hw < truth(at) && truth(at) < f.predict(at) + hw);
+        // Two scales, however many runs: a line through them.
+        assert_eq!(
+            fit(&runs[..6], true, Some(Model::NLogN)).model,
+            Model::Linear
         );
     }
 

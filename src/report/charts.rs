@@ -23,6 +23,7 @@ pub const COLD: RGBColor = RGBColor(230, 126, 34);
 pub const OVER: RGBColor = RGBColor(192, 57, 43);
 pub const NOT_RUN: RGBColor = RGBColor(149, 165, 166);
 const GRID: RGBColor = RGBColor(220, 220, 220);
+const RUN: RGBColor = RGBColor(150, 150, 150);
 
 fn fonts() {
     REGISTER.call_once(|| {
@@ -230,6 +231,19 @@ fn draw<DB: DrawingBackend>(
     }
 }
 
+/// A row count for an axis: 800, 250k, 1.5M, 2.25G.
+fn rows_label(x: f64) -> String {
+    let (v, unit) = match x.abs() {
+        a if a >= 1e9 => (x / 1e9, "G"),
+        a if a >= 1e6 => (x / 1e6, "M"),
+        a if a >= 1e3 => (x / 1e3, "k"),
+        _ => (x, ""),
+    };
+    let text = format!("{v:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{unit}")
+}
+
 /// The dominant statement of an estimated patch: its measured points, the
 /// fitted model, the production estimate with its interval, and the budget.
 fn draw_scaling<DB: DrawingBackend>(
@@ -248,24 +262,29 @@ fn draw_scaling<DB: DrawingBackend>(
         .max(1.0)
         * 1.05;
     let budget = p.budget_seconds;
+    let runs = d.fit.as_ref().map_or(&[][..], |f| f.runs());
     let y_max = d
         .points
         .iter()
+        .chain(runs)
         .map(|p| p.1)
-        .chain([
-            d.high.unwrap_or(0.0),
-            d.seconds.unwrap_or(0.0),
-            budget.unwrap_or(0.0),
-        ])
+        .chain([d.high.unwrap_or(0.0), d.seconds.unwrap_or(0.0)])
         .fold(0.0f64, f64::max)
-        .max(1e-3)
-        * 1.1;
+        .max(1e-3);
+    // A budget far above the data would flatten the curve: the line is drawn
+    // when it is within twice the data's height, else named in the caption.
+    let budget_drawn = budget.filter(|b| *b <= 2.0 * y_max);
+    let y_max = y_max.max(budget_drawn.unwrap_or(0.0)) * 1.1;
     let mut c = ChartBuilder::on(root)
         .caption(
             format!(
-                "{title}: line {} on {}",
+                "{title}: line {} on {}{}",
                 d.line,
-                d.relation.as_deref().unwrap_or("-")
+                d.relation.as_deref().unwrap_or("-"),
+                match (budget, budget_drawn) {
+                    (Some(b), None) => format!(" (budget {b:.0} s, above the chart)"),
+                    _ => String::new(),
+                }
             ),
             (FONT, 18),
         )
@@ -277,6 +296,7 @@ fn draw_scaling<DB: DrawingBackend>(
         .light_line_style(GRID)
         .x_desc("rows")
         .y_desc("seconds")
+        .x_label_formatter(&|x| rows_label(*x))
         .x_label_style((FONT, 12))
         .y_label_style((FONT, 12))
         .draw()?;
@@ -294,8 +314,13 @@ fn draw_scaling<DB: DrawingBackend>(
         .label("fitted model")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], LIVE.stroke_width(2)));
     }
+    if runs.len() > d.points.len() {
+        c.draw_series(runs.iter().map(|p| Circle::new(*p, 3, RUN.stroke_width(1))))?
+            .label("each run")
+            .legend(|(x, y)| Circle::new((x + 7, y), 3, RUN.stroke_width(1)));
+    }
     c.draw_series(d.points.iter().map(|p| Circle::new(*p, 4, BLACK.filled())))?
-        .label("measured")
+        .label("median per scale")
         .legend(|(x, y)| Circle::new((x + 7, y), 4, BLACK.filled()));
     if let Some(s) = d.seconds {
         if let (Some(lo), Some(hi)) = (d.low, d.high) {
@@ -312,7 +337,7 @@ fn draw_scaling<DB: DrawingBackend>(
         .label("production estimate (95 % interval)")
         .legend(|(x, y)| Circle::new((x + 7, y), 5, COLD.filled()));
     }
-    if let Some(b) = budget.filter(|b| *b <= y_max) {
+    if let Some(b) = budget_drawn {
         c.draw_series(std::iter::once(PathElement::new(
             vec![(0.0, b), (x_max, b)],
             OVER.stroke_width(2),
@@ -640,4 +665,18 @@ pub fn png(report: &Report, chart: &Chart, path: &Path) -> Result<(), String> {
     draw(&root, report, chart).map_err(|e| format!("chart {}: {e}", chart.name))?;
     root.present()
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_counts_on_the_axis() {
+        assert_eq!(rows_label(0.0), "0");
+        assert_eq!(rows_label(800.0), "800");
+        assert_eq!(rows_label(250_000.0), "250k");
+        assert_eq!(rows_label(1_500_000.0), "1.5M");
+        assert_eq!(rows_label(2.25e9), "2.25G");
+    }
 }
