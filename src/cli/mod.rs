@@ -249,8 +249,10 @@ pub struct EstimateArgs {
     #[arg(long, value_name = "FILE")]
     pub prod_stats: Option<PathBuf>,
 
-    /// Fractions of the staging rows to measure at, comma-separated
-    /// [default: check 0.25,0.5,1; estimate 0.1,0.25,0.5,1]
+    /// Fractions of the staging rows to measure at, comma-separated. Each is
+    /// measured --runs times, the scales taking turns; a scaled copy of the
+    /// baseline per fraction is kept meanwhile (disk: the fractions' sum
+    /// times the baseline) [default: check 0.25,0.5,1; estimate 0.1,0.25,0.5,1]
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = fraction)]
     pub scales: Vec<f64>,
 
