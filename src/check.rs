@@ -19,6 +19,7 @@ use crate::staging::{self, Backend, BackendKind, Baseline};
 use crate::ui;
 use crate::verdict::signoff::Signoffs;
 use crate::verdict::{self, Budget, Policy};
+use futures_util::FutureExt;
 
 /// Where patches are looked for when no path is given.
 pub const DEFAULT_PATCH_DIR: &str = "patches";
@@ -196,6 +197,18 @@ fn base_report(p: &Patch) -> PatchReport {
         skipped_because: None,
         statements: Vec::new(),
     }
+}
+
+/// Record that the run stopped while the scaled copies were being made.
+fn aborted_while_scaling(report: &mut Report, reason: Abort) -> Error {
+    report.aborted.get_or_insert(report::AbortReport {
+        reason,
+        phase: "scaling the staging copies".into(),
+        patch: None,
+        line: None,
+        statement: None,
+    });
+    Error::Aborted(reason)
 }
 
 fn skipped(p: &Patch, because: String) -> PatchReport {
@@ -505,9 +518,24 @@ async fn apply_all(
                 "scaling a copy to {:.0} % of the staging rows",
                 scale * 100.0
             ));
+            if let Some(a) = cancel.fired() {
+                return Err(aborted_while_scaling(report, a));
+            }
             staging::create_copy(&admin, &name, info.version_num).await?;
             let c = staging::connect(backend, &name).await?;
-            crate::estimate::scale_copy(&c, scale).await?;
+            {
+                // Scaling a large table takes a while: a signal cancels it.
+                let scaling = crate::estimate::scale_copy(&c, scale).fuse();
+                let aborted = cancel.wait().fuse();
+                futures_util::pin_mut!(scaling, aborted);
+                futures_util::select! {
+                    r = scaling => r?,
+                    a = aborted => {
+                        let _ = c.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                        return Err(aborted_while_scaling(report, a));
+                    }
+                }
+            }
             drop(c);
             Some(name)
         } else {

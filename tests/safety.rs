@@ -504,3 +504,55 @@ fn clean_removes_the_directory_of_a_killed_run_and_keeps_a_live_one() {
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
     live.assert_clean();
 }
+
+#[test]
+fn a_signal_while_scaling_copies_stops_the_scaling_and_cleans_up() {
+    let s = Scratch::new();
+    s.baseline(
+        "create table t (id int primary key, v text);\n\
+         insert into t select g, md5(g::text) from generate_series(1, 400000) g;\n\
+         create index t_v on t (v);\nanalyze;\n",
+    );
+    s.patch("0001-a.sql", "alter table t add column w int;");
+    let stats = s.path().join("prod-stats.json");
+    std::fs::write(
+        &stats,
+        r#"{"schema_version": 1, "exported_at": "2026-11-22T00:00:00Z", "server_version": "15",
+            "source": "test", "tables": [{"name": "public.t", "rows": 4e6, "pages": 0,
+            "total_bytes": 0, "table_bytes": 0}]}"#,
+    )
+    .unwrap();
+    let log = s.path().join("stderr.log");
+    let child = s
+        .command(&[
+            "estimate",
+            "patches",
+            "--prod-stats",
+            stats.to_str().unwrap(),
+            "--scales",
+            "0.9,1",
+            "--no-history",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("scaling a copy to 90 %")
+    {
+        assert!(Instant::now() < deadline, "the scaling never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "aborted");
+    assert_eq!(report["aborted"]["phase"], "scaling the staging copies");
+    assert_eq!(report["patches"][0]["status"], "skipped");
+    s.assert_clean();
+}
