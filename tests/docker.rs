@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{patch, rules, Scratch};
 use downtime::staging::docker;
@@ -307,21 +307,12 @@ fn cold_cache_runs_restart_the_container() {
 /// Start a run whose only patch sleeps, and wait until it is applying it.
 fn sleeping_run(s: &Scratch) -> Child {
     s.patch("0001-sleep.sql", "select pg_sleep(60);\n");
-    let log = s.path().join("stderr.log");
-    let child = s
-        .command(&["check", "--image", IMAGE, "--no-history"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("applying 0001-sleep")
-    {
-        assert!(Instant::now() < deadline, "the patch never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = s.spawn_until(
+        &["check", "--image", IMAGE, "--no-history"],
+        Stdio::null(),
+        "applying 0001-sleep",
+        Duration::from_secs(60),
+    );
     assert_eq!(containers_of(child.id()).len(), 1);
     child
 }

@@ -439,22 +439,12 @@ fn a_full_disk_is_an_error_not_a_hang() {
 
 /// Start `check` on the scratch's patches and wait until it applies the first.
 fn applying(s: &Scratch) -> std::process::Child {
-    let log = s.path().join("stderr.log");
-    let child = s
-        .command(&["check", "patches", "--no-history"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("applying 0001")
-    {
-        assert!(Instant::now() < deadline, "the patch never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+    s.spawn_until(
+        &["check", "patches", "--no-history"],
+        Stdio::null(),
+        "applying 0001",
+        Duration::from_secs(30),
+    )
 }
 
 #[test]
@@ -522,9 +512,8 @@ fn a_signal_while_scaling_copies_stops_the_scaling_and_cleans_up() {
             "total_bytes": 0, "table_bytes": 0}]}"#,
     )
     .unwrap();
-    let log = s.path().join("stderr.log");
-    let child = s
-        .command(&[
+    let child = s.spawn_until(
+        &[
             "estimate",
             "patches",
             "--prod-stats",
@@ -534,19 +523,11 @@ fn a_signal_while_scaling_copies_stops_the_scaling_and_cleans_up() {
             "--no-history",
             "--format",
             "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("scaling a copy to 90 %")
-    {
-        assert!(Instant::now() < deadline, "the scaling never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ],
+        Stdio::piped(),
+        "scaling a copy to 90 %",
+        Duration::from_secs(60),
+    );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -84,6 +84,36 @@ impl Scratch {
             )
         });
         (out.status.code().unwrap_or(-1), report, stderr)
+    }
+
+    /// Start `downtime ARGS` with its stderr in `stderr.log`, and wait (up to
+    /// `within`) until the log shows `needle`.
+    pub fn spawn_until(
+        &self,
+        args: &[&str],
+        stdout: Stdio,
+        needle: &str,
+        within: std::time::Duration,
+    ) -> Child {
+        let log = self.path().join("stderr.log");
+        let child = self
+            .command(args)
+            .stdout(stdout)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + within;
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{needle}` never appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
     }
 
     /// Wait until the tool's server is running, then `settle` longer.
