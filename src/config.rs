@@ -118,22 +118,9 @@ impl Config {
     }
 }
 
-/// A TOML error as an input error at the line it points at.
-pub fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-    let line = e
-        .span()
-        .map(|s| 1 + text[..s.start.min(text.len())].matches('\n').count())
-        .unwrap_or(1);
-    Error::InputAt {
-        path: path.to_path_buf(),
-        line,
-        message: e.message().to_string(),
-    }
-}
-
 /// Parse a config file's text; errors name the file, the line and the key.
 pub fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
-    let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+    let file: ConfigFile = toml::from_str(text).map_err(|e| Error::toml(path, text, &e))?;
     check_positive(path, text, &file)?;
     Ok(file)
 }

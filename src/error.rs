@@ -63,6 +63,19 @@ impl Error {
         }
     }
 
+    /// A TOML parse error at the line its span starts on.
+    pub fn toml(path: &std::path::Path, text: &str, e: &toml::de::Error) -> Self {
+        let line = e
+            .span()
+            .map(|s| 1 + text[..s.start.min(text.len())].matches('\n').count())
+            .unwrap_or(1);
+        Error::InputAt {
+            path: path.to_path_buf(),
+            line,
+            message: e.message().to_string(),
+        }
+    }
+
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -74,7 +87,15 @@ impl Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        Error::Database(crate::measure::describe_pg_error(&e))
+        Error::Database(describe_pg_error(&e))
+    }
+}
+
+/// Turn a driver error into one line with the server's SQLSTATE where there is one.
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 

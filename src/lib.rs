@@ -1,22 +1,35 @@
 //! downtime: apply PostgreSQL patches to throwaway staging copies, measure
 //! them, classify each as live or cold, and gate CI on the downtime budget.
 //!
-//! The pipeline, one module per stage:
+//! The pipeline, one module per stage, each depending only on the ones
+//! before it:
 //! [`patch`] (discover, order, split) → [`staging`] (the server and its
 //! copies) → [`measure`] (apply, time, trace locks and rewrites) →
-//! [`verdict`] (classify, budget) → [`report`] (JSON, text).
+//! [`outcome`] (what a run produced, read-only downstream), made by [`run`]
+//! (plan, schedule, merge) → [`estimate`] (production size) and [`verdict`]
+//! (classify, budget, policy, sign-off) → [`report`] (JSON, rendered into
+//! every other format) → [`check`] (the stages in order) → [`cli`].
+//!
+//! Beneath them all, the ground floor: [`pg`] (PostgreSQL's vocabulary and
+//! catalogue queries), [`rule_id`], [`error`], [`cancel`], [`time`], [`ui`].
 
 pub mod cancel;
+pub mod error;
+pub mod pg;
+pub mod rule_id;
+pub mod time;
+pub mod ui;
+
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod error;
 pub mod estimate;
 pub mod measure;
+pub mod outcome;
 pub mod patch;
 pub mod report;
+pub mod run;
 pub mod staging;
-pub mod ui;
 pub mod verdict;
 
 pub use error::{Error, Result};

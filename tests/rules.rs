@@ -64,8 +64,8 @@ macro_rules! rule_tests {
         fn every_rule_has_a_fixture_pair_and_a_test() {
             let tested = [$($id),*];
             for r in RULES {
-                assert!(fixtures().join(r.id).is_dir(), "no fixtures for {}", r.id);
-                assert!(tested.contains(&r.id), "no test for {}", r.id);
+                assert!(fixtures().join(r.id.as_str()).is_dir(), "no fixtures for {}", r.id);
+                assert!(tested.contains(&r.id.as_str()), "no test for {}", r.id);
             }
         }
     };
@@ -95,7 +95,7 @@ fn rule_pages_are_generated_from_registry_and_fixtures() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules");
     let bless = std::env::var_os("DOWNTIME_BLESS").is_some();
     for r in RULES {
-        let dir = fixtures().join(r.id);
+        let dir = fixtures().join(r.id.as_str());
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())

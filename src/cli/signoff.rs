@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{check_options, SignoffArgs};
+use super::resolve::check_options;
+use super::SignoffArgs;
 use crate::cancel::Cancel;
 use crate::check;
 use crate::config::Overrides;
 use crate::error::{Error, Result, EXIT_PASS};
-use crate::report::{self, Report, Status};
+use crate::report::{Report, Status};
 use crate::ui;
 use crate::verdict::signoff::{self, Signoff, SignoffState, Signoffs};
 
@@ -47,13 +48,13 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
         Some(m) => m,
         None => {
             // Measure it where it runs: on top of the patches before it.
-            if !opts.paths.iter().any(|d| inside(&patch, d)) {
-                opts.paths = vec![patch
+            if !opts.run.paths.iter().any(|d| inside(&patch, d)) {
+                opts.run.paths = vec![patch
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
                     .map_or_else(|| PathBuf::from("."), Path::to_path_buf)];
             }
-            opts.until = Some(patch.clone());
+            opts.run.until = Some(patch.clone());
             ui::note(&format!(
                 "measuring {} to set the approved maximum",
                 patch.display()
@@ -88,7 +89,7 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
         patch: key.clone(),
         sha256,
         by: by.clone(),
-        at: report::now_rfc3339(),
+        at: crate::time::now_rfc3339(),
         reason,
         max_seconds,
     });
@@ -101,16 +102,7 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
 }
 
 fn list(signoffs: &Signoffs, report: Option<&Path>) -> Result<i32> {
-    let measured: Option<Report> = match report {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| Error::input(p, format!("not a downtime JSON report: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let measured: Option<Report> = report.map(crate::report::load).transpose()?;
     if signoffs.entries.is_empty() {
         println!("no sign-offs in {}", signoffs.path.display());
         return Ok(EXIT_PASS);

@@ -6,12 +6,13 @@
 
 pub mod model;
 pub mod prod_stats;
+pub mod work;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Client;
 
-use crate::error::Result;
-use crate::report::{PatchReport, Status};
+use crate::measure::PatchRun;
+use crate::outcome::{Outcome, PatchOutcome};
+use crate::patch::Patch;
 use model::Fit;
 pub use prod_stats::ProdStats;
 
@@ -120,206 +121,33 @@ pub struct EstimateInfo {
     pub decides: bool,
 }
 
-/// Keep about `fraction` of the database's rows: sample the tables that
-/// reference no other table, delete the rows left without their parent
-/// (foreign key triggers off meanwhile), then settle it as the baseline
-/// template is settled: VACUUM FULL (sizes match the smaller data), VACUUM
-/// ANALYZE (visibility map and statistics) and CHECKPOINT. Deterministic
-/// (`setseed`). Runs on a scaled template that the timed copies are made from.
-pub async fn scale_copy(client: &Client, fraction: f64) -> Result<()> {
-    if fraction >= 1.0 {
-        return Ok(());
-    }
-    const USER: &str = "n.nspname not in ('pg_catalog', 'information_schema') \
-                        and n.nspname !~ '^pg_toast' and n.nspname !~ '^pg_temp'";
-    let tables = client
-        .query(
-            &format!(
-                "/*downtime*/ select c.oid::regclass::text, \
-                   exists (select 1 from pg_constraint k where k.conrelid = c.oid and k.contype = 'f' and k.confrelid <> c.oid) \
-                 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-                 where c.relkind = 'r' and {USER}"
-            ),
-            &[],
-        )
-        .await?;
-    // One orphan-deleting statement per foreign key.
-    let fks = client
-        .query(
-            "/*downtime*/ select k.conrelid::regclass::text, k.confrelid::regclass::text, \
-               array(select quote_ident(a.attname) from unnest(k.conkey) with ordinality u(n, i) \
-                     join pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.n order by u.i), \
-               array(select quote_ident(a.attname) from unnest(k.confkey) with ordinality u(n, i) \
-                     join pg_attribute a on a.attrelid = k.confrelid and a.attnum = u.n order by u.i) \
-             from pg_constraint k where k.contype = 'f'",
-            &[],
-        )
-        .await?;
-    client
-        .batch_execute("/*downtime*/ set session_replication_role = replica")
-        .await?;
-    client
-        .simple_query(&format!("/*downtime*/ select setseed({})", 0.42))
-        .await?;
-    for t in &tables {
-        let name: String = t.get(0);
-        let references: bool = t.get(1);
-        if !references {
-            client
-                .execute(
-                    &format!("/*downtime*/ delete from {name} where random() >= $1"),
-                    &[&fraction],
-                )
-                .await?;
-        }
-    }
-    let orphans: Vec<String> = fks
-        .iter()
-        .map(|r| {
-            let (child, parent): (String, String) = (r.get(0), r.get(1));
-            let (ccols, pcols): (Vec<String>, Vec<String>) = (r.get(2), r.get(3));
-            let join: Vec<String> = ccols
-                .iter()
-                .zip(&pcols)
-                .map(|(c, p)| format!("p.{p} = c.{c}"))
-                .collect();
-            let present: Vec<String> = ccols.iter().map(|c| format!("c.{c} is not null")).collect();
-            format!(
-                "/*downtime*/ delete from {child} c where {} and not exists (select 1 from {parent} p where {})",
-                present.join(" and "),
-                join.join(" and ")
-            )
-        })
-        .collect();
-    for _ in 0..10 {
-        let mut deleted = 0;
-        for sql in &orphans {
-            deleted += client.execute(sql.as_str(), &[]).await?;
-        }
-        if deleted == 0 {
-            break;
-        }
-    }
-    client
-        .batch_execute("/*downtime*/ reset session_replication_role")
-        .await?;
-    client.batch_execute("/*downtime*/ vacuum (full)").await?;
-    client
-        .batch_execute("/*downtime*/ vacuum (analyze)")
-        .await?;
-    client.batch_execute("/*downtime*/ checkpoint").await?;
-    Ok(())
-}
-
-/// Estimates for every patch from runs at several scales: `(scale, reports)`.
+/// Estimates for every patch from the outcome's runs at several scales.
+/// `budget_of` gives a patch's budget from its run at the smallest scale.
 pub fn estimate(
-    scaled: &[(f64, Vec<PatchReport>)],
+    outcome: &Outcome,
     stats: &ProdStats,
     growth: Option<f64>,
-    budget_of: impl Fn(&PatchReport) -> Option<f64>,
+    budget_of: impl Fn(&Patch, &PatchRun) -> Option<f64>,
     today: &str,
 ) -> Vec<Option<PatchEstimate>> {
-    let Some((_, first)) = scaled.first() else {
-        return Vec::new();
-    };
-    (0..first.len())
-        .map(|i| {
-            let runs: Vec<&PatchReport> = scaled
+    outcome
+        .patches
+        .iter()
+        .enumerate()
+        .map(|(i, patch)| {
+            let runs: Vec<(&PatchOutcome, &PatchRun)> = outcome
+                .scales
                 .iter()
-                .filter_map(|(_, rs)| rs.get(i))
-                .filter(|p| p.status == Status::Ok)
+                .filter_map(|s| s.results.get(i))
+                .filter(|r| r.ok())
+                .filter_map(|r| Some((r, r.run()?)))
                 .collect();
-            let base = runs.first()?;
-            let mut statements = Vec::new();
+            let (_, base) = runs.first()?;
             let mut missing = Vec::new();
-            for (j, st) in base.statements.iter().enumerate() {
-                let samples: Vec<(&crate::report::StatementReport, f64)> = runs
-                    .iter()
-                    .filter_map(|p| p.statements.get(j))
-                    .map(|s| (s, s.seconds))
-                    .collect();
-                let relation = samples
-                    .iter()
-                    .find_map(|(s, _)| s.work.as_ref().map(|w| w.relation.clone()));
-                let expected = samples
-                    .iter()
-                    .find_map(|(s, _)| s.work.as_ref().and_then(|w| w.kind))
-                    .map(WorkKind::expected_model);
-                let rows_of =
-                    |s: &crate::report::StatementReport| s.work.as_ref().map_or(0.0, |w| w.rows);
-                let points: Vec<(f64, f64)> = samples
-                    .iter()
-                    .map(|(s, secs)| (rows_of(s), *secs))
-                    .collect();
-                // The fit sees every run, not only each scale's median.
-                let runs_at_scales: Vec<(f64, f64)> = samples
-                    .iter()
-                    .flat_map(|(s, secs)| match &s.stats {
-                        Some(st) if !st.samples.is_empty() => {
-                            st.samples.iter().map(|y| (rows_of(s), *y)).collect()
-                        }
-                        _ => vec![(rows_of(s), *secs)],
-                    })
-                    .collect();
-                let fit = model::fit(&runs_at_scales, relation.is_some(), expected);
-                let production_rows = relation
-                    .as_ref()
-                    .and_then(|r| stats.table(r))
-                    .map(|t| t.rows);
-                let (seconds, low, high, note) = match (&relation, production_rows) {
-                    (Some(r), None) => {
-                        missing.push(r.clone());
-                        (
-                            None,
-                            None,
-                            None,
-                            Some(format!("{r} is not in the stats file")),
-                        )
-                    }
-                    _ => {
-                        let at = production_rows.unwrap_or(0.0);
-                        let s = fit.predict(at);
-                        let hw = fit.half_width(at);
-                        (
-                            Some(s),
-                            hw.map(|h| (s - h).max(0.0)),
-                            hw.map(|h| s + h),
-                            hw.is_none()
-                                .then(|| "too few scales for an interval".to_string()),
-                        )
-                    }
-                };
-                statements.push(StatementEstimate {
-                    line: st.line,
-                    relation,
-                    production_rows,
-                    model: fit.model,
-                    points,
-                    seconds,
-                    low,
-                    high,
-                    note,
-                    fit: Some(fit),
-                });
-            }
-            let seconds: f64 = statements.iter().filter_map(|s| s.seconds).sum();
-            let half: f64 = statements
-                .iter()
-                .filter_map(|s| Some((s.high? - s.seconds?).powi(2)))
-                .sum::<f64>()
-                .sqrt();
-            missing.sort();
-            missing.dedup();
-            let mut est = PatchEstimate {
-                seconds,
-                low: (seconds - half).max(0.0),
-                high: seconds + half,
-                complete: missing.is_empty(),
-                missing_tables: missing,
-                monthly_growth: None,
-                fits_until: None,
-                statements,
-            };
+            let statements: Vec<StatementEstimate> = (0..base.statements.len())
+                .map(|j| statement_estimate(patch, &runs, j, stats, &mut missing))
+                .collect();
+            let mut est = patch_estimate(statements, missing);
             let g = growth.or_else(|| {
                 est.dominant()
                     .and_then(|d| d.relation.as_ref())
@@ -327,23 +155,129 @@ pub fn estimate(
                     .and_then(|t| t.monthly_growth)
             });
             est.monthly_growth = g;
-            if let (Some(budget), Some(g)) = (budget_of(base), g) {
-                let predict = |factor: f64| -> f64 {
-                    est.statements
-                        .iter()
-                        .filter_map(|s| {
-                            let fit = s.fit.as_ref()?;
-                            Some(fit.predict(s.production_rows.unwrap_or(0.0) * factor))
-                        })
-                        .sum()
-                };
-                est.fits_until = Some(match model::months_until_over(budget, predict, g) {
-                    Some(0) => "over budget now".to_string(),
-                    Some(m) => model::add_months(today, m - 1),
-                    None => "beyond ten years".to_string(),
-                });
+            if let (Some(budget), Some(g)) = (budget_of(patch, base), g) {
+                est.fits_until = Some(fits_until(&est, budget, g, today));
             }
             Some(est)
         })
         .collect()
+}
+
+/// One statement's fit over the scales, and its prediction.
+fn statement_estimate(
+    patch: &Patch,
+    runs: &[(&PatchOutcome, &PatchRun)],
+    j: usize,
+    stats: &ProdStats,
+    missing: &mut Vec<String>,
+) -> StatementEstimate {
+    // (work, seconds, every run's seconds) at each scale
+    let samples: Vec<(Option<Work>, f64, Vec<f64>)> = runs
+        .iter()
+        .filter_map(|(r, run)| {
+            let figures = r.statements.get(j)?;
+            let sr = run.statements.get(j)?;
+            let every = figures
+                .stats
+                .as_ref()
+                .filter(|s| !s.samples.is_empty())
+                .map_or_else(|| vec![figures.seconds], |s| s.samples.clone());
+            Some((work::work_of(patch, run, sr), figures.seconds, every))
+        })
+        .collect();
+    let relation = samples
+        .iter()
+        .find_map(|(w, _, _)| w.as_ref().map(|w| w.relation.clone()));
+    let expected = samples
+        .iter()
+        .find_map(|(w, _, _)| w.as_ref().and_then(|w| w.kind))
+        .map(WorkKind::expected_model);
+    let rows_of = |w: &Option<Work>| w.as_ref().map_or(0.0, |w| w.rows);
+    let points: Vec<(f64, f64)> = samples.iter().map(|(w, s, _)| (rows_of(w), *s)).collect();
+    // The fit sees every run, not only each scale's median.
+    let every_run: Vec<(f64, f64)> = samples
+        .iter()
+        .flat_map(|(w, _, every)| every.iter().map(|y| (rows_of(w), *y)).collect::<Vec<_>>())
+        .collect();
+    let fit = model::fit(&every_run, relation.is_some(), expected);
+    let production_rows = relation
+        .as_ref()
+        .and_then(|r| stats.table(r))
+        .map(|t| t.rows);
+    let (seconds, low, high, note) = match (&relation, production_rows) {
+        (Some(r), None) => {
+            missing.push(r.clone());
+            (
+                None,
+                None,
+                None,
+                Some(format!("{r} is not in the stats file")),
+            )
+        }
+        _ => {
+            let at = production_rows.unwrap_or(0.0);
+            let s = fit.predict(at);
+            let hw = fit.half_width(at);
+            (
+                Some(s),
+                hw.map(|h| (s - h).max(0.0)),
+                hw.map(|h| s + h),
+                hw.is_none()
+                    .then(|| "too few scales for an interval".to_string()),
+            )
+        }
+    };
+    StatementEstimate {
+        line: patch.statements[runs[0].1.statements[j].index].line,
+        relation,
+        production_rows,
+        model: fit.model,
+        points,
+        seconds,
+        low,
+        high,
+        note,
+        fit: Some(fit),
+    }
+}
+
+/// The patch's prediction: the sum over its statements, with their
+/// intervals combined.
+fn patch_estimate(statements: Vec<StatementEstimate>, mut missing: Vec<String>) -> PatchEstimate {
+    let seconds: f64 = statements.iter().filter_map(|s| s.seconds).sum();
+    let half: f64 = statements
+        .iter()
+        .filter_map(|s| Some((s.high? - s.seconds?).powi(2)))
+        .sum::<f64>()
+        .sqrt();
+    missing.sort();
+    missing.dedup();
+    PatchEstimate {
+        seconds,
+        low: (seconds - half).max(0.0),
+        high: seconds + half,
+        complete: missing.is_empty(),
+        missing_tables: missing,
+        monthly_growth: None,
+        fits_until: None,
+        statements,
+    }
+}
+
+/// The last month the patch fits `budget` as its tables grow by `growth` a month.
+fn fits_until(est: &PatchEstimate, budget: f64, growth: f64, today: &str) -> String {
+    let predict = |factor: f64| -> f64 {
+        est.statements
+            .iter()
+            .filter_map(|s| {
+                let fit = s.fit.as_ref()?;
+                Some(fit.predict(s.production_rows.unwrap_or(0.0) * factor))
+            })
+            .sum()
+    };
+    match model::months_until_over(budget, predict, growth) {
+        Some(0) => "over budget now".to_string(),
+        Some(m) => model::add_months(today, m - 1),
+        None => "beyond ten years".to_string(),
+    }
 }

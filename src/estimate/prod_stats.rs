@@ -149,7 +149,7 @@ pub async fn export(url: &str) -> Result<ProdStats> {
         .collect();
     Ok(ProdStats {
         schema_version: SCHEMA_VERSION,
-        exported_at: crate::report::now_rfc3339(),
+        exported_at: crate::time::now_rfc3339(),
         server_version: version,
         source: redact(url),
         tables,

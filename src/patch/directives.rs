@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use super::split::LineComment;
 use super::Class;
+use crate::rule_id::RuleId;
 
 /// A waiver of one classification rule for one statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiver {
-    pub rule: String,
+    pub rule: RuleId,
     /// Line of the waiver comment.
     pub line: usize,
     pub because: String,
@@ -39,12 +40,11 @@ pub struct Directives {
 /// A directive that cannot be understood: (line, message).
 pub type DirectiveError = (usize, String);
 
-/// Read the directives from a patch's line comments. `known_rule` tells
-/// whether a rule id exists; `first_statement_line` bounds the header.
+/// Read the directives from a patch's line comments; `first_statement_line`
+/// bounds the header.
 pub fn parse(
     comments: &[LineComment<'_>],
     first_statement_line: usize,
-    known_rule: impl Fn(&str) -> bool,
 ) -> Result<Directives, DirectiveError> {
     let mut d = Directives::default();
     for c in comments {
@@ -74,12 +74,12 @@ pub fn parse(
             if rule.is_empty() {
                 return Err((c.line, "`-- downtime: allow` needs a rule id: `-- downtime: allow RULE_ID because REASON`".into()));
             }
-            if !known_rule(rule) {
+            let Ok(id) = rule.parse::<RuleId>() else {
                 return Err((
                     c.line,
                     format!("unknown rule `{rule}` in waiver; `downtime rules` lists the rule ids"),
                 ));
-            }
+            };
             let because = because.strip_prefix("because").map(str::trim).unwrap_or("");
             if because.is_empty() {
                 return Err((
@@ -88,7 +88,7 @@ pub fn parse(
                 ));
             }
             d.waivers.push(Waiver {
-                rule: rule.to_string(),
+                rule: id,
                 line: c.line,
                 because: because.to_string(),
             });
@@ -131,7 +131,7 @@ mod tests {
     fn directives(src: &str) -> Result<Directives, DirectiveError> {
         let s = split(src).unwrap();
         let first = s.statements.first().map_or(usize::MAX, |s| s.line);
-        parse(&s.comments, first, |r| r == "table-rewrite")
+        parse(&s.comments, first)
     }
 
     #[test]

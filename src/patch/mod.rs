@@ -111,14 +111,14 @@ pub fn load(file: PatchFile) -> Result<Patch> {
         ));
     }
     let first_line = split.statements.first().map_or(usize::MAX, |s| s.line);
-    let directives = directives::parse(&split.comments, first_line, |id| {
-        crate::verdict::rules::rule(id).is_some()
-    })
-    .map_err(|(line, message)| Error::InputAt {
-        path: file.path.clone(),
-        line,
-        message,
-    })?;
+    let directives =
+        directives::parse(&split.comments, first_line).map_err(|(line, message)| {
+            Error::InputAt {
+                path: file.path.clone(),
+                line,
+                message,
+            }
+        })?;
     let post_deploy = directives.post_deploy || in_post_deploy_folder(&file.path);
 
     let statements: Vec<Statement> = split

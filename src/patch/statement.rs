@@ -10,7 +10,7 @@ use pg_query::protobuf::{
 use pg_query::NodeEnum;
 use serde::Serialize;
 
-use crate::verdict::locks::LockMode;
+use crate::pg::locks::LockMode;
 
 /// A relation named in a statement, as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

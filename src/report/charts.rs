@@ -152,7 +152,7 @@ struct LockRow {
     label: String,
     start: f64,
     end: f64,
-    mode: crate::verdict::locks::LockMode,
+    mode: crate::pg::locks::LockMode,
 }
 
 fn lock_rows(p: &PatchReport) -> Vec<LockRow> {

@@ -162,7 +162,7 @@ pub fn render(report: &Report) -> String {
                 o,
                 "<li><b>{}</b> <code>{}</code> {}{}{waived}<br><span class=\"muted\">fix: {}</span></li>",
                 r.severity.word(),
-                esc(&r.rule),
+                esc(r.rule.as_str()),
                 r.statement_line.map(|l| format!("line {l}: ")).unwrap_or_default(),
                 esc(&r.message),
                 esc(&r.hint)

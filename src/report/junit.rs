@@ -63,7 +63,7 @@ pub fn render(report: &Report) -> String {
             "policy.profile".to_string(),
             report.policy.profile.to_string(),
         ),
-        ("verdict".to_string(), report.verdict.clone()),
+        ("verdict".to_string(), report.verdict.to_string()),
     ];
     if let Some(i) = &report.postgres.image {
         props.push((

@@ -1,6 +1,7 @@
 //! The run report. JSON (schema version 1) is the source; every other format
 //! is rendered from the same [`Report`].
 
+mod build;
 pub mod charts;
 pub mod github;
 pub mod html;
@@ -12,16 +13,21 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::outcome::{
+    excerpt, CacheMode, CacheState, PatchTiming, RunTiming, SQL_EXCERPT_CHARS,
+};
+pub use crate::time::now_rfc3339;
+pub use crate::verdict::signoff::SignoffRecord as SignoffReport;
+pub use crate::verdict::VerdictKind;
+pub use build::{build, Assessed};
+
 use crate::measure::PatchError;
 use crate::patch::Class;
-use crate::verdict::locks::LockMode;
-use crate::verdict::signoff::SignoffState;
+use crate::pg::locks::LockMode;
+use crate::rule_id::RuleId;
 use crate::verdict::{Budget, Policy, Reason};
 
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// Longest statement text kept in a report.
-pub const SQL_EXCERPT_CHARS: usize = 200;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -35,8 +41,8 @@ pub struct Report {
     /// The effective policy: profile, every limit, classifier settings,
     /// config file and sign-off file.
     pub policy: Policy,
-    /// "pass" or "fail".
-    pub verdict: String,
+    /// "pass", "fail" or "aborted".
+    pub verdict: VerdictKind,
     /// Why the verdict failed, one line each.
     pub failures: Vec<String>,
     /// What passed but deserves a look (warn-at, notify thresholds).
@@ -58,34 +64,6 @@ pub struct Report {
     /// Production-size estimates: the stats file, scales and growth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<crate::estimate::EstimateInfo>,
-}
-
-/// Whether a timed run started with warm or emptied caches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheMode {
-    Warm,
-    Cold,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunTiming {
-    pub runs: usize,
-    pub warmup: usize,
-    /// The figure that is a patch's `seconds` and decides its budget.
-    pub statistic: crate::measure::stats::Statistic,
-    pub cache: Vec<CacheMode>,
-    /// How often the server was restarted to empty its buffers.
-    pub server_restarts: usize,
-    /// Whether the OS page cache could be dropped (null: not tried).
-    pub os_cache_dropped: Option<bool>,
-}
-
-/// A patch's timings over the runs, per cache mode.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PatchTiming {
-    pub warm: Option<crate::measure::stats::Stats>,
-    pub cold: Option<crate::measure::stats::Stats>,
 }
 
 /// Where a run stopped early.
@@ -130,11 +108,15 @@ pub struct BaselineInfo {
     pub source: String,
     pub load_seconds: f64,
     /// The baseline cache: "off", "miss" (loaded and stored) or "hit".
-    #[serde(default)]
-    pub cache: String,
+    #[serde(default = "cache_off")]
+    pub cache: CacheState,
     /// From the start of the run to the first patch being applied.
     #[serde(default)]
     pub first_statement_seconds: f64,
+}
+
+fn cache_off() -> CacheState {
+    CacheState::Off
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,17 +215,8 @@ impl PatchReport {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignoffReport {
-    pub by: String,
-    pub at: String,
-    pub reason: String,
-    pub max_seconds: f64,
-    pub state: SignoffState,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaiverReport {
-    pub rule: String,
+    pub rule: RuleId,
     pub line: usize,
     pub because: String,
     /// Whether it covered a reason in this run.
@@ -423,14 +396,6 @@ pub fn load(path: &std::path::Path) -> Result<Report, crate::Error> {
     Ok(report)
 }
 
-/// Shorten SQL to the report excerpt, on a character boundary.
-pub fn excerpt(sql: &str) -> String {
-    match sql.char_indices().nth(SQL_EXCERPT_CHARS) {
-        Some((i, _)) => format!("{}…", &sql[..i]),
-        None => sql.to_string(),
-    }
-}
-
 impl Report {
     pub fn to_json(&self) -> String {
         // Serializing plain data cannot fail.
@@ -438,34 +403,8 @@ impl Report {
     }
 
     pub fn passed(&self) -> bool {
-        self.verdict == "pass"
+        self.verdict == VerdictKind::Pass
     }
-}
-
-/// Now as RFC 3339 UTC (seconds precision).
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -478,12 +417,5 @@ mod tests {
         let e = excerpt(&long);
         assert_eq!(e.chars().count(), SQL_EXCERPT_CHARS + 1);
         assert_eq!(excerpt("select 1"), "select 1");
-    }
-
-    #[test]
-    fn timestamp_shape() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(t.starts_with("20") && t.ends_with('Z'));
     }
 }

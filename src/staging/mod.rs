@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod docker;
 pub mod embedded;
+pub mod scale;
 pub mod source;
 
 use std::path::{Path, PathBuf};

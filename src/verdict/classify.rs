@@ -4,8 +4,9 @@
 
 use super::rules::{self, Reason, Severity, StatementContext};
 use super::ClassifyOptions;
-use crate::measure::PatchRun;
+use crate::measure::{PatchError, PatchRun};
 use crate::patch::{Class, Patch};
+use crate::rule_id::RuleId;
 
 /// A patch's class and every reason behind it, most severe first.
 #[derive(Debug, Clone)]
@@ -20,6 +21,25 @@ impl Classification {
         self.reasons
             .iter()
             .filter(|r| r.severity == Severity::Error && r.counts())
+    }
+
+    /// Why the patch failed: its statement's error, or an INVALID index it
+    /// left behind (reported at its last statement).
+    pub fn failure(&self, patch: &Patch, run: &PatchRun) -> Option<PatchError> {
+        if let Some(e) = &run.error {
+            return Some(e.clone());
+        }
+        let e = self.errors().find(|r| r.rule == RuleId::InvalidIndex)?;
+        let line = patch.statements.last().map_or(1, |s| s.line);
+        Some(PatchError {
+            message: e.message.clone(),
+            sqlstate: None,
+            line,
+            statement_line: line,
+            detail: None,
+            hint: Some(e.hint.clone()),
+            partially_applied: false,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::report::{CacheMode, Report, Status};
+use crate::outcome::{CacheMode, Outcome, Server};
 
 /// The default history file, under the output directory.
 pub const DEFAULT_FILE: &str = "reports/history.jsonl";
@@ -49,14 +49,14 @@ pub struct Regression {
 }
 
 /// A short hash of what makes timings comparable.
-pub fn fingerprint(report: &Report) -> String {
+pub fn fingerprint(server: &Server) -> String {
     let mut h = Sha256::new();
-    h.update(report.postgres.version.as_bytes());
-    h.update(report.postgres.backend.as_bytes());
-    if let Some(i) = &report.postgres.image {
+    h.update(server.version.as_bytes());
+    h.update(server.backend.as_bytes());
+    if let Some(i) = &server.image {
         h.update(i.id.as_bytes());
     }
-    for (k, v) in &report.postgres.settings {
+    for (k, v) in &server.settings {
         h.update(k.as_bytes());
         h.update(b"=");
         h.update(v.as_bytes());
@@ -98,36 +98,35 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
         .collect()
 }
 
-/// The entries this run adds: one per patch that applied.
-pub fn entries(report: &Report) -> Vec<Entry> {
-    let fp = fingerprint(report);
+/// The entries this run adds: one per patch that applied without failing.
+pub fn entries(outcome: &Outcome) -> Vec<Entry> {
+    let fp = fingerprint(&outcome.server);
     let commit = git_commit();
-    let (statistic, cache) = match &report.timing {
+    let (statistic, cache) = match &outcome.timing {
         Some(t) => (
             t.statistic.to_string(),
             *t.cache.last().unwrap_or(&CacheMode::Warm),
         ),
         None => ("single".to_string(), CacheMode::Warm),
     };
-    report
-        .patches
-        .iter()
-        .filter(|p| p.status == Status::Ok)
-        .map(|p| {
-            let stats = p.timing.as_ref().and_then(|t| match cache {
+    outcome
+        .each()
+        .filter(|(_, r)| r.ok())
+        .map(|(p, r)| {
+            let stats = r.timing.as_ref().and_then(|t| match cache {
                 CacheMode::Cold => t.cold.clone(),
                 CacheMode::Warm => t.warm.clone(),
             });
             Entry {
-                patch: p.id.clone(),
-                path: p.path.clone(),
+                patch: p.file.id.clone(),
+                path: p.file.path.display().to_string(),
                 sha256: p.sha256.clone(),
                 commit: commit.clone(),
-                at: report.started_at.clone(),
+                at: outcome.started_at.clone(),
                 statistic: statistic.clone(),
-                seconds: p.seconds,
-                ci_low: stats.as_ref().map_or(p.seconds, |s| s.ci_low),
-                ci_high: stats.as_ref().map_or(p.seconds, |s| s.ci_high),
+                seconds: r.seconds,
+                ci_low: stats.as_ref().map_or(r.seconds, |s| s.ci_low),
+                ci_high: stats.as_ref().map_or(r.seconds, |s| s.ci_high),
                 runs: stats.as_ref().map_or(1, |s| s.runs),
                 cache,
                 fingerprint: fp.clone(),
@@ -154,49 +153,68 @@ pub fn append(path: &Path, new: &[Entry]) -> Result<()> {
     f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
+/// A patch's recent series and, when asked for, its comparison with its
+/// last recorded run.
+#[derive(Debug, Clone, Default)]
+pub struct Compared {
+    pub history: Vec<HistoryPoint>,
+    pub regression: Option<Regression>,
+}
+
 /// Compare each patch with its last entry of the same fingerprint and cache
-/// mode, and attach its recent series for the trend chart.
-pub fn compare(report: &mut Report, history: &[Entry], threshold_percent: f64, flag: bool) {
-    let current = entries(report);
-    for p in &mut report.patches {
-        let Some(now) = current.iter().find(|e| e.patch == p.id) else {
-            continue;
-        };
-        let same: Vec<&Entry> = history
-            .iter()
-            .filter(|e| e.patch == p.id && e.fingerprint == now.fingerprint && e.cache == now.cache)
-            .collect();
-        p.history = same
-            .iter()
-            .rev()
-            .take(20)
-            .rev()
-            .map(|e| HistoryPoint {
-                at: e.at.clone(),
-                seconds: e.seconds,
-                commit: e.commit.clone(),
-            })
-            .collect();
-        if !flag {
-            continue;
-        }
-        if let Some(prev) = same.last() {
-            let change = if prev.seconds > 0.0 {
-                (now.seconds - prev.seconds) / prev.seconds * 100.0
-            } else {
-                0.0
+/// mode, and give its recent series for the trend chart; one per patch.
+pub fn compare(
+    outcome: &Outcome,
+    history: &[Entry],
+    threshold_percent: f64,
+    flag: bool,
+) -> Vec<Compared> {
+    let current = entries(outcome);
+    outcome
+        .patches
+        .iter()
+        .map(|p| {
+            let Some(now) = current.iter().find(|e| e.patch == p.file.id) else {
+                return Compared::default();
             };
-            let apart = now.ci_low > prev.ci_high;
-            p.regression = Some(Regression {
-                previous_seconds: prev.seconds,
-                previous_at: prev.at.clone(),
-                previous_commit: prev.commit.clone(),
-                change_percent: change,
-                regressed: change > threshold_percent && apart,
-                threshold_percent,
+            let same: Vec<&Entry> = history
+                .iter()
+                .filter(|e| {
+                    e.patch == p.file.id && e.fingerprint == now.fingerprint && e.cache == now.cache
+                })
+                .collect();
+            let points = same
+                .iter()
+                .rev()
+                .take(20)
+                .rev()
+                .map(|e| HistoryPoint {
+                    at: e.at.clone(),
+                    seconds: e.seconds,
+                    commit: e.commit.clone(),
+                })
+                .collect();
+            let regression = same.last().filter(|_| flag).map(|prev| {
+                let change = if prev.seconds > 0.0 {
+                    (now.seconds - prev.seconds) / prev.seconds * 100.0
+                } else {
+                    0.0
+                };
+                Regression {
+                    previous_seconds: prev.seconds,
+                    previous_at: prev.at.clone(),
+                    previous_commit: prev.commit.clone(),
+                    change_percent: change,
+                    regressed: change > threshold_percent && now.ci_low > prev.ci_high,
+                    threshold_percent,
+                }
             });
-        }
-    }
+            Compared {
+                history: points,
+                regression,
+            }
+        })
+        .collect()
 }
 
 /// A point of a patch's timing history.

@@ -4,13 +4,14 @@
 pub mod budget;
 pub mod classify;
 pub mod history;
-pub mod locks;
 pub mod policy;
 pub mod rules;
 pub mod signoff;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::rule_id::RuleId;
+pub use budget::{decide, Judged, PatchVerdict, RunFacts, Verdict, VerdictKind};
 pub use classify::{classify, Classification};
 pub use policy::{AppliesTo, BudgetPolicy, ClassifyOptions, Policy, Profile};
 pub use rules::{Reason, RuleInfo, Severity, RULES};

@@ -56,6 +56,29 @@ impl std::fmt::Display for SignoffState {
     }
 }
 
+/// A sign-off as a report shows it: who, when, why, up to how long, and
+/// its state for the patch as it is now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignoffRecord {
+    pub by: String,
+    pub at: String,
+    pub reason: String,
+    pub max_seconds: f64,
+    pub state: SignoffState,
+}
+
+impl SignoffRecord {
+    pub fn of(s: &Signoff, state: SignoffState) -> SignoffRecord {
+        SignoffRecord {
+            by: s.by.clone(),
+            at: s.at.clone(),
+            reason: s.reason.clone(),
+            max_seconds: s.max_seconds,
+            state,
+        }
+    }
+}
+
 /// The sign-off file and the directory its patch paths are relative to.
 #[derive(Debug, Clone)]
 pub struct Signoffs {
@@ -79,7 +102,7 @@ impl Signoffs {
         let entries = if path.is_file() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             let file: SignoffFile =
-                toml::from_str(&text).map_err(|e| crate::config::toml_error(path, &text, &e))?;
+                toml::from_str(&text).map_err(|e| Error::toml(path, &text, &e))?;
             file.signoff
         } else {
             Vec::new()

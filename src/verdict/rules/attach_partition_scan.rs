@@ -4,9 +4,10 @@
 use super::{Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::statement::Validation;
 use crate::patch::Fact;
+use crate::rule_id::RuleId;
 
 pub const INFO: RuleInfo = RuleInfo {
-    id: "attach-partition-scan",
+    id: RuleId::AttachPartitionScan,
     severity: Severity::Cold,
     why: "ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent and ACCESS EXCLUSIVE on the table being attached, and scans that table to check every row fits the partition bound, unless an existing validated CHECK constraint implies the bound. downtime counts the pages read from the attached table.",
     summary: "ATTACH PARTITION scans a populated table to check its rows fit the partition bound, under ACCESS EXCLUSIVE on it",

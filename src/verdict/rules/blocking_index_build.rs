@@ -3,9 +3,10 @@
 
 use super::{Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::Fact;
+use crate::rule_id::RuleId;
 
 pub const INFO: RuleInfo = RuleInfo {
-    id: "blocking-index-build",
+    id: RuleId::BlockingIndexBuild,
     severity: Severity::Cold,
     why: "A plain CREATE INDEX holds SHARE on the table, which blocks INSERT, UPDATE and DELETE for the whole build; ADD PRIMARY KEY, ADD UNIQUE and ADD EXCLUDE build their index under ACCESS EXCLUSIVE; REINDEX holds SHARE on the table and ACCESS EXCLUSIVE on the index. CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY take SHARE UPDATE EXCLUSIVE instead, which does not block reads or writes, at the price of two table scans and running outside a transaction block.",
     summary: "builds an index on a populated table (CREATE INDEX, ADD PRIMARY KEY/UNIQUE, REINDEX) under a lock that blocks writes",

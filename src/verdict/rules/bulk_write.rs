@@ -3,9 +3,10 @@
 
 use super::{Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::Fact;
+use crate::rule_id::RuleId;
 
 pub const INFO: RuleInfo = RuleInfo {
-    id: "bulk-write",
+    id: RuleId::BulkWrite,
     severity: Severity::Cold,
     why: "An UPDATE or DELETE takes only ROW EXCLUSIVE on the table, which does not block other writers as such, but it locks every row it touches until the transaction commits: application writes to any of those rows wait for the whole patch. It also writes a new version of every row (table bloat, WAL volume, replication lag). The threshold is --bulk-write-fraction (default 10 % of the table's rows) or no WHERE clause at all.",
     summary: "UPDATE or DELETE of a large part of a populated table in one transaction (every touched row stays locked until commit)",

@@ -3,9 +3,10 @@
 
 use super::{Reason, RuleInfo, Severity};
 use crate::patch::Class;
+use crate::rule_id::RuleId;
 
 pub const LIVE_BUT_COLD: RuleInfo = RuleInfo {
-    id: "declared-live-but-cold",
+    id: RuleId::DeclaredLiveButCold,
     severity: Severity::Error,
     why: "A patch that says it can be applied while the application runs is scheduled that way; if it would in fact block the application, the check must stop it before it is deployed.",
     summary: "the patch declares `-- downtime: live` but would block the application",
@@ -13,7 +14,7 @@ pub const LIVE_BUT_COLD: RuleInfo = RuleInfo {
 };
 
 pub const COLD_BUT_LIVE: RuleInfo = RuleInfo {
-    id: "declared-cold-but-live",
+    id: RuleId::DeclaredColdButLive,
     severity: Severity::Note,
     why: "Nothing in the patch blocks the application, so it needs no downtime window; declaring it live lets it go out without one.",
     summary: "the patch declares `-- downtime: cold` but could be applied live",

@@ -3,9 +3,10 @@
 
 use super::{Reason, RuleInfo, Severity};
 use crate::measure::PatchRun;
+use crate::rule_id::RuleId;
 
 pub const INFO: RuleInfo = RuleInfo {
-    id: "invalid-index",
+    id: RuleId::InvalidIndex,
     severity: Severity::Error,
     why: "A CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) that fails — a duplicate in a unique build, a deadlock, a cancel — leaves the index behind marked INVALID: it is maintained on every write but never used by queries, and a retry with the same name fails until it is dropped.",
     summary: "leaves an INVALID index behind (a failed CREATE INDEX CONCURRENTLY)",

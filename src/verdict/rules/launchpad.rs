@@ -4,9 +4,10 @@
 
 use super::{Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::Fact;
+use crate::rule_id::RuleId;
 
 pub const ALTER_TABLE: RuleInfo = RuleInfo {
-    id: "launchpad-alter-table",
+    id: RuleId::LaunchpadAlterTable,
     severity: Severity::Cold,
     why: "Launchpad's written policy for live patches: any ALTER TABLE of an existing table goes into the fast-downtime window, whatever its lock, because a busy table's queries must not queue behind it.",
     summary: "profile launchpad: a live patch may not ALTER an existing table",
@@ -14,7 +15,7 @@ pub const ALTER_TABLE: RuleInfo = RuleInfo {
 };
 
 pub const TRIGGER: RuleInfo = RuleInfo {
-    id: "launchpad-trigger",
+    id: RuleId::LaunchpadTrigger,
     severity: Severity::Cold,
     why: "Launchpad's written policy for live patches: a trigger on an existing table changes what every write to it does and takes SHARE ROW EXCLUSIVE to be created, so it goes into a cold patch.",
     summary: "profile launchpad: a live patch may not create a trigger on an existing table",
@@ -22,7 +23,7 @@ pub const TRIGGER: RuleInfo = RuleInfo {
 };
 
 pub const REFERENCES: RuleInfo = RuleInfo {
-    id: "launchpad-references",
+    id: RuleId::LaunchpadReferences,
     severity: Severity::Cold,
     why: "Launchpad's written policy for live patches: a foreign key from a new table to an existing busy table takes SHARE ROW EXCLUSIVE on the busy table, blocking its writers while it waits and while it is held.",
     summary: "profile launchpad: a live patch may not create a table that references an existing (busy) table",

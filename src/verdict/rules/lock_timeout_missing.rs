@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use super::{Reason, RuleInfo, Severity};
 use crate::measure::PatchRun;
 use crate::patch::Patch;
+use crate::rule_id::RuleId;
 
 pub const INFO: RuleInfo = RuleInfo {
-    id: "lock-timeout-missing",
+    id: RuleId::LockTimeoutMissing,
     severity: Severity::Warning,
     why: "Even a lock held for milliseconds must first be granted: an ALTER TABLE queued behind a long-running query waits for it, and every application query that arrives meanwhile queues behind the ALTER TABLE. With lock_timeout set, the patch gives up after that long instead of stalling the application, and can be retried.",
     summary: "a live patch takes a lock that blocks the application without lock_timeout set",

@@ -17,10 +17,12 @@ mod validation_scan;
 
 use serde::{Deserialize, Serialize};
 
-use super::locks::LockMode;
 use super::ClassifyOptions;
-use crate::measure::{PatchRun, Relation, StatementRun};
+use crate::measure::{PatchRun, StatementRun};
 use crate::patch::{Patch, Statement};
+use crate::pg::locks::LockMode;
+use crate::pg::Relation;
+pub use crate::rule_id::RuleId;
 
 /// What a reason does to the patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,7 +53,7 @@ impl Severity {
 /// Why a patch is classified as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {
-    pub rule: String,
+    pub rule: RuleId,
     pub severity: Severity,
     pub statement_line: Option<usize>,
     pub relation: Option<String>,
@@ -74,7 +76,7 @@ impl Reason {
 /// A rule's documentation.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RuleInfo {
-    pub id: &'static str,
+    pub id: RuleId,
     pub severity: Severity,
     /// What the rule detects, in one line.
     pub summary: &'static str,
@@ -93,7 +95,7 @@ impl RuleInfo {
         message: String,
     ) -> Reason {
         Reason {
-            rule: self.id.to_string(),
+            rule: self.id,
             severity: self.severity,
             statement_line,
             relation: relation.map(str::to_string),
@@ -125,6 +127,12 @@ pub const RULES: &[RuleInfo] = &[
 
 /// Look a rule up by id.
 pub fn rule(id: &str) -> Option<&'static RuleInfo> {
+    let id: RuleId = id.parse().ok()?;
+    info(id)
+}
+
+/// The documentation of a rule.
+pub fn info(id: RuleId) -> Option<&'static RuleInfo> {
     RULES.iter().find(|r| r.id == id)
 }
 

@@ -4,9 +4,10 @@
 use super::{Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::statement::Validation;
 use crate::patch::Fact;
+use crate::rule_id::RuleId;
 
 pub const INFO: RuleInfo = RuleInfo {
-    id: "set-not-null-scan",
+    id: RuleId::SetNotNullScan,
     severity: Severity::Cold,
     why: "ALTER COLUMN … SET NOT NULL takes ACCESS EXCLUSIVE and scans the whole table to prove there is no NULL, unless the column is already NOT NULL or (PostgreSQL 12+) a validated CHECK (col IS NOT NULL) constraint proves it, in which case the scan is skipped. downtime checks for such a constraint and counts the pages read.",
     summary: "SET NOT NULL scans a populated table under ACCESS EXCLUSIVE",

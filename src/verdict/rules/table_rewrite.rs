@@ -3,9 +3,10 @@
 
 use super::{bytes, Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::Fact;
+use crate::rule_id::RuleId;
 
 pub const INFO: RuleInfo = RuleInfo {
-    id: "table-rewrite",
+    id: RuleId::TableRewrite,
     severity: Severity::Cold,
     why: "Forms that change how rows are stored write a new copy of the table and all its indexes while holding ACCESS EXCLUSIVE: a type change that is not binary-coercible (int to bigint), ADD COLUMN with a volatile default (gen_random_uuid(), clock_timestamp(), a serial) or a stored generated column, SET LOGGED/UNLOGGED, SET TABLESPACE, SET ACCESS METHOD, VACUUM FULL and CLUSTER. Since PostgreSQL 11 a constant default is stored in the catalogue and does not rewrite. downtime sees the rewrite as a new relfilenode.",
     summary: "rewrites a populated table (type change, volatile default, SET LOGGED, VACUUM FULL, CLUSTER…) under a lock that blocks the application",

@@ -1,74 +1,14 @@
-//! Catalogue reads around each statement: which relations existed before the
-//! patch, which locks the applying backend holds on them, whose storage was
-//! rewritten, and which indexes appeared.
+//! The catalogue queries downtime sends to a staging copy while it applies
+//! patches, in one place. Each is tagged `/*downtime*/`, so the server-side
+//! clock (`pg_stat_statements`) leaves them out of a patch's time.
 
 use std::collections::{BTreeSet, HashMap};
 
 use tokio_postgres::Client;
 
+use super::locks::LockMode;
+use super::relation::{Relation, Snapshot};
 use crate::error::Result;
-use crate::verdict::locks::LockMode;
-
-/// A relation that existed before the patch started.
-#[derive(Debug, Clone)]
-pub struct Relation {
-    pub oid: u32,
-    /// `schema.name`
-    pub name: String,
-    /// `pg_class.relkind`: r table, p partitioned table, m materialized view, i/I index.
-    pub kind: char,
-    pub filenode: u32,
-    /// Estimated rows (`reltuples`; for a partitioned table, the sum over its partitions).
-    pub rows: f64,
-    /// Main-fork bytes (for a partitioned table, the sum over its partitions).
-    pub bytes: i64,
-    /// For an index: the table it belongs to.
-    pub table: Option<u32>,
-    /// For an index: `indisvalid`.
-    pub valid: bool,
-}
-
-impl Relation {
-    pub fn is_table(&self) -> bool {
-        matches!(self.kind, 'r' | 'p' | 'm')
-    }
-
-    /// Whether the relation holds data, so work over it grows with it.
-    pub fn populated(&self) -> bool {
-        self.rows > 0.0 || self.bytes > 0
-    }
-
-    pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            'r' => "table",
-            'p' => "partitioned table",
-            'm' => "materialized view",
-            'i' | 'I' => "index",
-            _ => "relation",
-        }
-    }
-}
-
-/// The relations that existed before a patch.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub relations: HashMap<u32, Relation>,
-}
-
-impl Snapshot {
-    pub fn get(&self, oid: u32) -> Option<&Relation> {
-        self.relations.get(&oid)
-    }
-
-    pub fn oids(&self) -> Vec<u32> {
-        self.relations.keys().copied().collect()
-    }
-
-    /// Pre-existing table (not index) with rows.
-    pub fn populated_table(&self, oid: u32) -> Option<&Relation> {
-        self.get(oid).filter(|r| r.is_table() && r.populated())
-    }
-}
 
 const USER_RELATIONS: &str = "\
     n.nspname not in ('pg_catalog', 'information_schema') \
@@ -267,4 +207,25 @@ pub async fn blocks_fetched(client: &Client, oid: u32) -> Result<i64> {
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// Milliseconds of execution `pg_stat_statements` has recorded in database
+/// `dbid` for statements that are not downtime's own.
+pub async fn statements_exec_ms(client: &Client, dbid: u32) -> Result<f64> {
+    let row = client
+        .query_one(
+            "select coalesce(sum(total_exec_time), 0)::float8 from pg_stat_statements \
+             where dbid = $1 and query not like '/*downtime*/%'",
+            &[&dbid],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The oid of database `name`.
+pub async fn database_oid(client: &Client, name: &str) -> Result<Option<u32>> {
+    Ok(client
+        .query_opt("select oid from pg_database where datname = $1", &[&name])
+        .await?
+        .map(|r| r.get(0)))
 }

@@ -1,0 +1,193 @@
+//! Flags and downtime.toml resolved, once, into the plan of a run: every
+//! default decided here, nothing decided later.
+
+use std::path::PathBuf;
+
+use super::args::image_tag;
+use super::{CommonArgs, EstimateArgs, TimingArgs};
+use crate::check::{CacheChoice, CheckOptions, DEFAULT_PATCH_DIR};
+use crate::config::{self, Overrides};
+use crate::error::{Error, Result};
+use crate::measure::stats::Statistic;
+use crate::run::RunPlan;
+use crate::staging::docker::DockerOptions;
+use crate::staging::embedded::EmbeddedOptions;
+use crate::staging::BackendKind;
+
+impl TimingArgs {
+    pub(super) fn apply(&self, opts: &mut CheckOptions, runs: u32, warmup: u32) {
+        opts.run.timing = self.options(runs, warmup);
+        opts.history_file = Some(
+            self.history
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::verdict::history::DEFAULT_FILE)),
+        );
+        opts.record_history = !self.no_history;
+        opts.compare_history = self.compare_history.then_some(self.regression_threshold);
+    }
+
+    pub(super) fn options(&self, runs: u32, warmup: u32) -> crate::check::TimingOptions {
+        crate::check::TimingOptions {
+            runs: self.runs.unwrap_or(runs) as usize,
+            warmup: self.warmup.unwrap_or(warmup) as usize,
+            statistic: self.decide,
+            cache: if self.cold_cache {
+                CacheChoice::Cold
+            } else {
+                self.cache
+            },
+        }
+    }
+}
+
+impl EstimateArgs {
+    pub(super) fn apply(&self, opts: &mut CheckOptions, default_scales: &[f64]) -> Result<()> {
+        if let Some(path) = &self.prod_stats {
+            let stats = crate::estimate::ProdStats::load(path)?;
+            opts.prod_stats = Some((path.clone(), stats));
+            opts.run.scales = if self.scales.is_empty() {
+                default_scales.to_vec()
+            } else {
+                self.scales.clone()
+            };
+            opts.growth = self.growth;
+        } else if !self.scales.is_empty() || self.growth.is_some() {
+            return Err(Error::Usage(
+                "--scales and --growth need --prod-stats FILE".into(),
+            ));
+        }
+        if opts.run.timing.statistic == Statistic::Estimate && opts.prod_stats.is_none() {
+            return Err(Error::Usage(
+                "--decide estimate needs --prod-stats FILE".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything resolved from the config file and the command line.
+pub(super) fn check_options(
+    common: &CommonArgs,
+    paths: &[PathBuf],
+    overrides: &Overrides,
+) -> Result<CheckOptions> {
+    let config = config::load(common.config.as_deref())?;
+    let policy = config.policy(overrides);
+    let file = &config.file;
+    let paths = if !paths.is_empty() {
+        paths.to_vec()
+    } else if let Some(p) = &file.patches {
+        p.iter().map(|p| config.resolve(p)).collect()
+    } else {
+        vec![PathBuf::from(DEFAULT_PATCH_DIR)]
+    };
+    let baseline = common
+        .baseline
+        .clone()
+        .or_else(|| file.staging.baseline.as_ref().map(|p| config.resolve(p)));
+    let pg_conf = common
+        .pg_conf
+        .clone()
+        .or_else(|| file.staging.pg_conf.as_ref().map(|p| config.resolve(p)));
+    if let Some(p) = &pg_conf {
+        std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+    }
+    let pg_bin = common
+        .pg_bin
+        .clone()
+        .or_else(|| file.staging.pg_bin.as_ref().map(|p| config.resolve(p)));
+    let image = common.image.clone().or_else(|| {
+        // A version on the command line wins over an image in the file.
+        common
+            .pg_version
+            .is_none()
+            .then(|| file.staging.image.clone())
+            .flatten()
+    });
+    let pg_version = common
+        .pg_version
+        .clone()
+        .or_else(|| file.staging.pg_version.as_ref().map(|v| v.to_string()));
+    if let Some(v) = &pg_version {
+        image_tag(v).map_err(|e| Error::Usage(format!("pg-version: {e}")))?;
+    }
+    let backend = match common.backend.or(file.staging.backend) {
+        Some(b) => b,
+        // Asking for an image or a version means the Docker backend.
+        None if common.image.is_some() || common.pg_version.is_some() => BackendKind::Docker,
+        None => BackendKind::Local,
+    };
+    if backend == BackendKind::Local && (common.image.is_some() || common.pg_version.is_some()) {
+        return Err(Error::Usage(
+            "--image and --pg-version choose the container image of the Docker backend; \
+             add --backend docker (the local backend uses this machine's server binaries, \
+             see --pg-bin)"
+                .into(),
+        ));
+    }
+    let source = match &common.from_url {
+        Some(url) => {
+            let source = crate::staging::source::Source::new(url)?;
+            let patterns: Vec<String> =
+                file.staging.production_patterns.clone().unwrap_or_else(|| {
+                    crate::staging::source::DEFAULT_PRODUCTION_PATTERNS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                });
+            source.guard(&patterns, common.i_know_this_is_production)?;
+            Some(source)
+        }
+        None => None,
+    };
+    let signoff_file = match &file.signoff.file {
+        Some(f) => config.resolve(f),
+        None => paths
+            .iter()
+            .find(|p| p.is_dir())
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATCH_DIR))
+            .join("signoffs.toml"),
+    };
+    let mut policy = policy;
+    policy.signoff_file = signoff_file.display().to_string();
+    let timeout = common
+        .timeout
+        .or(file.staging.timeout_seconds)
+        .unwrap_or(policy.budget.largest_patch_budget() * 10.0);
+    Ok(CheckOptions {
+        run: RunPlan {
+            paths,
+            baseline,
+            no_baseline: common.no_baseline,
+            source,
+            statement_cap: std::time::Duration::from_secs_f64(timeout.max(0.001)),
+            backend,
+            embedded: EmbeddedOptions {
+                bin_dir: pg_bin.clone(),
+                extra_conf: pg_conf.clone(),
+                from_data: None,
+            },
+            docker: DockerOptions {
+                image,
+                pg_version,
+                extra_conf: pg_conf,
+                client_bin_dir: pg_bin,
+            },
+            keep_going: false,
+            until: None,
+            max_run_seconds: common.max_run_seconds.or(file.staging.max_run_seconds),
+            timing: crate::check::TimingOptions::default(),
+            cache: (!common.no_cache).then(crate::staging::cache::default_root),
+            scales: Vec::new(),
+        },
+        policy,
+        signoff_file,
+        signoff_base: config.base(),
+        history_file: None,
+        record_history: false,
+        compare_history: None,
+        prod_stats: None,
+        growth: None,
+    })
+}

@@ -1,0 +1,21 @@
+//! `downtime stats export`: production statistics for `estimate`.
+
+use super::StatsAction;
+use crate::error::{Error, Result, EXIT_PASS};
+
+pub(super) async fn run(action: StatsAction) -> Result<i32> {
+    match action {
+        StatsAction::Export { url, output } => {
+            let stats = crate::estimate::prod_stats::export(&url).await?;
+            let text = serde_json::to_string_pretty(&stats).unwrap_or_default();
+            std::fs::write(&output, text + "\n").map_err(|e| Error::io(&output, e))?;
+            println!(
+                "wrote {} tables of {} to {}",
+                stats.tables.len(),
+                stats.source,
+                output.display()
+            );
+            Ok(EXIT_PASS)
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The outcome of a run: what was applied, measured and traced, in domain
+//! terms. It is made once, by [`crate::run`], and only read downstream: the
+//! verdict, the estimate and the report each take it as it is.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cancel::Abort;
+use crate::measure::stats::{Statistic, Stats};
+use crate::measure::PatchRun;
+use crate::patch::{Patch, Refusal};
+use crate::staging::docker::ImageInfo;
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// When the run started, RFC 3339 UTC.
+    pub started_at: String,
+    pub server: Server,
+    pub baseline: BaselineOutcome,
+    /// Files passed over during discovery and other context.
+    pub notes: Vec<String>,
+    /// The patches, in the order they apply.
+    pub patches: Vec<Patch>,
+    /// One per patch, in the same order: the figures of the largest scale
+    /// measured, or of the run that was stopped.
+    pub results: Vec<PatchOutcome>,
+    /// Each scale's merged runs, smallest scale first (empty when the run
+    /// was stopped or refused).
+    pub scales: Vec<Scaled>,
+    /// Repeated runs: how many, which statistic decides, which caches. None
+    /// for a single warm run.
+    pub timing: Option<RunTiming>,
+    /// Set when the run stopped early.
+    pub aborted: Option<Aborted>,
+}
+
+impl Outcome {
+    /// The patch refused before anything ran, with why.
+    pub fn refused(&self) -> Option<(&Patch, &Refusal)> {
+        self.patches
+            .iter()
+            .zip(&self.results)
+            .find_map(|(p, r)| match &r.state {
+                PatchState::Refused(why) => Some((p, why)),
+                _ => None,
+            })
+    }
+
+    /// Each patch with what happened to it.
+    pub fn each(&self) -> impl Iterator<Item = (&Patch, &PatchOutcome)> {
+        self.patches.iter().zip(&self.results)
+    }
+}
+
+/// The staging server, as recorded in reports.
+#[derive(Debug, Clone, Default)]
+pub struct Server {
+    /// Empty when the server never started.
+    pub version: String,
+    /// `embedded` or `docker`.
+    pub backend: String,
+    pub image: Option<ImageInfo>,
+    /// Settings that affect timing, with units.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// How the baseline got into the template database.
+#[derive(Debug, Clone)]
+pub struct BaselineOutcome {
+    pub source: String,
+    pub load_seconds: f64,
+    pub cache: CacheState,
+    /// From the start of the run to the first patch being applied.
+    pub first_statement_seconds: f64,
+}
+
+/// The baseline cache in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheState {
+    /// Not used (`--no-cache`, or a backend without one).
+    Off,
+    /// Loaded, and stored for the next run.
+    Miss,
+    /// Started from the cached, loaded cluster.
+    Hit,
+}
+
+impl CacheState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheState::Off => "off",
+            CacheState::Miss => "miss",
+            CacheState::Hit => "hit",
+        }
+    }
+}
+
+/// What happened to one patch.
+#[derive(Debug, Clone)]
+pub enum PatchState {
+    /// Not applied, and why.
+    NotRun(String),
+    /// Refused before anything ran.
+    Refused(Refusal),
+    /// Applied (successfully or not): the run whose trace classifies it.
+    Applied(Box<PatchRun>),
+}
+
+/// One patch's result, with its figures over the runs.
+#[derive(Debug, Clone)]
+pub struct PatchOutcome {
+    pub state: PatchState,
+    /// The deciding figure: the run's time, or the statistic over the runs.
+    pub seconds: f64,
+    /// Wall-clock seconds downtime spent on the patch, tracing included.
+    pub wall_seconds: f64,
+    /// Statistics over repeated runs (None for a single run).
+    pub timing: Option<PatchTiming>,
+    /// One per statement of the run, in the order they ran.
+    pub statements: Vec<StatementFigures>,
+}
+
+impl PatchOutcome {
+    /// A patch that did not run.
+    pub fn not_run(because: impl Into<String>) -> PatchOutcome {
+        PatchOutcome::with_state(PatchState::NotRun(because.into()))
+    }
+
+    pub fn with_state(state: PatchState) -> PatchOutcome {
+        PatchOutcome {
+            state,
+            seconds: 0.0,
+            wall_seconds: 0.0,
+            timing: None,
+            statements: Vec::new(),
+        }
+    }
+
+    /// A patch applied once.
+    pub fn applied(run: PatchRun, wall_seconds: f64) -> PatchOutcome {
+        let statements = run
+            .statements
+            .iter()
+            .map(|s| StatementFigures {
+                seconds: s.seconds,
+                stats: None,
+            })
+            .collect();
+        PatchOutcome {
+            seconds: run.seconds(),
+            wall_seconds,
+            timing: None,
+            statements,
+            state: PatchState::Applied(Box::new(run)),
+        }
+    }
+
+    /// The run, when the patch was applied.
+    pub fn run(&self) -> Option<&PatchRun> {
+        match &self.state {
+            PatchState::Applied(run) => Some(run),
+            _ => None,
+        }
+    }
+
+    /// Applied without failing.
+    pub fn ok(&self) -> bool {
+        self.run().is_some_and(|r| !r.failed())
+    }
+
+    /// Why it did not run.
+    pub fn skipped_because(&self) -> Option<&str> {
+        match &self.state {
+            PatchState::NotRun(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// A statement's time: one run's, or the median over the runs with the
+/// statistics beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementFigures {
+    pub seconds: f64,
+    pub stats: Option<Stats>,
+}
+
+/// The merged runs at one scale of the staging data.
+#[derive(Debug, Clone)]
+pub struct Scaled {
+    /// Fraction of the staging rows (1 for full size).
+    pub scale: f64,
+    /// One per patch, in order.
+    pub results: Vec<PatchOutcome>,
+}
+
+/// Whether a timed run started with warm or emptied caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    Warm,
+    Cold,
+}
+
+/// How often patches were timed, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunTiming {
+    pub runs: usize,
+    pub warmup: usize,
+    /// The figure that is a patch's `seconds` and decides its budget.
+    pub statistic: Statistic,
+    pub cache: Vec<CacheMode>,
+    /// How often the server was restarted to empty its buffers.
+    pub server_restarts: usize,
+    /// Whether the OS page cache could be dropped (null: not tried).
+    pub os_cache_dropped: Option<bool>,
+}
+
+/// A patch's timings over the runs, per cache mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchTiming {
+    pub warm: Option<Stats>,
+    pub cold: Option<Stats>,
+}
+
+/// What the run was doing when it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Scaling,
+    Applying,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting the server and loading the baseline",
+            Phase::Scaling => "scaling the staging copies",
+            Phase::Applying => "applying patches",
+        }
+    }
+}
+
+/// Where a run stopped early.
+#[derive(Debug, Clone)]
+pub struct Aborted {
+    pub reason: Abort,
+    pub phase: Phase,
+    /// The patch and statement that were running, if any.
+    pub patch: Option<String>,
+    pub line: Option<usize>,
+    pub statement: Option<String>,
+}
+
+impl Aborted {
+    pub fn in_phase(reason: Abort, phase: Phase) -> Aborted {
+        Aborted {
+            reason,
+            phase,
+            patch: None,
+            line: None,
+            statement: None,
+        }
+    }
+}
+
+/// Shorten SQL to the excerpt reports keep, on a character boundary.
+pub fn excerpt(sql: &str) -> String {
+    match sql.char_indices().nth(SQL_EXCERPT_CHARS) {
+        Some((i, _)) => format!("{}…", &sql[..i]),
+        None => sql.to_string(),
+    }
+}
+
+/// Longest statement text kept in a report.
+pub const SQL_EXCERPT_CHARS: usize = 200;

@@ -1,0 +1,110 @@
+//! Several runs of the same patches at one scale, merged into one result
+//! per patch: the trace of the first timed run (of the cold ones, when there
+//! are), and statistics over every run where the patch applied.
+
+use crate::measure::stats;
+use crate::outcome::{CacheMode, PatchOutcome, PatchTiming};
+
+use super::TimingOptions;
+
+/// One timed run, reduced to its timings: per patch, its seconds and its
+/// statements' seconds when it applied without failing.
+struct Sample {
+    mode: CacheMode,
+    patches: Vec<Option<(f64, Vec<f64>)>>,
+}
+
+impl Sample {
+    fn of(mode: CacheMode, results: &[PatchOutcome]) -> Sample {
+        Sample {
+            mode,
+            patches: results
+                .iter()
+                .map(|r| {
+                    r.ok().then(|| {
+                        let statements = r.statements.iter().map(|s| s.seconds).collect();
+                        (r.seconds, statements)
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The runs of one scale, as they come in.
+pub(super) struct ScaleRuns {
+    /// The cache mode whose figures decide.
+    decide: CacheMode,
+    /// The first timed run in the deciding mode, kept whole.
+    base: Option<Vec<PatchOutcome>>,
+    samples: Vec<Sample>,
+    /// The latest run, kept whole (a stopped run reports it).
+    pub last: Vec<PatchOutcome>,
+}
+
+impl ScaleRuns {
+    pub fn new(modes: &[CacheMode]) -> ScaleRuns {
+        ScaleRuns {
+            decide: if modes.contains(&CacheMode::Cold) {
+                CacheMode::Cold
+            } else {
+                CacheMode::Warm
+            },
+            base: None,
+            samples: Vec::new(),
+            last: Vec::new(),
+        }
+    }
+
+    /// Add a run; `timed` is false for warm-up runs.
+    pub fn add(&mut self, mode: CacheMode, timed: bool, results: Vec<PatchOutcome>) {
+        if timed {
+            self.samples.push(Sample::of(mode, &results));
+            if mode == self.decide && self.base.is_none() {
+                self.base = Some(results.clone());
+            }
+        }
+        self.last = results;
+    }
+
+    /// One result per patch.
+    pub fn merge(self, t: &TimingOptions) -> Vec<PatchOutcome> {
+        let Some(mut base) = self.base else {
+            return self.last;
+        };
+        if self.samples.len() == 1 {
+            return base;
+        }
+        for (i, p) in base.iter_mut().enumerate() {
+            let of_mode = |mode: CacheMode| {
+                self.samples
+                    .iter()
+                    .filter(move |s| s.mode == mode)
+                    .filter_map(move |s| s.patches.get(i).and_then(Option::as_ref))
+            };
+            let seconds = |mode| of_mode(mode).map(|(s, _)| *s).collect::<Vec<_>>();
+            let timing = PatchTiming {
+                warm: stats::summarise(&seconds(CacheMode::Warm)),
+                cold: stats::summarise(&seconds(CacheMode::Cold)),
+            };
+            let decided = match self.decide {
+                CacheMode::Cold => timing.cold.as_ref(),
+                CacheMode::Warm => timing.warm.as_ref(),
+            };
+            if let Some(st) = decided {
+                p.seconds = st.get(t.statistic);
+            }
+            for (j, s) in p.statements.iter_mut().enumerate() {
+                let per_statement: Vec<f64> = of_mode(self.decide)
+                    .filter_map(|(_, statements)| statements.get(j).copied())
+                    .collect();
+                s.stats = stats::summarise(&per_statement);
+                if let Some(st) = &s.stats {
+                    s.seconds = st.median;
+                }
+            }
+            p.timing = Some(timing);
+        }
+        base
+    }
+}

@@ -1,0 +1,189 @@
+//! A run from start to end: find the patches and the baseline, refuse what
+//! cannot be applied, start the staging server, follow the schedule of runs,
+//! and hand back the [`Outcome`]. It judges nothing: the verdict and the
+//! estimate read the outcome afterwards.
+
+mod merge;
+mod pass;
+mod plan;
+mod schedule;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use plan::{load_patches, CacheChoice, RunPlan, TimingOptions, DEFAULT_PATCH_DIR};
+
+use crate::cancel::Cancel;
+use crate::error::{Error, Result};
+use crate::outcome::{
+    Aborted, BaselineOutcome, CacheState, Outcome, PatchOutcome, PatchState, Phase, Server,
+};
+use crate::patch::discover::same_file;
+use crate::patch::Patch;
+use crate::staging::cache::{self, Cache};
+use crate::staging::docker::Docker;
+use crate::staging::embedded::{self, Embedded};
+use crate::staging::{Backend, BackendKind, Baseline};
+use crate::ui;
+
+/// Run the plan and return what happened. `Err` is an input or
+/// infrastructure error; a stopped run is an outcome that says so.
+pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
+    let run_started = Instant::now();
+    let started_at = crate::time::now_rfc3339();
+    let cancel = cancel.clone().with_deadline(
+        plan.max_run_seconds
+            .map(|s| Instant::now() + Duration::from_secs_f64(s)),
+    );
+    let baseline = plan.find_baseline()?;
+    let patches = patches(plan, &baseline)?;
+    let (patches, notes) = patches;
+    let mut outcome = Outcome {
+        started_at,
+        server: Server {
+            backend: match plan.backend {
+                BackendKind::Local => "embedded".into(),
+                BackendKind::Docker => "docker".into(),
+            },
+            ..Server::default()
+        },
+        baseline: BaselineOutcome {
+            source: baseline.describe(),
+            load_seconds: 0.0,
+            cache: CacheState::Off,
+            first_statement_seconds: 0.0,
+        },
+        notes,
+        patches: Vec::new(),
+        results: Vec::new(),
+        scales: Vec::new(),
+        timing: None,
+        aborted: None,
+    };
+    // A patch downtime cannot apply is refused before anything runs.
+    if let Some(refused) = patches.iter().find(|p| p.refusal.is_some()) {
+        outcome.results = refusal_results(&patches, refused);
+        outcome.patches = patches;
+        return Ok(outcome);
+    }
+    let result = start_and_measure(
+        plan,
+        &baseline,
+        &patches,
+        &mut outcome,
+        &cancel,
+        run_started,
+    );
+    match result.await {
+        Ok(()) => {}
+        Err(Error::Aborted(reason)) => {
+            // Stopped before patches ran: every patch is reported as not run.
+            let phase = if outcome.baseline.load_seconds == 0.0 {
+                Phase::Starting
+            } else {
+                Phase::Applying
+            };
+            outcome
+                .aborted
+                .get_or_insert(Aborted::in_phase(reason, phase));
+        }
+        Err(e) => return Err(e),
+    }
+    while outcome.results.len() < patches.len() {
+        outcome
+            .results
+            .push(PatchOutcome::not_run("not run: the run was aborted"));
+    }
+    outcome.patches = patches;
+    Ok(outcome)
+}
+
+/// The patches the plan names, up to `until`, with discovery notes.
+fn patches(plan: &RunPlan, baseline: &Baseline) -> Result<(Vec<Patch>, Vec<String>)> {
+    let exclude: Vec<PathBuf> = match baseline {
+        Baseline::Script(p) | Baseline::Archive(p) => vec![p.clone()],
+        Baseline::Empty | Baseline::Url(_) => Vec::new(),
+    };
+    let (mut patches, notes) = load_patches(&plan.paths, &exclude)?;
+    for n in &notes {
+        ui::note(n);
+    }
+    if let Some(until) = &plan.until {
+        let Some(pos) = patches.iter().position(|p| same_file(&p.file.path, until)) else {
+            return Err(Error::input(
+                until,
+                "not among the patches found (give the folder it is in, or set `patches` in downtime.toml)",
+            ));
+        };
+        patches.truncate(pos + 1);
+    }
+    Ok((patches, notes))
+}
+
+/// The refused patch, and every other one not run because of it.
+fn refusal_results(patches: &[Patch], refused: &Patch) -> Vec<PatchOutcome> {
+    patches
+        .iter()
+        .map(|p| match (&p.refusal, std::ptr::eq(p, refused)) {
+            (Some(why), true) => PatchOutcome::with_state(PatchState::Refused(why.clone())),
+            _ => PatchOutcome::not_run(format!("not run: {} was refused", refused.file.id)),
+        })
+        .collect()
+}
+
+/// Start the staging server (from the baseline cache when it has the
+/// baseline), measure, and stop the server again.
+async fn start_and_measure(
+    plan: &RunPlan,
+    baseline: &Baseline,
+    patches: &[Patch],
+    outcome: &mut Outcome,
+    cancel: &Cancel,
+    run_started: Instant,
+) -> Result<()> {
+    let cached = match (&plan.cache, plan.backend) {
+        (Some(root), BackendKind::Local) => {
+            cache::key(baseline, &embedded::server_identity(&plan.embedded)?)?
+                .map(|key| (Cache { root: root.clone() }, key))
+        }
+        _ => None,
+    };
+    let hit = cached.as_ref().and_then(|(c, k)| c.lookup(k));
+    outcome.baseline.cache = match (&cached, &hit) {
+        (None, _) => CacheState::Off,
+        (Some(_), Some(_)) => CacheState::Hit,
+        (Some(_), None) => CacheState::Miss,
+    };
+    if let Some(a) = cancel.fired() {
+        return Err(Error::Aborted(a));
+    }
+    let mut backend: Box<dyn Backend> = match plan.backend {
+        BackendKind::Local => {
+            let mut opts = plan.embedded.clone();
+            opts.from_data = hit.clone();
+            if hit.is_some() {
+                ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
+            }
+            Box::new(Embedded::start(&opts)?)
+        }
+        BackendKind::Docker => Box::new(Docker::start(&plan.docker, cancel).await?),
+    };
+    let loading = schedule::Loading {
+        run_started,
+        cached: hit.is_some(),
+        store: if hit.is_some() { None } else { cached.as_ref() },
+    };
+    let result = schedule::measure_all(
+        backend.as_mut(),
+        baseline,
+        patches,
+        plan,
+        outcome,
+        cancel,
+        loading,
+    )
+    .await;
+    ui::progress_finish();
+    let stopped = backend.shutdown().await;
+    result.and(stopped)
+}
