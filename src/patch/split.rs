@@ -109,188 +109,242 @@ impl BodyTracker {
 /// Split `src` into statements. Fails only on a literal or comment that is
 /// never closed, naming the line where it starts.
 pub fn split(src: &str) -> Result<Split<'_>, SplitError> {
-    let bytes = src.as_bytes();
-    let n = bytes.len();
-    let mut out = Split::default();
-    let mut i = 0;
-    let mut line = 1;
-    // Start of the current statement's first token, and its line.
-    let mut start: Option<(usize, usize)> = None;
-    let mut paren = 0usize;
-    let mut body = BodyTracker::default();
+    let mut s = Splitter::new(src);
+    while s.i < s.bytes.len() {
+        s.step()?;
+    }
+    Ok(s.finish())
+}
 
-    // Skip a UTF-8 byte order mark.
-    if src.starts_with('\u{feff}') {
-        i = 3;
+/// The splitter's state while it walks the input.
+struct Splitter<'a> {
+    src: &'a str,
+    bytes: &'a [u8],
+    /// Index of the next byte to read.
+    i: usize,
+    /// 1-based line of byte `i`.
+    line: usize,
+    /// Start of the current statement's first token, and its line.
+    start: Option<(usize, usize)>,
+    paren: usize,
+    body: BodyTracker,
+    out: Split<'a>,
+}
+
+impl<'a> Splitter<'a> {
+    fn new(src: &'a str) -> Self {
+        Splitter {
+            src,
+            bytes: src.as_bytes(),
+            // Skip a UTF-8 byte order mark.
+            i: if src.starts_with('\u{feff}') { 3 } else { 0 },
+            line: 1,
+            start: None,
+            paren: 0,
+            body: BodyTracker::default(),
+            out: Split::default(),
+        }
     }
 
-    macro_rules! begin_token {
-        ($at:expr) => {
-            if start.is_none() {
-                start = Some(($at, line));
-            }
-        };
-    }
-
-    while i < n {
-        let b = bytes[i];
+    /// Consume one token (or one byte of whitespace) at `i`.
+    fn step(&mut self) -> Result<(), SplitError> {
+        let b = self.bytes[self.i];
+        let next = self.bytes.get(self.i + 1).copied();
         match b {
             b'\n' => {
-                line += 1;
-                i += 1;
+                self.line += 1;
+                self.i += 1;
             }
-            b' ' | b'\t' | b'\r' | 0x0c => i += 1,
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                let s = i + 2;
-                while i < n && bytes[i] != b'\n' {
-                    i += 1;
-                }
-                out.comments.push(LineComment {
-                    line,
-                    text: &src[s..i],
-                });
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let open_line = line;
-                let mut depth = 1;
-                i += 2;
-                while depth > 0 {
-                    if i >= n {
-                        return Err(SplitError {
-                            line: open_line,
-                            message: "unterminated /* comment".into(),
-                        });
-                    }
-                    match (bytes[i], bytes.get(i + 1)) {
-                        (b'/', Some(b'*')) => {
-                            depth += 1;
-                            i += 2;
-                        }
-                        (b'*', Some(b'/')) => {
-                            depth -= 1;
-                            i += 2;
-                        }
-                        (b'\n', _) => {
-                            line += 1;
-                            i += 1;
-                        }
-                        _ => i += 1,
-                    }
-                }
-            }
-            b';' => {
-                if body.depth == 0 {
-                    if let Some((s, l)) = start.take() {
-                        out.statements.push(RawStatement {
-                            text: src[s..i].trim_end_matches(is_pg_space),
-                            offset: s,
-                            line: l,
-                        });
-                    }
-                    paren = 0;
-                    body = BodyTracker::default();
-                } else {
-                    begin_token!(i);
-                }
-                i += 1;
-            }
-            b'\\' => {
-                let end = bytes[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(n, |p| i + p);
-                out.meta_commands.push(MetaCommand {
-                    line,
-                    text: src[i..end].trim_end().to_string(),
-                });
-                i = end;
-            }
-            b'\'' => {
-                begin_token!(i);
-                i = quoted(bytes, i, &mut line, b'\'', false)?;
-            }
-            b'"' => {
-                begin_token!(i);
-                i = quoted(bytes, i, &mut line, b'"', false)?;
+            b' ' | b'\t' | b'\r' | 0x0c => self.i += 1,
+            b'-' if next == Some(b'-') => self.line_comment(),
+            b'/' if next == Some(b'*') => self.block_comment()?,
+            b';' => self.semicolon(),
+            b'\\' => self.meta_command(),
+            b'\'' | b'"' => {
+                self.begin_token();
+                self.i = quoted(self.bytes, self.i, &mut self.line, b, false)?;
             }
             b'$' => {
-                begin_token!(i);
-                match dollar_tag(bytes, i) {
-                    Some(tag_end) => {
-                        let tag = &bytes[i..tag_end];
-                        let open_line = line;
-                        let mut j = tag_end;
-                        loop {
-                            if j >= n {
-                                return Err(SplitError {
-                                    line: open_line,
-                                    message: format!(
-                                        "unterminated dollar-quoted string {}",
-                                        String::from_utf8_lossy(tag)
-                                    ),
-                                });
-                            }
-                            if bytes[j] == b'\n' {
-                                line += 1;
-                            } else if bytes[j..].starts_with(tag) {
-                                j += tag.len();
-                                break;
-                            }
-                            j += 1;
-                        }
-                        i = j;
-                    }
-                    None => i += 1,
-                }
+                self.begin_token();
+                self.dollar()?;
             }
-            b'(' => {
-                begin_token!(i);
-                paren += 1;
-                i += 1;
-            }
-            b')' => {
-                begin_token!(i);
-                paren = paren.saturating_sub(1);
-                i += 1;
+            b'(' | b')' => {
+                self.begin_token();
+                self.paren = match b {
+                    b'(' => self.paren + 1,
+                    _ => self.paren.saturating_sub(1),
+                };
+                self.i += 1;
             }
             _ if is_ident_start(b) => {
-                begin_token!(i);
-                // E'…' (escape string), also after U& or N prefixes it is plain.
-                if (b == b'e' || b == b'E') && bytes.get(i + 1) == Some(&b'\'') {
-                    i = quoted(bytes, i + 1, &mut line, b'\'', true)?;
-                    continue;
-                }
-                let s = i;
-                while i < n && is_ident_cont(bytes[i]) {
-                    i += 1;
-                }
-                body.word(&bytes[s..i], paren);
+                self.begin_token();
+                self.word()?;
             }
             _ if b.is_ascii_digit() => {
-                begin_token!(i);
-                while i < n
-                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
-                {
-                    i += 1;
-                }
+                self.begin_token();
+                self.number();
             }
             _ => {
-                begin_token!(i);
-                i += 1;
+                self.begin_token();
+                self.i += 1;
             }
         }
+        Ok(())
     }
-    if let Some((s, l)) = start {
-        let text = src[s..].trim_end_matches(is_pg_space);
-        if !text.is_empty() {
-            out.statements.push(RawStatement {
-                text,
-                offset: s,
-                line: l,
-            });
+
+    /// The current statement starts at `i` unless it has started already.
+    fn begin_token(&mut self) {
+        if self.start.is_none() {
+            self.start = Some((self.i, self.line));
         }
     }
-    Ok(out)
+
+    /// A `--` comment, up to (not including) the end of its line.
+    fn line_comment(&mut self) {
+        let text_start = self.i + 2;
+        let end = self.bytes[self.i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(self.bytes.len(), |p| self.i + p);
+        self.out.comments.push(LineComment {
+            line: self.line,
+            text: &self.src[text_start..end],
+        });
+        self.i = end;
+    }
+
+    /// A `/* */` comment, which nests.
+    fn block_comment(&mut self) -> Result<(), SplitError> {
+        let open_line = self.line;
+        let mut depth = 1;
+        self.i += 2;
+        while depth > 0 {
+            if self.i >= self.bytes.len() {
+                return Err(SplitError {
+                    line: open_line,
+                    message: "unterminated /* comment".into(),
+                });
+            }
+            match (self.bytes[self.i], self.bytes.get(self.i + 1)) {
+                (b'/', Some(b'*')) => {
+                    depth += 1;
+                    self.i += 2;
+                }
+                (b'*', Some(b'/')) => {
+                    depth -= 1;
+                    self.i += 2;
+                }
+                (b'\n', _) => {
+                    self.line += 1;
+                    self.i += 1;
+                }
+                _ => self.i += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// A `;`: the end of the statement, unless inside a `BEGIN ATOMIC` body.
+    fn semicolon(&mut self) {
+        if self.body.depth == 0 {
+            if let Some((s, l)) = self.start.take() {
+                self.out.statements.push(RawStatement {
+                    text: self.src[s..self.i].trim_end_matches(is_pg_space),
+                    offset: s,
+                    line: l,
+                });
+            }
+            self.paren = 0;
+            self.body = BodyTracker::default();
+        } else {
+            self.begin_token();
+        }
+        self.i += 1;
+    }
+
+    /// A psql backslash command, up to the end of its line.
+    fn meta_command(&mut self) {
+        let end = self.bytes[self.i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(self.bytes.len(), |p| self.i + p);
+        self.out.meta_commands.push(MetaCommand {
+            line: self.line,
+            text: self.src[self.i..end].trim_end().to_string(),
+        });
+        self.i = end;
+    }
+
+    /// A `$`: a dollar-quoted string if a tag opens one, otherwise one byte.
+    fn dollar(&mut self) -> Result<(), SplitError> {
+        let Some(tag_end) = dollar_tag(self.bytes, self.i) else {
+            self.i += 1;
+            return Ok(());
+        };
+        let tag = &self.bytes[self.i..tag_end];
+        let open_line = self.line;
+        let mut j = tag_end;
+        loop {
+            if j >= self.bytes.len() {
+                return Err(SplitError {
+                    line: open_line,
+                    message: format!(
+                        "unterminated dollar-quoted string {}",
+                        String::from_utf8_lossy(tag)
+                    ),
+                });
+            }
+            if self.bytes[j] == b'\n' {
+                self.line += 1;
+            } else if self.bytes[j..].starts_with(tag) {
+                self.i = j + tag.len();
+                return Ok(());
+            }
+            j += 1;
+        }
+    }
+
+    /// An identifier or keyword, or an `E'…'` escape string.
+    fn word(&mut self) -> Result<(), SplitError> {
+        let b = self.bytes[self.i];
+        // E'…' (escape string), also after U& or N prefixes it is plain.
+        if (b == b'e' || b == b'E') && self.bytes.get(self.i + 1) == Some(&b'\'') {
+            self.i = quoted(self.bytes, self.i + 1, &mut self.line, b'\'', true)?;
+            return Ok(());
+        }
+        let s = self.i;
+        while self.i < self.bytes.len() && is_ident_cont(self.bytes[self.i]) {
+            self.i += 1;
+        }
+        self.body.word(&self.bytes[s..self.i], self.paren);
+        Ok(())
+    }
+
+    /// A number, with any letters, digits, `_` and `.` run into it.
+    fn number(&mut self) {
+        while self.i < self.bytes.len()
+            && (self.bytes[self.i].is_ascii_alphanumeric()
+                || self.bytes[self.i] == b'_'
+                || self.bytes[self.i] == b'.')
+        {
+            self.i += 1;
+        }
+    }
+
+    /// The statements found, with the last one if no `;` ended it.
+    fn finish(mut self) -> Split<'a> {
+        if let Some((s, l)) = self.start {
+            let text = self.src[s..].trim_end_matches(is_pg_space);
+            if !text.is_empty() {
+                self.out.statements.push(RawStatement {
+                    text,
+                    offset: s,
+                    line: l,
+                });
+            }
+        }
+        self.out
+    }
 }
 
 /// Scan a quoted literal or identifier starting at `open` (the quote byte);

@@ -203,90 +203,19 @@ fn statement_kind(node: &NodeEnum) -> String {
 
 fn describe(node: &NodeEnum, a: &mut Analysis) {
     match node {
-        NodeEnum::TransactionStmt(t) => {
-            a.tx_control = Some(match TransactionStmtKind::try_from(t.kind) {
-                Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
-                    TxControl::Begin
-                }
-                Ok(TransactionStmtKind::TransStmtCommit) => TxControl::Commit,
-                Ok(TransactionStmtKind::TransStmtRollback) => TxControl::Rollback,
-                Ok(
-                    TransactionStmtKind::TransStmtSavepoint
-                    | TransactionStmtKind::TransStmtRelease
-                    | TransactionStmtKind::TransStmtRollbackTo,
-                ) => TxControl::Savepoint,
-                _ => TxControl::TwoPhase,
-            });
-        }
+        NodeEnum::TransactionStmt(t) => a.tx_control = Some(tx_control(t)),
         NodeEnum::VariableSetStmt(v) => {
             a.sets_lock_timeout = v.name.eq_ignore_ascii_case("lock_timeout");
         }
         NodeEnum::CopyStmt(c) => {
             a.copy_from_stdin = c.is_from && !c.is_program && c.filename.is_empty();
         }
-        NodeEnum::IndexStmt(i) => {
-            if let Some(rel) = &i.relation {
-                let rel = RelRef::from_range_var(rel);
-                a.outside_transaction = i.concurrent;
-                if i.concurrent {
-                    a.facts.push(Fact::HoldsWhileRunning {
-                        rel: rel.clone(),
-                        mode: LockMode::ShareUpdateExclusive,
-                    });
-                }
-                a.facts.push(Fact::BuildsIndex {
-                    rel,
-                    concurrently: i.concurrent,
-                });
-            }
-        }
+        NodeEnum::IndexStmt(i) => index_facts(i, a),
         NodeEnum::DropStmt(d) => {
             a.outside_transaction = d.concurrent;
         }
-        NodeEnum::ReindexStmt(r) => {
-            let concurrently = has_option(&r.params, "concurrently");
-            let kind = ReindexObjectType::try_from(r.kind).ok();
-            a.outside_transaction = concurrently
-                || matches!(
-                    kind,
-                    Some(
-                        ReindexObjectType::ReindexObjectSchema
-                            | ReindexObjectType::ReindexObjectSystem
-                            | ReindexObjectType::ReindexObjectDatabase
-                    )
-                );
-            if let Some(rel) = &r.relation {
-                let rel = RelRef::from_range_var(rel);
-                if concurrently {
-                    a.facts.push(Fact::HoldsWhileRunning {
-                        rel: rel.clone(),
-                        mode: LockMode::ShareUpdateExclusive,
-                    });
-                }
-                if kind == Some(ReindexObjectType::ReindexObjectTable) {
-                    a.facts.push(Fact::BuildsIndex { rel, concurrently });
-                }
-            }
-        }
-        NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => {
-            a.outside_transaction = true;
-            let full = has_option(&v.options, "full");
-            let mode = if full {
-                LockMode::AccessExclusive
-            } else {
-                LockMode::ShareUpdateExclusive
-            };
-            for r in &v.rels {
-                if let Some(NodeEnum::VacuumRelation(vr)) = &r.node {
-                    if let Some(rel) = &vr.relation {
-                        a.facts.push(Fact::HoldsWhileRunning {
-                            rel: RelRef::from_range_var(rel),
-                            mode,
-                        });
-                    }
-                }
-            }
-        }
+        NodeEnum::ReindexStmt(r) => reindex_facts(r, a),
+        NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => vacuum_facts(v, a),
         NodeEnum::ClusterStmt(c) => {
             a.outside_transaction = c.relation.is_none();
         }
@@ -298,22 +227,10 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
         | NodeEnum::CreateSubscriptionStmt(_)
         | NodeEnum::DropSubscriptionStmt(_) => a.outside_transaction = true,
         NodeEnum::UpdateStmt(u) => {
-            if let Some(rel) = &u.relation {
-                a.facts.push(Fact::Writes {
-                    rel: RelRef::from_range_var(rel),
-                    verb: "UPDATE",
-                    whole_table: u.where_clause.is_none(),
-                });
-            }
+            write_facts(u.relation.as_ref(), "UPDATE", u.where_clause.is_none(), a)
         }
         NodeEnum::DeleteStmt(d) => {
-            if let Some(rel) = &d.relation {
-                a.facts.push(Fact::Writes {
-                    rel: RelRef::from_range_var(rel),
-                    verb: "DELETE",
-                    whole_table: d.where_clause.is_none(),
-                });
-            }
+            write_facts(d.relation.as_ref(), "DELETE", d.where_clause.is_none(), a)
         }
         NodeEnum::TruncateStmt(t) => {
             for r in &t.relations {
@@ -331,29 +248,7 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
                 });
             }
         }
-        NodeEnum::CreateStmt(c) => {
-            if let Some(table) = &c.relation {
-                let table = RelRef::from_range_var(table);
-                let mut referenced = Vec::new();
-                for elt in &c.table_elts {
-                    match &elt.node {
-                        Some(NodeEnum::ColumnDef(col)) => {
-                            referenced.extend(foreign_tables(&col.constraints))
-                        }
-                        Some(NodeEnum::Constraint(_)) => {
-                            referenced.extend(foreign_tables(std::slice::from_ref(elt)))
-                        }
-                        _ => {}
-                    }
-                }
-                for r in referenced {
-                    a.facts.push(Fact::NewTableReferences {
-                        table: table.clone(),
-                        referenced: r,
-                    });
-                }
-            }
-        }
+        NodeEnum::CreateStmt(c) => create_table_facts(c, a),
         NodeEnum::AlterTableStmt(t) => {
             if let Some(rv) = &t.relation {
                 let rel = RelRef::from_range_var(rv);
@@ -366,6 +261,129 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
             }
         }
         _ => {}
+    }
+}
+
+fn tx_control(t: &protobuf::TransactionStmt) -> TxControl {
+    match TransactionStmtKind::try_from(t.kind) {
+        Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
+            TxControl::Begin
+        }
+        Ok(TransactionStmtKind::TransStmtCommit) => TxControl::Commit,
+        Ok(TransactionStmtKind::TransStmtRollback) => TxControl::Rollback,
+        Ok(
+            TransactionStmtKind::TransStmtSavepoint
+            | TransactionStmtKind::TransStmtRelease
+            | TransactionStmtKind::TransStmtRollbackTo,
+        ) => TxControl::Savepoint,
+        _ => TxControl::TwoPhase,
+    }
+}
+
+/// CREATE INDEX [CONCURRENTLY].
+fn index_facts(i: &protobuf::IndexStmt, a: &mut Analysis) {
+    let Some(rel) = &i.relation else {
+        return;
+    };
+    let rel = RelRef::from_range_var(rel);
+    a.outside_transaction = i.concurrent;
+    if i.concurrent {
+        a.facts.push(Fact::HoldsWhileRunning {
+            rel: rel.clone(),
+            mode: LockMode::ShareUpdateExclusive,
+        });
+    }
+    a.facts.push(Fact::BuildsIndex {
+        rel,
+        concurrently: i.concurrent,
+    });
+}
+
+/// REINDEX of a table, index, schema, system or database, [CONCURRENTLY].
+fn reindex_facts(r: &protobuf::ReindexStmt, a: &mut Analysis) {
+    let concurrently = has_option(&r.params, "concurrently");
+    let kind = ReindexObjectType::try_from(r.kind).ok();
+    a.outside_transaction = concurrently
+        || matches!(
+            kind,
+            Some(
+                ReindexObjectType::ReindexObjectSchema
+                    | ReindexObjectType::ReindexObjectSystem
+                    | ReindexObjectType::ReindexObjectDatabase
+            )
+        );
+    let Some(rel) = &r.relation else {
+        return;
+    };
+    let rel = RelRef::from_range_var(rel);
+    if concurrently {
+        a.facts.push(Fact::HoldsWhileRunning {
+            rel: rel.clone(),
+            mode: LockMode::ShareUpdateExclusive,
+        });
+    }
+    if kind == Some(ReindexObjectType::ReindexObjectTable) {
+        a.facts.push(Fact::BuildsIndex { rel, concurrently });
+    }
+}
+
+/// VACUUM [FULL]: always outside a transaction, with its lock on each table.
+fn vacuum_facts(v: &protobuf::VacuumStmt, a: &mut Analysis) {
+    a.outside_transaction = true;
+    let mode = if has_option(&v.options, "full") {
+        LockMode::AccessExclusive
+    } else {
+        LockMode::ShareUpdateExclusive
+    };
+    for r in &v.rels {
+        if let Some(NodeEnum::VacuumRelation(vr)) = &r.node {
+            if let Some(rel) = &vr.relation {
+                a.facts.push(Fact::HoldsWhileRunning {
+                    rel: RelRef::from_range_var(rel),
+                    mode,
+                });
+            }
+        }
+    }
+}
+
+/// UPDATE or DELETE of `relation`.
+fn write_facts(
+    relation: Option<&protobuf::RangeVar>,
+    verb: &'static str,
+    whole_table: bool,
+    a: &mut Analysis,
+) {
+    if let Some(rel) = relation {
+        a.facts.push(Fact::Writes {
+            rel: RelRef::from_range_var(rel),
+            verb,
+            whole_table,
+        });
+    }
+}
+
+/// CREATE TABLE: the existing tables its foreign keys reference.
+fn create_table_facts(c: &protobuf::CreateStmt, a: &mut Analysis) {
+    let Some(table) = &c.relation else {
+        return;
+    };
+    let table = RelRef::from_range_var(table);
+    let mut referenced = Vec::new();
+    for elt in &c.table_elts {
+        match &elt.node {
+            Some(NodeEnum::ColumnDef(col)) => referenced.extend(foreign_tables(&col.constraints)),
+            Some(NodeEnum::Constraint(_)) => {
+                referenced.extend(foreign_tables(std::slice::from_ref(elt)))
+            }
+            _ => {}
+        }
+    }
+    for r in referenced {
+        a.facts.push(Fact::NewTableReferences {
+            table: table.clone(),
+            referenced: r,
+        });
     }
 }
 
