@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use downtime::measure::{LockHeld, PatchRun, PreCheck, Relation, Rewrite, Snapshot, StatementRun};
 use downtime::patch::discover::{Layout, Position};
 use downtime::patch::{Class, Patch, PatchFile};
-use downtime::verdict::locks::LockMode;
-use downtime::verdict::locks::LockMode::*;
+use downtime::pg::LockMode;
+use downtime::pg::LockMode::*;
 use downtime::verdict::{classify, Classification, ClassifyOptions, Profile, Reason, Severity};
 use Severity::{Error, Note, Warning};
 
@@ -180,7 +180,7 @@ fn standard(sql: &str, run: &PatchRun) -> Classification {
 // Assertions.
 
 fn find<'a>(c: &'a Classification, rule: &str) -> Option<&'a Reason> {
-    c.reasons.iter().find(|r| r.rule == rule)
+    c.reasons.iter().find(|r| r.rule.as_str() == rule)
 }
 
 /// What a reason is expected to say.
