@@ -12,6 +12,7 @@ use crate::measure::stats::Statistic;
 use crate::run::RunPlan;
 use crate::staging::docker::DockerOptions;
 use crate::staging::embedded::EmbeddedOptions;
+use crate::staging::source::{Source, DEFAULT_PRODUCTION_PATTERNS};
 use crate::staging::BackendKind;
 
 impl TimingArgs {
@@ -72,7 +73,7 @@ pub(super) fn check_options(
     overrides: &Overrides,
 ) -> Result<CheckOptions> {
     let config = config::load(common.config.as_deref())?;
-    let policy = config.policy(overrides);
+    let mut policy = config.policy(overrides);
     let file = &config.file;
     let paths = if !paths.is_empty() {
         paths.to_vec()
@@ -81,10 +82,58 @@ pub(super) fn check_options(
     } else {
         vec![PathBuf::from(DEFAULT_PATCH_DIR)]
     };
-    let baseline = common
-        .baseline
-        .clone()
-        .or_else(|| file.staging.baseline.as_ref().map(|p| config.resolve(p)));
+    let signoff_file = match &file.signoff.file {
+        Some(f) => config.resolve(f),
+        None => paths
+            .iter()
+            .find(|p| p.is_dir())
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATCH_DIR))
+            .join("signoffs.toml"),
+    };
+    policy.signoff_file = signoff_file.display().to_string();
+    let timeout = common
+        .timeout
+        .or(file.staging.timeout_seconds)
+        .unwrap_or(policy.budget.largest_patch_budget() * 10.0);
+    let (backend, embedded, docker) = staging_options(common, &config)?;
+    Ok(CheckOptions {
+        run: RunPlan {
+            paths,
+            baseline: common
+                .baseline
+                .clone()
+                .or_else(|| file.staging.baseline.as_ref().map(|p| config.resolve(p))),
+            no_baseline: common.no_baseline,
+            source: source(common, file)?,
+            statement_cap: std::time::Duration::from_secs_f64(timeout.max(0.001)),
+            backend,
+            embedded,
+            docker,
+            keep_going: false,
+            until: None,
+            max_run_seconds: common.max_run_seconds.or(file.staging.max_run_seconds),
+            timing: crate::check::TimingOptions::default(),
+            cache: (!common.no_cache).then(crate::staging::cache::default_root),
+            scales: Vec::new(),
+        },
+        policy,
+        signoff_file,
+        signoff_base: config.base(),
+        history_file: None,
+        record_history: false,
+        compare_history: None,
+        prod_stats: None,
+        growth: None,
+    })
+}
+
+/// The staging server: which backend, and its options.
+fn staging_options(
+    common: &CommonArgs,
+    config: &config::Config,
+) -> Result<(BackendKind, EmbeddedOptions, DockerOptions)> {
+    let file = &config.file;
     let pg_conf = common
         .pg_conf
         .clone()
@@ -125,69 +174,32 @@ pub(super) fn check_options(
                 .into(),
         ));
     }
-    let source = match &common.from_url {
-        Some(url) => {
-            let source = crate::staging::source::Source::new(url)?;
-            let patterns: Vec<String> =
-                file.staging.production_patterns.clone().unwrap_or_else(|| {
-                    crate::staging::source::DEFAULT_PRODUCTION_PATTERNS
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect()
-                });
-            source.guard(&patterns, common.i_know_this_is_production)?;
-            Some(source)
-        }
-        None => None,
+    let embedded = EmbeddedOptions {
+        bin_dir: pg_bin.clone(),
+        extra_conf: pg_conf.clone(),
+        from_data: None,
     };
-    let signoff_file = match &file.signoff.file {
-        Some(f) => config.resolve(f),
-        None => paths
+    let docker = DockerOptions {
+        image,
+        pg_version,
+        extra_conf: pg_conf,
+        client_bin_dir: pg_bin,
+    };
+    Ok((backend, embedded, docker))
+}
+
+/// `--from-url`, checked against the production guard.
+fn source(common: &CommonArgs, file: &config::ConfigFile) -> Result<Option<Source>> {
+    let Some(url) = &common.from_url else {
+        return Ok(None);
+    };
+    let source = Source::new(url)?;
+    let patterns: Vec<String> = file.staging.production_patterns.clone().unwrap_or_else(|| {
+        DEFAULT_PRODUCTION_PATTERNS
             .iter()
-            .find(|p| p.is_dir())
-            .cloned()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATCH_DIR))
-            .join("signoffs.toml"),
-    };
-    let mut policy = policy;
-    policy.signoff_file = signoff_file.display().to_string();
-    let timeout = common
-        .timeout
-        .or(file.staging.timeout_seconds)
-        .unwrap_or(policy.budget.largest_patch_budget() * 10.0);
-    Ok(CheckOptions {
-        run: RunPlan {
-            paths,
-            baseline,
-            no_baseline: common.no_baseline,
-            source,
-            statement_cap: std::time::Duration::from_secs_f64(timeout.max(0.001)),
-            backend,
-            embedded: EmbeddedOptions {
-                bin_dir: pg_bin.clone(),
-                extra_conf: pg_conf.clone(),
-                from_data: None,
-            },
-            docker: DockerOptions {
-                image,
-                pg_version,
-                extra_conf: pg_conf,
-                client_bin_dir: pg_bin,
-            },
-            keep_going: false,
-            until: None,
-            max_run_seconds: common.max_run_seconds.or(file.staging.max_run_seconds),
-            timing: crate::check::TimingOptions::default(),
-            cache: (!common.no_cache).then(crate::staging::cache::default_root),
-            scales: Vec::new(),
-        },
-        policy,
-        signoff_file,
-        signoff_base: config.base(),
-        history_file: None,
-        record_history: false,
-        compare_history: None,
-        prod_stats: None,
-        growth: None,
-    })
+            .map(|s| s.to_string())
+            .collect()
+    });
+    source.guard(&patterns, common.i_know_this_is_production)?;
+    Ok(Some(source))
 }

@@ -1,5 +1,5 @@
 //! The outcome of a run: what was applied, measured and traced, in domain
-//! terms. It is made once, by [`crate::run`], and only read downstream: the
+//! terms. It is made once, by the run module, and only read downstream: the
 //! verdict, the estimate and the report each take it as it is.
 
 use std::collections::BTreeMap;
