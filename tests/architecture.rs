@@ -131,7 +131,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         let deps = edges.entry(m.clone()).or_default();
         for t in targets {
             if let Some(r) = resolve(&t, &known) {
-                if &r != m && !m.starts_with(&format!("{r}::")) && !r.starts_with(&format!("{m}::")) {
+                if &r != m && !m.starts_with(&format!("{r}::")) && !r.starts_with(&format!("{m}::"))
+                {
                     deps.insert(r);
                 }
             }
@@ -167,7 +168,8 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
         }
         seen
     };
-    let reaches: BTreeMap<&String, BTreeSet<String>> = nodes.iter().map(|n| (*n, reach(n))).collect();
+    let reaches: BTreeMap<&String, BTreeSet<String>> =
+        nodes.iter().map(|n| (*n, reach(n))).collect();
     let mut out: Vec<Vec<String>> = Vec::new();
     for n in &nodes {
         let comp: Vec<String> = nodes
@@ -195,10 +197,17 @@ fn no_import_circles_between_top_level_modules() {
     let mut top_edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (m, deps) in graph() {
         let entry = top_edges.entry(top(&m).to_string()).or_default();
-        entry.extend(deps.iter().map(|d| top(d).to_string()).filter(|d| d != top(&m)));
+        entry.extend(
+            deps.iter()
+                .map(|d| top(d).to_string())
+                .filter(|d| d != top(&m)),
+        );
     }
     let found = cycles(&top_edges);
-    assert!(found.is_empty(), "circles between top-level modules: {found:?}");
+    assert!(
+        found.is_empty(),
+        "circles between top-level modules: {found:?}"
+    );
 }
 
 #[test]
@@ -227,7 +236,10 @@ fn the_checks_see_a_known_circle_and_a_back_arrow() {
     assert_eq!(cycles(&edges), vec![vec!["a".to_string(), "b".to_string()]]);
     assert!(layer("report::html") > layer("verdict::rules"));
     let paths = crate_paths("use crate::verdict::{self, rules::Reason, Policy};");
-    assert!(paths.contains(&"verdict::rules::Reason".to_string()), "{paths:?}");
+    assert!(
+        paths.contains(&"verdict::rules::Reason".to_string()),
+        "{paths:?}"
+    );
     assert!(paths.contains(&"verdict::Policy".to_string()), "{paths:?}");
 }
 
@@ -239,9 +251,12 @@ fn long_functions(path: &str, text: &str) -> Vec<(String, String, usize)> {
         let t = line.trim_start();
         let Some(at) = t.find("fn ") else { continue };
         let head = &t[..at];
-        let is_fn = head
-            .split_whitespace()
-            .all(|w| matches!(w, "pub" | "pub(crate)" | "pub(super)" | "async" | "const" | "unsafe"));
+        let is_fn = head.split_whitespace().all(|w| {
+            matches!(
+                w,
+                "pub" | "pub(crate)" | "pub(super)" | "async" | "const" | "unsafe"
+            )
+        });
         if !is_fn {
             continue;
         }
@@ -290,8 +305,17 @@ fn files_and_functions_stay_readable() {
         }
         long_fns.extend(long_functions(&m, &text));
     }
-    assert!(long_files.is_empty(), "files over {MAX_FILE_LINES} lines: {long_files:?}");
-    assert!(long_fns.is_empty(), "functions over {MAX_FN_LINES} lines: {long_fns:?}");
-    let sample = format!("fn big() {{\n{}}}\n", "    let x = 1;\n".repeat(MAX_FN_LINES));
+    assert!(
+        long_files.is_empty(),
+        "files over {MAX_FILE_LINES} lines: {long_files:?}"
+    );
+    assert!(
+        long_fns.is_empty(),
+        "functions over {MAX_FN_LINES} lines: {long_fns:?}"
+    );
+    let sample = format!(
+        "fn big() {{\n{}}}\n",
+        "    let x = 1;\n".repeat(MAX_FN_LINES)
+    );
     assert_eq!(long_functions("sample", &sample).len(), 1);
 }

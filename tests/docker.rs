@@ -1,9 +1,9 @@
 //! The Docker backend against a real Docker engine and a real PostgreSQL
 //! container from the locally built image (tests/docker/build-image.sh).
 //!
-//! With no engine answering, the tests that need one print one line saying
-//! they are skipped and return; with `DOWNTIME_DOCKER_TESTS=require` (set by
-//! `.ci/run` when an engine answers) a missing engine or image fails them.
+//! The tests that need the engine and the image fail, saying what is
+//! missing and how to provide it, when no engine answers or the image is not
+//! there; `.ci/run` builds the image first.
 
 mod common;
 
@@ -31,26 +31,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Whether the engine and the test image are here. Skips (one line on
-/// stderr) when no engine answers, unless DOWNTIME_DOCKER_TESTS=require.
-fn docker_ready(test: &str) -> bool {
-    let required = std::env::var("DOWNTIME_DOCKER_TESTS").is_ok_and(|v| v == "require");
+/// Fails `test`, saying what is missing and how to provide it, unless an
+/// engine answers and has the test image.
+fn require_docker(test: &str) {
     let rt = runtime();
-    let engine = match rt.block_on(docker::engine()) {
-        Ok(e) => e,
-        Err(e) => {
-            assert!(!required, "DOWNTIME_DOCKER_TESTS=require, but {e}");
-            eprintln!("SKIPPED {test}: no Docker engine answers ({e})");
-            return false;
-        }
-    };
-    let present = rt.block_on(engine.inspect_image(IMAGE)).is_ok();
-    assert!(
-        present,
-        "the Docker engine answers but the test image {IMAGE} is missing: build it with \
-         tests/docker/build-image.sh"
-    );
-    true
+    let engine = rt.block_on(docker::engine()).unwrap_or_else(|e| {
+        panic!(
+            "{test} needs a Docker engine and the image {IMAGE} (bash \
+             tests/docker/build-image.sh {IMAGE}), and no engine answers: {e}"
+        )
+    });
+    if let Err(e) = rt.block_on(engine.inspect_image(IMAGE)) {
+        panic!(
+            "{test} needs the image {IMAGE}, and the engine does not have it ({e}): build it \
+             with `bash tests/docker/build-image.sh {IMAGE}`"
+        );
+    }
 }
 
 /// Containers started by the downtime process `pid`.
@@ -126,9 +122,7 @@ fn an_image_for_the_local_backend_is_a_usage_error() {
 #[test]
 fn local_and_docker_backends_agree() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready("local_and_docker_backends_agree") {
-        return;
-    }
+    require_docker("local_and_docker_backends_agree");
     let s = Scratch::new();
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("patches"),
@@ -220,9 +214,7 @@ fn local_and_docker_backends_agree() {
 #[test]
 fn a_missing_image_names_itself_and_how_to_get_it() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready("a_missing_image_names_itself_and_how_to_get_it") {
-        return;
-    }
+    require_docker("a_missing_image_names_itself_and_how_to_get_it");
     let s = Scratch::new();
     s.patch("0001-t.sql", "create table t (id int);\n");
     let missing = "downtime-test/no-such-image:0";
@@ -238,9 +230,7 @@ fn a_missing_image_names_itself_and_how_to_get_it() {
 #[test]
 fn a_container_that_exits_at_startup_shows_its_log() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready("a_container_that_exits_at_startup_shows_its_log") {
-        return;
-    }
+    require_docker("a_container_that_exits_at_startup_shows_its_log");
     let s = Scratch::new();
     s.patch("0001-t.sql", "create table t (id int);\n");
     std::fs::write(s.path().join("bad.conf"), "shared_buffers = plenty\n").unwrap();
@@ -271,9 +261,7 @@ fn a_container_that_exits_at_startup_shows_its_log() {
 #[test]
 fn cold_cache_runs_restart_the_container() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready("cold_cache_runs_restart_the_container") {
-        return;
-    }
+    require_docker("cold_cache_runs_restart_the_container");
     let s = Scratch::new();
     s.baseline("create table t as select g as id from generate_series(1, 10000) g;\n");
     s.patch("0001-idx.sql", "create index t_id on t (id);\n");
@@ -320,9 +308,7 @@ fn sleeping_run(s: &Scratch) -> Child {
 #[test]
 fn sigint_and_sigterm_remove_the_container() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready("sigint_and_sigterm_remove_the_container") {
-        return;
-    }
+    require_docker("sigint_and_sigterm_remove_the_container");
     for (signal, code, twice) in [
         (Signal::SIGINT, 130, false),
         (Signal::SIGTERM, 143, false),
@@ -349,9 +335,7 @@ fn sigint_and_sigterm_remove_the_container() {
 #[test]
 fn clean_removes_what_a_killed_run_left() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready("clean_removes_what_a_killed_run_left") {
-        return;
-    }
+    require_docker("clean_removes_what_a_killed_run_left");
     let s = Scratch::new();
     let mut child = sleeping_run(&s);
     // SIGKILL: nothing in downtime runs, so the container stays.
@@ -388,9 +372,7 @@ fn clean_removes_what_a_killed_run_left() {
 #[test]
 fn clean_keeps_what_a_running_downtime_uses() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready("clean_keeps_what_a_running_downtime_uses") {
-        return;
-    }
+    require_docker("clean_keeps_what_a_running_downtime_uses");
     let s = Scratch::new();
     let mut child = sleeping_run(&s);
     let out = s.run(&["clean"]);

@@ -3,9 +3,8 @@
 //! exact slices of the input with the right lines, the input between
 //! statements holds no SQL, and each statement splits back to itself.
 //!
-//! `fuzz_for_a_while` (ignored) runs the same checks for
-//! `DOWNTIME_FUZZ_SECONDS` (default 600):
-//! `DOWNTIME_FUZZ_SECONDS=600 cargo test --release --test properties -- --ignored --nocapture`
+//! A long run of the same checks is a program, not a test:
+//! `cargo run --release --example fuzz_split -- 600` (seconds).
 
 use downtime::patch::discover::{classify_name, Named};
 use downtime::patch::split::{is_pg_space, split};
@@ -152,36 +151,6 @@ proptest! {
     fn any_name_never_panics(name in any::<String>()) {
         check_name(&name)?;
     }
-}
-
-#[test]
-#[ignore = "long-running fuzz loop; see the module documentation"]
-fn fuzz_for_a_while() {
-    let seconds: u64 = std::env::var("DOWNTIME_FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let config = Config {
-        cases: 10_000,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut cases = 0u64;
-    while std::time::Instant::now() < deadline {
-        // A fresh runner (and random seed) each round.
-        TestRunner::new(config.clone())
-            .run(&sqlish(), |s| check_split(&s))
-            .unwrap();
-        TestRunner::new(config.clone())
-            .run(&any::<String>(), |s| check_split(&s))
-            .unwrap();
-        TestRunner::new(config.clone())
-            .run(&any::<String>(), |s| check_name(&s))
-            .unwrap();
-        cases += 3 * u64::from(config.cases);
-    }
-    println!("fuzzed for {seconds} s: {cases} cases, no failure");
 }
 
 // Oracle tests: on valid multi-statement SQL, the splitter finds the same

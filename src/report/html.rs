@@ -6,8 +6,8 @@ use std::fmt::Write;
 use super::charts::{self, Kind};
 use super::junit::xml_escape as esc;
 use super::markdown::{blocking_locks, histogram, rewrites, verdict_word, BUCKETS};
-use super::{Report, Status};
-use crate::verdict::Severity;
+use super::{PatchReport, Report, Status};
+use crate::verdict::{Reason, Severity};
 
 const STYLE: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#222;max-width:1100px}
@@ -25,6 +25,64 @@ ul.reasons{margin:.2rem 0 1rem 1rem;font-size:.9rem}
 
 pub fn render(report: &Report) -> String {
     let mut o = String::new();
+    page_head(&mut o, report);
+    let charts = Charts::of(report);
+    let _ = writeln!(
+        o,
+        "<h2>Apply time per patch</h2>{}",
+        charts.svg_of(&Kind::Patches)
+    );
+    let trend = charts.svg_of(&Kind::Trend);
+    if !trend.is_empty() {
+        let _ = writeln!(o, "<h2>Trend over recorded runs</h2>{trend}");
+    }
+    patch_table(&mut o, report);
+    reasons(&mut o, report, &charts);
+    chart_section(&mut o, &charts, "Scaling to production size", |k| {
+        matches!(k, Kind::Scaling(_))
+    });
+    chart_section(&mut o, &charts, "Where the time went", |k| {
+        matches!(k, Kind::Statements(_))
+    });
+    histogram_and_settings(&mut o, report);
+    o
+}
+
+/// The report's charts, each drawn as inline SVG where the page shows it.
+struct Charts<'a> {
+    report: &'a Report,
+    all: Vec<charts::Chart>,
+}
+
+impl<'a> Charts<'a> {
+    fn of(report: &'a Report) -> Self {
+        Charts {
+            report,
+            all: charts::charts(report),
+        }
+    }
+
+    /// The chart of this kind as a `<div>` with its SVG (or the error that
+    /// kept it from being drawn); empty when the report has no such chart.
+    fn svg_of(&self, kind: &Kind) -> String {
+        self.all
+            .iter()
+            .find(|c| &c.kind == kind)
+            .map(|c| match charts::svg(self.report, c) {
+                Ok(svg) => format!(
+                    "<div class=\"chart\" id=\"chart-{}\">{}</div>",
+                    esc(&c.name),
+                    strip_xml_header(&svg)
+                ),
+                Err(e) => format!("<p class=\"fail\">{}</p>", esc(&e)),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The document head, the title with the verdict, the run's facts, and its
+/// failures and warnings.
+fn page_head(o: &mut String, report: &Report) {
     let passed = report.passed();
     let _ = write!(
         o,
@@ -64,27 +122,10 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(o, "</ul>");
         }
     }
+}
 
-    let all = charts::charts(report);
-    let svg_of = |kind: &Kind| -> String {
-        all.iter()
-            .find(|c| &c.kind == kind)
-            .map(|c| match charts::svg(report, c) {
-                Ok(svg) => format!(
-                    "<div class=\"chart\" id=\"chart-{}\">{}</div>",
-                    esc(&c.name),
-                    strip_xml_header(&svg)
-                ),
-                Err(e) => format!("<p class=\"fail\">{}</p>", esc(&e)),
-            })
-            .unwrap_or_default()
-    };
-    let _ = writeln!(o, "<h2>Apply time per patch</h2>{}", svg_of(&Kind::Patches));
-    let trend = svg_of(&Kind::Trend);
-    if !trend.is_empty() {
-        let _ = writeln!(o, "<h2>Trend over recorded runs</h2>{trend}");
-    }
-
+/// The table of patches, with the production estimate when there is one.
+fn patch_table(o: &mut String, report: &Report) {
     let _ = writeln!(
         o,
         "<h2>Patches</h2><table><tr><th>patch</th><th>class</th><th>seconds</th><th>budget</th><th>verdict</th>\
@@ -92,38 +133,46 @@ pub fn render(report: &Report) -> String {
         if report.estimate.is_some() { "<th>production estimate</th>" } else { "" }
     );
     for p in &report.patches {
-        let class = p.classification.map_or("–".into(), |c| c.to_string());
-        let slowest = p
-            .slowest_statement()
-            .map(|s| {
-                format!(
-                    "line {}: <code>{}</code> ({:.3} s)",
-                    s.line,
-                    esc(&super::excerpt(&s.sql).chars().take(60).collect::<String>()),
-                    s.seconds
-                )
-            })
-            .unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "<tr><td><code>{}</code></td><td class=\"{class}\">{class}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td>\
-             <td>{}</td><td>{slowest}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
-            esc(&p.id),
-            p.seconds,
-            p.budget_seconds.map_or("–".into(), |b| format!("{b:.2}")),
-            verdict_word(p),
-            esc(&blocking_locks(p).join(", ")),
-            esc(&rewrites(p).join(", ")),
-            esc(&p.signoff.as_ref().map(|s| format!("{} ({})", s.by, s.state)).unwrap_or_default()),
-            if report.estimate.is_some() {
-                format!("<td>{}</td>", esc(&p.estimate_text().unwrap_or_default()))
-            } else {
-                String::new()
-            }
-        );
+        patch_row(o, p, report.estimate.is_some());
     }
     let _ = writeln!(o, "</table>");
+}
 
+fn patch_row(o: &mut String, p: &PatchReport, with_estimate: bool) {
+    let class = p.classification.map_or("–".into(), |c| c.to_string());
+    let slowest = p
+        .slowest_statement()
+        .map(|s| {
+            format!(
+                "line {}: <code>{}</code> ({:.3} s)",
+                s.line,
+                esc(&super::excerpt(&s.sql).chars().take(60).collect::<String>()),
+                s.seconds
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "<tr><td><code>{}</code></td><td class=\"{class}\">{class}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td>\
+         <td>{}</td><td>{slowest}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+        esc(&p.id),
+        p.seconds,
+        p.budget_seconds.map_or("–".into(), |b| format!("{b:.2}")),
+        verdict_word(p),
+        esc(&blocking_locks(p).join(", ")),
+        esc(&rewrites(p).join(", ")),
+        esc(&p.signoff.as_ref().map(|s| format!("{} ({})", s.by, s.state)).unwrap_or_default()),
+        if with_estimate {
+            format!("<td>{}</td>", esc(&p.estimate_text().unwrap_or_default()))
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// Per patch with an error, failures or reasons: the error, each reason with
+/// its fix, then the patch's lock timeline.
+fn reasons(o: &mut String, report: &Report, charts: &Charts) {
     let _ = writeln!(o, "<h2>Reasons</h2>");
     for (i, p) in report.patches.iter().enumerate() {
         let reasons: Vec<_> = p
@@ -153,45 +202,44 @@ pub fn render(report: &Report) -> String {
             );
         }
         for r in reasons {
-            let waived = r
-                .waived
-                .as_deref()
-                .map(|w| format!(" — waived: {}", esc(w)))
-                .unwrap_or_default();
-            let _ = writeln!(
-                o,
-                "<li><b>{}</b> <code>{}</code> {}{}{waived}<br><span class=\"muted\">fix: {}</span></li>",
-                r.severity.word(),
-                esc(r.rule.as_str()),
-                r.statement_line.map(|l| format!("line {l}: ")).unwrap_or_default(),
-                esc(&r.message),
-                esc(&r.hint)
-            );
+            reason_item(o, r);
         }
         let _ = writeln!(o, "</ul>");
-        let _ = write!(o, "{}", svg_of(&Kind::Locks(i)));
+        let _ = write!(o, "{}", charts.svg_of(&Kind::Locks(i)));
     }
-    let scaling: Vec<_> = all
-        .iter()
-        .filter(|c| matches!(c.kind, Kind::Scaling(_)))
-        .collect();
-    if !scaling.is_empty() {
-        let _ = writeln!(o, "<h2>Scaling to production size</h2>");
-        for c in scaling {
-            let _ = write!(o, "{}", svg_of(&c.kind));
-        }
-    }
-    let detail: Vec<_> = all
-        .iter()
-        .filter(|c| matches!(c.kind, Kind::Statements(_)))
-        .collect();
-    if !detail.is_empty() {
-        let _ = writeln!(o, "<h2>Where the time went</h2>");
-        for c in detail {
-            let _ = write!(o, "{}", svg_of(&c.kind));
-        }
-    }
+}
 
+fn reason_item(o: &mut String, r: &Reason) {
+    let waived = r
+        .waived
+        .as_deref()
+        .map(|w| format!(" — waived: {}", esc(w)))
+        .unwrap_or_default();
+    let _ =
+        writeln!(
+        o,
+        "<li><b>{}</b> <code>{}</code> {}{}{waived}<br><span class=\"muted\">fix: {}</span></li>",
+        r.severity.word(),
+        esc(r.rule.as_str()),
+        r.statement_line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+        esc(&r.message),
+        esc(&r.hint)
+    );
+}
+
+/// A heading and every chart of the kinds `wanted` picks, when there is one.
+fn chart_section(o: &mut String, charts: &Charts, heading: &str, wanted: fn(&Kind) -> bool) {
+    let chosen: Vec<_> = charts.all.iter().filter(|c| wanted(&c.kind)).collect();
+    if !chosen.is_empty() {
+        let _ = writeln!(o, "<h2>{heading}</h2>");
+        for c in chosen {
+            let _ = write!(o, "{}", charts.svg_of(&c.kind));
+        }
+    }
+}
+
+/// The runtime histogram and the server settings, then the end of the page.
+fn histogram_and_settings(o: &mut String, report: &Report) {
     let _ = writeln!(
         o,
         "<h2>Runtime histogram</h2><table><tr><th>runtime</th><th>patches</th></tr>"
@@ -212,7 +260,6 @@ pub fn render(report: &Report) -> String {
         );
     }
     let _ = writeln!(o, "</table></body></html>");
-    o
 }
 
 fn strip_xml_header(svg: &str) -> &str {

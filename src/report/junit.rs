@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Report, Status};
+use super::{PatchReport, Report, Status};
 use crate::verdict::Severity;
 
 /// Escape text for XML content and attribute values; characters XML 1.0
@@ -26,6 +26,18 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 pub fn render(report: &Report) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    suite_open(&mut out, report);
+    properties(&mut out, report);
+    for p in &report.patches {
+        testcase(&mut out, p);
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+/// The `<testsuites>` and `<testsuite>` start tags with their counts.
+fn suite_open(out: &mut String, report: &Report) {
     let tests = report.patches.len();
     let failures = report
         .patches
@@ -37,7 +49,6 @@ pub fn render(report: &Report) -> String {
         .iter()
         .filter(|p| p.status == Status::Skipped)
         .count();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
         "<testsuites name=\"downtime\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.6}\">",
@@ -49,6 +60,11 @@ pub fn render(report: &Report) -> String {
         report.total_seconds,
         xml_escape(report.started_at.trim_end_matches('Z'))
     );
+}
+
+/// The server, the profile, the verdict and the server settings as
+/// `<properties>`.
+fn properties(out: &mut String, report: &Report) {
     let _ = writeln!(out, "    <properties>");
     let mut props = vec![
         (
@@ -87,74 +103,84 @@ pub fn render(report: &Report) -> String {
         );
     }
     let _ = writeln!(out, "    </properties>");
-    for p in &report.patches {
-        let class = p.classification.map_or("not run".into(), |c| c.to_string());
+}
+
+/// One `<testcase>`: skipped or failed with its reasons, and its class,
+/// estimate and reasons as `<system-out>`.
+fn testcase(out: &mut String, p: &PatchReport) {
+    let class = p.classification.map_or("not run".into(), |c| c.to_string());
+    let _ = write!(
+        out,
+        "    <testcase name=\"{}\" classname=\"downtime.{}\" time=\"{:.6}\" file=\"{}\">",
+        xml_escape(&p.id),
+        xml_escape(&class.replace(' ', "_")),
+        p.seconds,
+        xml_escape(&p.path)
+    );
+    if p.status == Status::Skipped {
         let _ = write!(
             out,
-            "    <testcase name=\"{}\" classname=\"downtime.{}\" time=\"{:.6}\" file=\"{}\">",
-            xml_escape(&p.id),
-            xml_escape(&class.replace(' ', "_")),
-            p.seconds,
-            xml_escape(&p.path)
+            "\n      <skipped message=\"{}\"/>",
+            xml_escape(p.skipped_because.as_deref().unwrap_or("skipped"))
         );
-        let mut body = String::new();
-        if p.status == Status::Skipped {
-            let _ = write!(
-                body,
-                "\n      <skipped message=\"{}\"/>",
-                xml_escape(p.skipped_because.as_deref().unwrap_or("skipped"))
-            );
-        } else if !p.failures.is_empty() {
-            let kind = if p.error.is_some() {
-                "failed"
-            } else if p.over_budget {
-                "over-budget"
-            } else {
-                "policy"
-            };
-            let mut text = p.failures.join("\n");
-            for r in p
-                .reasons
-                .iter()
-                .filter(|r| r.severity >= Severity::Cold && r.counts())
-            {
-                let _ = write!(
-                    text,
-                    "\n[{}] line {}: {}",
-                    r.rule,
-                    r.statement_line.unwrap_or(0),
-                    r.message
-                );
-            }
-            let _ = write!(
-                body,
-                "\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>",
-                xml_escape(&p.failures[0]),
-                xml_escape(&text)
-            );
-        }
-        let mut system_out = format!("class: {class}; seconds: {:.6}", p.seconds);
-        if let Some(e) = p.estimate_text() {
-            let _ = write!(system_out, "\nestimate: {e}");
-        }
-        for r in &p.reasons {
-            let _ = write!(
-                system_out,
-                "\n{} [{}] line {}: {}",
-                r.severity.word(),
-                r.rule,
-                r.statement_line.unwrap_or(0),
-                r.message
-            );
-        }
-        let _ = write!(
-            body,
-            "\n      <system-out>{}</system-out>",
-            xml_escape(&system_out)
-        );
-        out.push_str(&body);
-        out.push_str("\n    </testcase>\n");
+    } else if !p.failures.is_empty() {
+        failure(out, p);
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    let _ = write!(
+        out,
+        "\n      <system-out>{}</system-out>",
+        xml_escape(&system_out(p, &class))
+    );
+    out.push_str("\n    </testcase>\n");
+}
+
+/// The `<failure>` of a failing patch: its kind, its failures and the
+/// reasons that count.
+fn failure(out: &mut String, p: &PatchReport) {
+    let kind = if p.error.is_some() {
+        "failed"
+    } else if p.over_budget {
+        "over-budget"
+    } else {
+        "policy"
+    };
+    let mut text = p.failures.join("\n");
+    for r in p
+        .reasons
+        .iter()
+        .filter(|r| r.severity >= Severity::Cold && r.counts())
+    {
+        let _ = write!(
+            text,
+            "\n[{}] line {}: {}",
+            r.rule,
+            r.statement_line.unwrap_or(0),
+            r.message
+        );
+    }
+    let _ = write!(
+        out,
+        "\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>",
+        xml_escape(&p.failures[0]),
+        xml_escape(&text)
+    );
+}
+
+/// The patch's class, seconds, estimate and every reason, one per line.
+fn system_out(p: &PatchReport, class: &str) -> String {
+    let mut system_out = format!("class: {class}; seconds: {:.6}", p.seconds);
+    if let Some(e) = p.estimate_text() {
+        let _ = write!(system_out, "\nestimate: {e}");
+    }
+    for r in &p.reasons {
+        let _ = write!(
+            system_out,
+            "\n{} [{}] line {}: {}",
+            r.severity.word(),
+            r.rule,
+            r.statement_line.unwrap_or(0),
+            r.message
+        );
+    }
+    system_out
 }

@@ -158,6 +158,29 @@ fn reasons_block(p: &PatchReport) -> String {
 
 /// Render the comment.
 pub fn render(report: &Report) -> String {
+    let head = head(report);
+    let tail = tail(report);
+    // Patches that fail or are cold first in the details, all in the table.
+    let room = COMMENT_LIMIT.saturating_sub(head.len() + tail.len() + 400);
+    let (table, details, shown) = patch_table(report, room);
+    let mut out = head;
+    out.push_str(&table);
+    if shown < report.patches.len() {
+        let _ = writeln!(
+            out,
+            "\n_{} more patch(es) not shown to fit the comment limit; the JSON and HTML reports have them all._",
+            report.patches.len() - shown
+        );
+    }
+    if !details.is_empty() {
+        let _ = writeln!(out, "\n**Reasons**\n\n{details}");
+    }
+    out.push_str(&tail);
+    out
+}
+
+/// The title line with the verdict, then the run's failures and warnings.
+fn head(report: &Report) -> String {
     let mut head = String::new();
     let ran = report
         .patches
@@ -181,21 +204,23 @@ pub fn render(report: &Report) -> String {
         cold,
         report.total_seconds
     );
-    if !report.failures.is_empty() {
-        let _ = writeln!(head, "**Failures**\n");
-        for f in &report.failures {
-            let _ = writeln!(head, "- {}", cell(f));
+    for (title, items) in [
+        ("Failures", &report.failures),
+        ("Warnings", &report.warnings),
+    ] {
+        if !items.is_empty() {
+            let _ = writeln!(head, "**{title}**\n");
+            for i in items {
+                let _ = writeln!(head, "- {}", cell(i));
+            }
+            head.push('\n');
         }
-        head.push('\n');
     }
-    if !report.warnings.is_empty() {
-        let _ = writeln!(head, "**Warnings**\n");
-        for w in &report.warnings {
-            let _ = writeln!(head, "- {}", cell(w));
-        }
-        head.push('\n');
-    }
+    head
+}
 
+/// The totals, the runtime histogram and the server settings.
+fn tail(report: &Report) -> String {
     let mut tail = String::new();
     let window = report
         .policy
@@ -232,7 +257,12 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(tail, "| `{k}` | {} |", cell(v));
     }
     let _ = writeln!(tail, "\n</details>");
+    tail
+}
 
+/// The patch table and the reasons under it, as many patches as fit in
+/// `room` characters, and how many that is.
+fn patch_table(report: &Report, room: usize) -> (String, String, usize) {
     let mut table = if report.estimate.is_some() {
         String::from(
             "| patch | class | seconds / budget | verdict | slowest statement | locks blocking the app | rewrites | sign-off | production estimate |\n|---|---|---:|---|---|---|---|---|---|\n",
@@ -242,8 +272,6 @@ pub fn render(report: &Report) -> String {
             "| patch | class | seconds / budget | verdict | slowest statement | locks blocking the app | rewrites | sign-off |\n|---|---|---:|---|---|---|---|---|\n",
         )
     };
-    // Patches that fail or are cold first in the details, all in the table.
-    let room = COMMENT_LIMIT.saturating_sub(head.len() + tail.len() + 400);
     let mut shown = 0;
     let mut details = String::new();
     for p in &report.patches {
@@ -261,18 +289,5 @@ pub fn render(report: &Report) -> String {
         details.push_str(&extra);
         shown += 1;
     }
-    let mut out = head;
-    out.push_str(&table);
-    if shown < report.patches.len() {
-        let _ = writeln!(
-            out,
-            "\n_{} more patch(es) not shown to fit the comment limit; the JSON and HTML reports have them all._",
-            report.patches.len() - shown
-        );
-    }
-    if !details.is_empty() {
-        let _ = writeln!(out, "\n**Reasons**\n\n{details}");
-    }
-    out.push_str(&tail);
-    out
+    (table, details, shown)
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Report, Status};
+use super::{PatchReport, Report, Status};
 use crate::verdict::signoff::SignoffState;
 
 fn truncate(s: &str, width: usize) -> String {
@@ -31,82 +31,112 @@ pub fn render(report: &Report) -> String {
         "patch", "class", "seconds", "budget", "verdict"
     );
     for p in &report.patches {
-        let class = p.classification.map_or("-".to_string(), |c| c.to_string());
-        let signed_off = p
-            .signoff
-            .as_ref()
-            .is_some_and(|s| s.state == SignoffState::Valid);
-        let verdict = match p.status {
-            Status::Failed => "FAILED",
-            Status::Skipped => "skipped",
-            Status::Ok if p.over_budget && signed_off => "signed off",
-            Status::Ok if p.over_budget => "OVER BUDGET",
-            Status::Ok => "ok",
-        };
-        let budget = p
-            .budget_seconds
-            .map_or_else(|| "-".to_string(), |b| format!("{b:.2}"));
-        let slowest = p
-            .slowest_statement()
-            .map(|s| {
-                format!(
-                    "line {}: {} ({:.3} s)",
-                    s.line,
-                    truncate(&s.sql, 48),
-                    s.seconds
-                )
-            })
-            .unwrap_or_default();
+        patch_row(&mut out, p, id_width);
+        patch_details(&mut out, p);
+        reason_lines(&mut out, p);
+    }
+    summary(&mut out, report);
+    out
+}
+
+/// The patch's verdict in the table.
+fn verdict(p: &PatchReport) -> &'static str {
+    let signed_off = p
+        .signoff
+        .as_ref()
+        .is_some_and(|s| s.state == SignoffState::Valid);
+    match p.status {
+        Status::Failed => "FAILED",
+        Status::Skipped => "skipped",
+        Status::Ok if p.over_budget && signed_off => "signed off",
+        Status::Ok if p.over_budget => "OVER BUDGET",
+        Status::Ok => "ok",
+    }
+}
+
+/// The patch's row: id, class, seconds, budget, verdict, slowest statement.
+fn patch_row(out: &mut String, p: &PatchReport, id_width: usize) {
+    let class = p.classification.map_or("-".to_string(), |c| c.to_string());
+    let budget = p
+        .budget_seconds
+        .map_or_else(|| "-".to_string(), |b| format!("{b:.2}"));
+    let slowest = p
+        .slowest_statement()
+        .map(|s| {
+            format!(
+                "line {}: {} ({:.3} s)",
+                s.line,
+                truncate(&s.sql, 48),
+                s.seconds
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{:<id_width$}  {:<5}  {:>8.3}  {:>7}  {:<11}  {}",
+        p.id,
+        class,
+        p.seconds,
+        budget,
+        verdict(p),
+        slowest
+    );
+}
+
+/// Under the row: the estimate, the sign-off, the error and why it was skipped.
+fn patch_details(out: &mut String, p: &PatchReport) {
+    if let Some(e) = p.estimate_text() {
+        let _ = writeln!(out, "    estimate: {e}");
+    }
+    if let Some(s) = &p.signoff {
         let _ = writeln!(
             out,
-            "{:<id_width$}  {:<5}  {:>8.3}  {:>7}  {:<11}  {}",
-            p.id, class, p.seconds, budget, verdict, slowest
+            "    signed off by {} on {} for up to {:.2} s ({}): {}",
+            s.by, s.at, s.max_seconds, s.state, s.reason
         );
-        if let Some(e) = p.estimate_text() {
-            let _ = writeln!(out, "    estimate: {e}");
-        }
-        if let Some(s) = &p.signoff {
+    }
+    if let Some(e) = &p.error {
+        let state = e
+            .sqlstate
+            .as_deref()
+            .map(|s| format!(" (SQLSTATE {s})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "    error {}:{}: {}{state}", p.path, e.line, e.message);
+        if e.partially_applied {
             let _ = writeln!(
                 out,
-                "    signed off by {} on {} for up to {:.2} s ({}): {}",
-                s.by, s.at, s.max_seconds, s.state, s.reason
+                "    note: transactions before the failing statement were already committed"
             );
         }
-        if let Some(e) = &p.error {
-            let state = e
-                .sqlstate
-                .as_deref()
-                .map(|s| format!(" (SQLSTATE {s})"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "    error {}:{}: {}{state}", p.path, e.line, e.message);
-            if e.partially_applied {
-                let _ = writeln!(
-                    out,
-                    "    note: transactions before the failing statement were already committed"
-                );
+    }
+    if let Some(why) = &p.skipped_because {
+        let _ = writeln!(out, "    {why}");
+    }
+}
+
+/// Each reason with its fix, or the waiver that covers it.
+fn reason_lines(out: &mut String, p: &PatchReport) {
+    for r in &p.reasons {
+        let level = r.severity.word();
+        let at = r
+            .statement_line
+            .map(|l| format!("{}:{l}: ", p.path))
+            .unwrap_or_default();
+        let level = if r.waived.is_some() { "waived" } else { level };
+        let _ = writeln!(out, "    {level:<7} [{}] {at}{}", r.rule, r.message);
+        match &r.waived {
+            Some(because) => {
+                let _ = writeln!(out, "            because: {because}");
             }
-        }
-        if let Some(why) = &p.skipped_because {
-            let _ = writeln!(out, "    {why}");
-        }
-        for r in &p.reasons {
-            let level = r.severity.word();
-            let at = r
-                .statement_line
-                .map(|l| format!("{}:{l}: ", p.path))
-                .unwrap_or_default();
-            let level = if r.waived.is_some() { "waived" } else { level };
-            let _ = writeln!(out, "    {level:<7} [{}] {at}{}", r.rule, r.message);
-            match &r.waived {
-                Some(because) => {
-                    let _ = writeln!(out, "            because: {because}");
-                }
-                None => {
-                    let _ = writeln!(out, "            fix: {}", r.hint);
-                }
+            None => {
+                let _ = writeln!(out, "            fix: {}", r.hint);
             }
         }
     }
+}
+
+/// The totals, the run's notes, warnings and failures, and the verdict.
+fn summary(out: &mut String, report: &Report) {
     let ran = report
         .patches
         .iter()
@@ -141,7 +171,6 @@ pub fn render(report: &Report) -> String {
         "verdict: {}",
         if report.passed() { "PASS" } else { "FAIL" }
     );
-    out
 }
 
 fn secs(x: f64) -> String {
