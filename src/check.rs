@@ -346,7 +346,9 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
                     if hit.is_some() {
                         ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
                     }
-                    Embedded::start(&embedded_opts).map(|b| Box::new(b) as Box<dyn Backend>)
+                    Embedded::start(&embedded_opts, &cancel)
+                        .await
+                        .map(|b| Box::new(b) as Box<dyn Backend>)
                 }
                 BackendKind::Docker => Docker::start(&opts.docker, &cancel)
                     .await

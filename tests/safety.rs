@@ -51,7 +51,7 @@ fn socket_url(server: &Embedded, db: &str, password: &str) -> String {
 
 #[test]
 fn from_url_reads_the_source_and_never_writes_it_nor_prints_its_password() {
-    let source = Embedded::start(&EmbeddedOptions::default()).unwrap();
+    let source = Embedded::start_blocking(&EmbeddedOptions::default()).unwrap();
     psql(&source, "postgres", "create database shop");
     psql(
         &source,
@@ -127,7 +127,7 @@ fn from_url_reads_the_source_and_never_writes_it_nor_prints_its_password() {
 
 #[test]
 fn production_sources_need_the_flag() {
-    let source = Embedded::start(&EmbeddedOptions::default()).unwrap();
+    let source = Embedded::start_blocking(&EmbeddedOptions::default()).unwrap();
     psql(&source, "postgres", "create database shop_prod");
     psql(
         &source,
