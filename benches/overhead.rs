@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let server = Embedded::start(&EmbeddedOptions::default()).expect("embedded server");
+    let server = Embedded::start_blocking(&EmbeddedOptions::default()).expect("embedded server");
     let baseline = Baseline::Script(root.join("patches/baseline.sql"));
     rt.block_on(staging::prepare_template(
         &server,

@@ -281,7 +281,7 @@ fn forecast_missing_tables_and_gating_on_the_estimate() {
 #[test]
 fn stats_export_reads_a_database_read_only() {
     let _serial = one_at_a_time();
-    let source = Embedded::start(&EmbeddedOptions::default()).unwrap();
+    let source = Embedded::start_blocking(&EmbeddedOptions::default()).unwrap();
     psql(&source, "postgres", "create database shop");
     psql(&source, "shop", "create table orders (id int, v text); insert into orders select g, md5(g::text) from generate_series(1, 5000) g; analyze orders;");
     let s = Scratch::new();

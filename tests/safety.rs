@@ -51,7 +51,7 @@ fn socket_url(server: &Embedded, db: &str, password: &str) -> String {
 
 #[test]
 fn from_url_reads_the_source_and_never_writes_it_nor_prints_its_password() {
-    let source = Embedded::start(&EmbeddedOptions::default()).unwrap();
+    let source = Embedded::start_blocking(&EmbeddedOptions::default()).unwrap();
     psql(&source, "postgres", "create database shop");
     psql(
         &source,
@@ -127,7 +127,7 @@ fn from_url_reads_the_source_and_never_writes_it_nor_prints_its_password() {
 
 #[test]
 fn production_sources_need_the_flag() {
-    let source = Embedded::start(&EmbeddedOptions::default()).unwrap();
+    let source = Embedded::start_blocking(&EmbeddedOptions::default()).unwrap();
     psql(&source, "postgres", "create database shop_prod");
     psql(
         &source,
@@ -538,5 +538,76 @@ fn a_signal_while_scaling_copies_stops_the_scaling_and_cleans_up() {
     assert_eq!(report["verdict"], "aborted");
     assert_eq!(report["aborted"]["phase"], "scaling the staging copies");
     assert_eq!(report["patches"][0]["status"], "skipped");
+    s.assert_clean();
+}
+
+#[test]
+fn sigint_while_the_server_is_made_stops_at_once_and_cleans_up() {
+    use std::io::Read;
+    let s = Scratch::new();
+    s.patch("0001-a.sql", "create table t (id int);");
+    let mut child = s.spawn_until(
+        &["check", "patches", "--no-history", "--format", "json"],
+        Stdio::piped(),
+        "no baseline",
+        Duration::from_secs(30),
+    );
+    // initdb is making the cluster.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !processes_mentioning(&s.tmp())
+        .iter()
+        .any(|p| p.contains("initdb"))
+    {
+        assert!(Instant::now() < deadline, "initdb never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let signalled = Instant::now();
+    // Until downtime exits, no server may start on the half-made cluster.
+    let mut servers = Vec::new();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        servers.extend(
+            processes_mentioning(&s.tmp())
+                .into_iter()
+                .filter(|p| p.contains("listen_addresses")),
+        );
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "still running 20 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(130));
+    assert!(took < Duration::from_secs(3), "took {took:?} to stop");
+    assert!(
+        servers.is_empty(),
+        "a server started after the signal: {servers:?}"
+    );
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["verdict"], "aborted");
+    assert_eq!(
+        report["aborted"]["phase"],
+        "starting the server and loading the baseline"
+    );
+    let clusters: Vec<_> = std::fs::read_dir(s.tmp())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("downtime-"))
+        .collect();
+    assert!(
+        clusters.is_empty(),
+        "cluster directories left: {clusters:?}"
+    );
     s.assert_clean();
 }

@@ -44,7 +44,7 @@ pub(super) async fn run(dry_run: bool, all: bool) -> Result<i32> {
             continue;
         }
         if !dry_run {
-            embedded::remove_leftover(&d)?;
+            embedded::remove_leftover(&d).await?;
         }
         println!("{verb} {}", d.path.display());
         removed += 1;

@@ -164,7 +164,7 @@ async fn start_and_measure(
             if hit.is_some() {
                 ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
             }
-            Box::new(Embedded::start(&opts)?)
+            Box::new(Embedded::start(&opts, cancel).await?)
         }
         BackendKind::Docker => Box::new(Docker::start(&plan.docker, cancel).await?),
     };

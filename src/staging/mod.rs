@@ -5,10 +5,13 @@
 //! database, copying it, dropping copies) is plain SQL and does not know which
 //! backend it runs on.
 
+pub mod binaries;
 pub mod cache;
+mod cleanup;
 pub mod docker;
 pub mod embedded;
 pub mod scale;
+pub mod settings;
 pub mod source;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +40,8 @@ pub trait Backend {
     fn client_env(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    /// Directory holding `psql` and `pg_restore` for the server.
+    /// Directory holding the client programs that load the baseline
+    /// (`psql`, `pg_restore`, `pg_dump`), found as [`binaries::find`] says.
     fn client_bin_dir(&self) -> &Path;
     /// The container image the server runs in, if any.
     fn image(&self) -> Option<docker::ImageInfo> {
@@ -67,25 +71,11 @@ pub enum BackendKind {
 }
 
 /// Stop every server and container this process started, at once (a
-/// second Ctrl-C), leaving nothing behind.
+/// second Ctrl-C), leaving nothing behind: the local clusters get an
+/// immediate shutdown and their directories are removed, the containers are
+/// force-removed.
 pub fn emergency_cleanup() {
-    embedded::emergency_cleanup();
-    docker::emergency_cleanup();
-}
-
-/// The newest `/usr/lib/postgresql/<major>/bin` for which `has` holds.
-pub(crate) fn newest_installed(has: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has(&bin).then_some((v, bin))
-        })
-        .max_by_key(|(v, _)| *v)
-        .map(|(_, d)| d)
+    cleanup::run();
 }
 
 /// A process with this id runs on this machine.
