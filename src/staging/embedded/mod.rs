@@ -87,10 +87,10 @@ pub fn staging_conf(opts: &EmbeddedOptions, statements_extension: bool) -> Resul
         "\n# downtime staging settings\n{}",
         settings::conf_lines(&ours)
     );
-    if let Some(p) = &opts.extra_conf {
+    // The file's settings, not its path: the text is part of the cache key.
+    if opts.extra_conf.is_some() {
         text.push_str(&format!(
-            "\n# from --pg-conf {}\n{}",
-            p.display(),
+            "\n# from --pg-conf\n{}",
             settings::conf_lines(&user)
         ));
     }
