@@ -15,8 +15,6 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use downtime::patch::discover::{classify_name, Named};
-use downtime::patch::split::{is_pg_space, split};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -26,126 +24,10 @@ const DEFAULT_SECONDS: u64 = 60;
 /// Cases per property and round; each round has a fresh random seed.
 const CASES: u32 = 10_000;
 
-const TOKENS: &[&str] = &[
-    "select",
-    "insert",
-    " ",
-    "  ",
-    "\n",
-    "\r\n",
-    "\t",
-    ";",
-    ";",
-    "'",
-    "''",
-    "E'",
-    "e'",
-    "\\'",
-    "\\",
-    "\\\\",
-    "\"",
-    "\"\"",
-    "$$",
-    "$a$",
-    "$ab$",
-    "$1",
-    "a$b",
-    "--",
-    "-",
-    "/*",
-    "*/",
-    "/",
-    "*",
-    "begin",
-    "BEGIN",
-    "atomic",
-    "end",
-    "END",
-    "case",
-    "create",
-    "function",
-    "procedure",
-    "or",
-    "replace",
-    "(",
-    ")",
-    "a",
-    "x1",
-    "42",
-    "1.5e3",
-    "é",
-    "→",
-    "\\set x",
-    "copy",
-    "stdin",
-    ",",
-];
+#[path = "../tests/common/sqlish.rs"]
+mod sqlish;
 
-/// SQL-like text: up to 80 tokens that exercise quoting, comments and
-/// statement boundaries.
-fn sqlish() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(TOKENS), 0..80).prop_map(|t| t.concat())
-}
-
-/// The splitter's properties, for any input.
-fn check_split(src: &str) -> Result<(), TestCaseError> {
-    let Ok(split) = split(src) else {
-        // An unterminated literal or comment is an error, never a panic.
-        return Ok(());
-    };
-    let mut last_end = 0;
-    for st in &split.statements {
-        prop_assert!(st.offset >= last_end, "statements overlap");
-        prop_assert_eq!(&src[st.offset..st.offset + st.text.len()], st.text);
-        prop_assert!(!st.text.is_empty());
-        prop_assert_eq!(st.text.trim_end_matches(is_pg_space), st.text);
-        prop_assert!(!st.text.starts_with(is_pg_space));
-        prop_assert_eq!(st.line, 1 + src[..st.offset].matches('\n').count());
-        last_end = st.offset + st.text.len();
-        // Each statement alone splits back to itself.
-        let again = split_statements(st.text);
-        prop_assert_eq!(
-            again,
-            vec![st.text.to_string()],
-            "statement {:?} of {:?}",
-            st.text,
-            src
-        );
-    }
-    // Between the statements there is no SQL: blanked out, nothing is left.
-    let mut blanked = src.as_bytes().to_vec();
-    for st in &split.statements {
-        for b in &mut blanked[st.offset..st.offset + st.text.len()] {
-            if *b != b'\n' {
-                *b = b' ';
-            }
-        }
-    }
-    let blanked = String::from_utf8_lossy(&blanked).into_owned();
-    let rest = split_statements(&blanked);
-    prop_assert!(
-        rest.is_empty(),
-        "SQL outside the statements of {:?}: {:?}",
-        src,
-        rest
-    );
-    Ok(())
-}
-
-fn split_statements(src: &str) -> Vec<String> {
-    split(src)
-        .map(|s| s.statements.iter().map(|s| s.text.to_string()).collect())
-        .unwrap_or_else(|e| vec![format!("error: {e}")])
-}
-
-/// The name parser's property: a patch name has a position and an id.
-fn check_name(name: &str) -> Result<(), TestCaseError> {
-    if let Named::Patch { position, id, .. } = classify_name(name) {
-        prop_assert!(!position.0.is_empty());
-        prop_assert!(!id.is_empty());
-    }
-    Ok(())
-}
+use sqlish::{check_name, check_split, sqlish};
 
 /// The run's length: the first argument, else DOWNTIME_FUZZ_SECONDS, else
 /// the default.
