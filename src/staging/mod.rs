@@ -90,6 +90,19 @@ pub fn drop_os_cache() -> std::result::Result<(), String> {
     std::fs::write("/proc/sys/vm/drop_caches", "3\n").map_err(|e| e.to_string())
 }
 
+/// Whether a server answers a query with these settings (readiness probe).
+pub(crate) async fn answers(mut config: tokio_postgres::Config) -> bool {
+    config.connect_timeout(std::time::Duration::from_secs(2));
+    let Ok((client, connection)) = config.connect(NoTls).await else {
+        return false;
+    };
+    let task = tokio::spawn(connection);
+    let ok = client.simple_query("select 1").await.is_ok();
+    drop(client);
+    let _ = task.await;
+    ok
+}
+
 /// Open a connection; the connection task runs on the current runtime.
 pub async fn connect(backend: &dyn Backend, dbname: &str) -> Result<Client> {
     let (client, connection) = backend

@@ -198,16 +198,7 @@ impl Docker {
             return false;
         };
         self.port = port;
-        let mut config = self.config("postgres");
-        config.connect_timeout(Duration::from_secs(2));
-        let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await else {
-            return false;
-        };
-        let task = tokio::spawn(connection);
-        let ok = client.simple_query("select 1").await.is_ok();
-        drop(client);
-        let _ = task.await;
-        ok
+        crate::staging::answers(self.config("postgres")).await
     }
 
     /// The container's last `n` log lines (stdout and stderr).
