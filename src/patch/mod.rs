@@ -3,6 +3,8 @@
 
 pub mod directives;
 pub mod discover;
+pub mod host;
+mod nodes;
 pub mod split;
 pub mod statement;
 
@@ -165,6 +167,12 @@ pub fn load(file: PatchFile) -> Result<Patch> {
                     .into(),
             }),
             _ => {}
+        }
+        if let Some(why) = &s.analysis.host_access {
+            refusals.push(Refusal {
+                line: s.line,
+                reason: format!("{why}: a staging run must not touch the machine it runs on"),
+            });
         }
         if s.analysis.tx_control == Some(TxControl::TwoPhase) {
             refusals.push(Refusal {

@@ -10,6 +10,7 @@ use pg_query::protobuf::{
 use pg_query::NodeEnum;
 use serde::Serialize;
 
+use super::nodes::has_option;
 use crate::pg::locks::LockMode;
 
 /// A relation named in a statement, as written.
@@ -120,30 +121,9 @@ pub struct Analysis {
     pub facts: Vec<Fact>,
     /// The parser's message when it rejected the statement.
     pub parse_error: Option<String>,
-}
-
-fn def_elem_names(nodes: &[protobuf::Node]) -> impl Iterator<Item = (&str, bool)> {
-    nodes.iter().filter_map(|n| match &n.node {
-        Some(NodeEnum::DefElem(d)) => {
-            // A bare option is on; `option false/off/0` is off.
-            let on = match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
-                None => true,
-                Some(NodeEnum::Boolean(b)) => b.boolval,
-                Some(NodeEnum::String(s)) => !matches!(
-                    s.sval.to_ascii_lowercase().as_str(),
-                    "false" | "off" | "0" | "no"
-                ),
-                Some(NodeEnum::Integer(i)) => i.ival != 0,
-                Some(_) => true,
-            };
-            Some((d.defname.as_str(), on))
-        }
-        _ => None,
-    })
-}
-
-fn has_option(nodes: &[protobuf::Node], name: &str) -> bool {
-    def_elem_names(nodes).any(|(n, on)| n.eq_ignore_ascii_case(name) && on)
+    /// Why the statement would reach the staging machine itself (files,
+    /// programs, libraries): such a patch is refused.
+    pub host_access: Option<String>,
 }
 
 fn node_name(node: &NodeEnum) -> String {
@@ -178,6 +158,7 @@ pub fn analyse(sql: &str) -> Analysis {
         return a;
     };
     a.kind = statement_kind(node);
+    a.host_access = super::host::access(sql, node);
     describe(node, &mut a);
     a
 }

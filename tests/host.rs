@@ -1,0 +1,169 @@
+//! Host safety: a patch that would reach the staging machine itself (files,
+//! shell commands, libraries, tablespace directories) is refused at its line
+//! before anything runs, and nothing on the host is touched.
+
+mod common;
+
+use common::{patch, Scratch};
+use downtime::patch::analyse;
+
+fn name(p: &std::path::Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn refused(sql: &str) -> Option<String> {
+    analyse(sql).host_access
+}
+
+#[test]
+fn statements_that_reach_the_host_are_recognised() {
+    for sql in [
+        // Files and programs through COPY.
+        "copy t to '/tmp/x'",
+        "COPY public.t (a, b) FROM '/etc/passwd'",
+        "copy (select 1) to '/tmp/x' with (format csv)",
+        "copy t to program 'curl http://example.com'",
+        "copy t from program 'cat /etc/shadow'",
+        // Server-side file functions, wherever they are called.
+        "select pg_read_file('/etc/passwd')",
+        "select pg_catalog.pg_read_binary_file('global/pg_control')",
+        "select * from pg_ls_dir('.')",
+        "insert into t select pg_stat_file('postmaster.pid')::text",
+        "select lo_import('/etc/hosts')",
+        "select lo_export(16400, '/tmp/out')",
+        "update t set v = (select pg_read_file('x'))",
+        "select \"pg_read_file\" ('x')",
+        "alter table t add column c text default pg_read_file('x')",
+        "create table t (a text default pg_catalog.pg_read_file('x'))",
+        "create view v as select pg_ls_dir('.') as f",
+        "create index on t (pg_stat_file(a))",
+        "create trigger tr before insert on t for each row execute function lo_import('x')",
+        "alter function f() set session_preload_libraries = '/srv/evil.so'",
+        "create function f() returns int language sql set local_preload_libraries = '/tmp/x' as 'select 1'",
+        // Directories, libraries, languages.
+        "create tablespace fast location '/srv/fast'",
+        "drop tablespace fast",
+        "alter tablespace fast set (random_page_cost = 1)",
+        "load '/tmp/evil.so'",
+        "create language plpython3u",
+        "create extension plpython3u",
+        "create extension if not exists file_fdw",
+        "create extension adminpack",
+        "create function f() returns int language c as '/tmp/evil.so', 'f'",
+        "create function f() returns text language plpython3u as $$ import os $$",
+        "do language plperlu $$ system('id') $$",
+        "set session_preload_libraries = '/tmp/evil'",
+        "alter role app set local_preload_libraries = '/tmp/evil'",
+        "set local_preload_libraries = '$libdir/../../../tmp/evil'",
+        "alter database shop set dynamic_library_path = '/tmp'",
+        // file_fdw foreign tables.
+        "create foreign table f (a text) server files options (filename '/etc/passwd')",
+        "create foreign table f (a text) server files options (program 'id')",
+        "alter foreign table f options (set filename '/etc/shadow')",
+        // Inside function and DO bodies, and dynamic SQL strings in them.
+        "do $$ begin perform pg_read_file('/etc/passwd'); end $$",
+        "do $$ begin copy t to '/tmp/x'; end $$",
+        "do $$ begin copy t to program 'id'; end $$",
+        "do $$ begin execute 'COPY t TO ''/tmp/x'''; end $$",
+        "do $$ begin execute format('COPY %I TO %L', 't', '/tmp/x'); end $$",
+        "do $$ begin execute 'copy t from ' || quote_literal('/etc/passwd'); end $$",
+        "do $$ begin execute 'copy (select 1) to program ''id'''; end $$",
+        "create function f() returns void language plpgsql as $f$ begin perform lo_import('/etc/hosts'); end $f$",
+        "create function f() returns text language sql as 'select pg_read_file(''x'')'",
+        "create function f() returns text language sql begin atomic select pg_read_file('x'); end",
+    ] {
+        assert!(refused(sql).is_some(), "not refused: {sql}");
+    }
+}
+
+#[test]
+fn ordinary_statements_are_not_refused() {
+    for sql in [
+        "copy t from stdin",
+        "copy t to stdout",
+        "copy (select 1) to stdout with (format csv)",
+        "create table t (id int, copy text)",
+        "alter table t set tablespace pg_default",
+        "create index on t (a) tablespace pg_default",
+        "create extension if not exists pgcrypto",
+        "create extension hstore",
+        "create function f() returns int language plpgsql as $$ begin return 1; end $$",
+        "create function f() returns int language sql immutable as 'select 1'",
+        "create function f(x int) returns int language internal as 'int4abs'",
+        "select read_file_name from t",
+        "select pg_read_file_count from t",
+        "select 1 -- pg_ls_dir('.')",
+        "set search_path = app, public",
+        "alter role authenticator set session_preload_libraries = 'safeupdate'",
+        "alter function pg_catalog.lo_import(text) owner to admin",
+        "grant execute on function pg_read_file(text) to app",
+        "revoke execute on function pg_catalog.pg_ls_dir(text) from public",
+        "comment on function lo_export(oid, text) is 'x'",
+        "alter role app set statement_timeout = '5s'",
+        // Prose and identifiers that only look like COPY.
+        "do $$ begin -- copy values from 'the old column' to the new one\n update t set b = a; end $$",
+        "do $$ /* copy t to '/tmp/x' */ begin update t set b = a; end $$",
+        "do $$ begin raise notice 'copy done'; update t set copy = 1 where id in (select id from t); end $$",
+        "do $$ declare copy_count int; begin select count(*) into copy_count from t; end $$",
+        "do $$ begin execute 'copy t from stdin'; end $$",
+        "create function copy_rows() returns void language sql as 'insert into b select * from a'",
+    ] {
+        assert_eq!(refused(sql), None, "refused: {sql}");
+    }
+}
+
+#[test]
+fn a_patch_reaching_the_host_is_refused_at_its_line_and_touches_nothing() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let written = marker_dir.path().join("copied.csv");
+    let ran = marker_dir.path().join("program-ran");
+    let tablespace = marker_dir.path().join("space");
+    std::fs::create_dir(&tablespace).unwrap();
+    // The tablespace directory must be the server user's for CREATE TABLESPACE
+    // to succeed if it were ever sent.
+    let _ = std::process::Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&tablespace)
+        .status();
+    let cases = [
+        format!(
+            "create table t (id int);\ninsert into t values (1);\ncopy t to '{}';",
+            written.display()
+        ),
+        format!(
+            "create table t (id int);\n\ncopy t to program 'touch {}';",
+            ran.display()
+        ),
+        format!(
+            "select 1;\ncreate tablespace fast location '{}';",
+            tablespace.display()
+        ),
+        format!(
+            "create table t (id int);\ndo $$ begin execute format('copy t to %L', '{}'); end $$;",
+            written.display()
+        ),
+    ];
+    let lines = [3, 3, 2, 2];
+    for (sql, line) in cases.iter().zip(lines) {
+        let s = Scratch::new();
+        s.patch("0001-ok.sql", "create table ok (id int);");
+        let p = s.patch("0002-host.sql", sql);
+        let (code, report, stderr) = s.check_json(&["patches"]);
+        assert_eq!(code, 1, "{sql}\n{stderr}");
+        let r = patch(&report, "0002-host");
+        assert_eq!(r["error"]["line"], line, "{sql}: {r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("host"), "{message}");
+        let failures = report["failures"].to_string();
+        assert!(
+            failures.contains(&format!("patches/{}:{line}", name(&p))),
+            "the verdict names file:line: {failures}"
+        );
+        // Refused before anything ran: even the harmless first patch did not run.
+        assert_eq!(patch(&report, "0001-ok")["status"], "skipped", "{report}");
+        s.assert_clean();
+    }
+    assert!(!written.exists(), "COPY TO a file must never run");
+    assert!(!ran.exists(), "COPY TO PROGRAM must never run");
+    assert_eq!(std::fs::read_dir(&tablespace).unwrap().count(), 0);
+}
