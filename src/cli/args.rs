@@ -178,7 +178,9 @@ pub enum StatsAction {
     /// statistics views (pg_class, pg_stat_user_tables), never table rows,
     /// so the production guard does not apply.
     Export {
-        /// The database (a password in it is never printed).
+        /// The database: a URL, a key/value connection string or a database
+        /// name, completed as libpq completes it (service file, PG*
+        /// variables, defaults). A password in it is never printed.
         #[arg(long, value_name = "URL")]
         url: String,
         /// Where to write the JSON.
@@ -259,8 +261,11 @@ pub struct CommonArgs {
     pub no_baseline: bool,
 
     /// Copy an existing database as the baseline: a read-only pg_dump
-    /// (default_transaction_read_only=on); no statement is ever sent to it.
-    /// Passwords in the URL are never printed.
+    /// (default_transaction_read_only=on, last, so no `options` can undo
+    /// it); no statement is ever sent to it. A URL, a key/value connection
+    /// string or a database name, completed as libpq completes it (service
+    /// file, PG* variables, defaults): the production guard judges that
+    /// target. Passwords are never printed nor put on a command line.
     #[arg(long, value_name = "URL", conflicts_with_all = ["baseline", "no_baseline"])]
     pub from_url: Option<String>,
 

@@ -188,12 +188,13 @@ fn staging_options(
     Ok((backend, embedded, docker))
 }
 
-/// `--from-url`, checked against the production guard.
+/// `--from-url`, resolved as libpq resolves it and checked against the
+/// production guard.
 fn source(common: &CommonArgs, file: &config::ConfigFile) -> Result<Option<Source>> {
     let Some(url) = &common.from_url else {
         return Ok(None);
     };
-    let source = Source::new(url)?;
+    let source = Source::new("--from-url", url)?;
     let patterns: Vec<String> = file.staging.production_patterns.clone().unwrap_or_else(|| {
         DEFAULT_PRODUCTION_PATTERNS
             .iter()

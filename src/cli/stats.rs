@@ -6,7 +6,8 @@ use crate::error::{Error, Result, EXIT_PASS};
 pub(super) async fn run(action: StatsAction) -> Result<i32> {
     match action {
         StatsAction::Export { url, output } => {
-            let stats = crate::estimate::prod_stats::export(&url).await?;
+            let source = crate::staging::source::Source::new("--url", &url)?;
+            let stats = crate::estimate::prod_stats::export(&source).await?;
             let text = serde_json::to_string_pretty(&stats).unwrap_or_default();
             std::fs::write(&output, text + "\n").map_err(|e| Error::io(&output, e))?;
             println!(

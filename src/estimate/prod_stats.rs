@@ -1,13 +1,11 @@
 //! Production statistics: row counts, sizes and modification rates per table,
 //! read from catalogue and statistics views only, on a read-only connection.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
-use crate::staging::source::redact;
+use crate::staging::source::Source;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -99,18 +97,18 @@ select n.nspname || '.' || c.relname,
    and n.nspname !~ '^pg_toast' and n.nspname !~ '^pg_temp'
  order by 1";
 
-/// Read the statistics of the database at `url` (read-only transactions,
-/// catalogue and statistics views only).
-pub async fn export(url: &str) -> Result<ProdStats> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| Error::Usage(format!("--url {}: not a PostgreSQL URL: {e}", redact(url))))?;
-    config
-        .options("-c default_transaction_read_only=on")
-        .application_name("downtime stats export (read-only)");
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot connect to {}: {e}", redact(url))))?;
+/// Read the statistics of the source database (read-only transactions,
+/// catalogue and statistics views only), connected to as libpq would
+/// connect to it.
+pub async fn export(source: &Source) -> Result<ProdStats> {
+    let config = source.connect_config("downtime stats export (read-only)")?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        Error::Server(source.scrub(&format!(
+            "cannot connect to {}: {}",
+            source.redacted(),
+            crate::error::describe_pg_error(&e)
+        )))
+    })?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -151,7 +149,7 @@ pub async fn export(url: &str) -> Result<ProdStats> {
         schema_version: SCHEMA_VERSION,
         exported_at: crate::time::now_rfc3339(),
         server_version: version,
-        source: redact(url),
+        source: source.redacted(),
         tables,
     })
 }

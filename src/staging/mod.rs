@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod scale;
 pub mod settings;
 pub mod source;
+pub mod workdir;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -251,50 +252,10 @@ pub async fn prepare_template(
     admin
         .simple_query(&format!("create database {}", ident(TEMPLATE_DB)))
         .await?;
-    match baseline {
-        Baseline::Empty => {}
-        Baseline::Script(path) => {
-            let psql = backend.client_bin_dir().join("psql");
-            let mut cmd = Command::new(&psql);
-            cmd.args(backend.client_args(TEMPLATE_DB))
-                .envs(backend.client_env())
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f"])
-                .arg(path);
-            run_client(cmd, &psql, path, cancel, None).await?;
-        }
-        Baseline::Archive(path) => {
-            let restore = backend.client_bin_dir().join("pg_restore");
-            let mut cmd = Command::new(&restore);
-            cmd.args(backend.client_args(TEMPLATE_DB))
-                .envs(backend.client_env())
-                .args(["--no-owner", "--no-privileges", "--exit-on-error"])
-                .arg(path);
-            run_client(cmd, &restore, path, cancel, None).await?;
-        }
-        Baseline::Url(source) => {
-            let label = PathBuf::from(source.redacted());
-            let dump = tempfile::Builder::new()
-                .prefix("downtime-dump-")
-                .suffix(".dump")
-                .tempfile()
-                .map_err(|e| Error::Server(format!("cannot create a temporary file: {e}")))?;
-            let pg_dump = backend.client_bin_dir().join("pg_dump");
-            run_client(
-                source.dump(backend.client_bin_dir(), dump.path()),
-                &pg_dump,
-                &label,
-                cancel,
-                Some(source),
-            )
-            .await?;
-            let restore = backend.client_bin_dir().join("pg_restore");
-            let mut cmd = Command::new(&restore);
-            cmd.args(backend.client_args(TEMPLATE_DB))
-                .envs(backend.client_env())
-                .args(["--no-owner", "--no-privileges", "--exit-on-error"])
-                .arg(dump.path());
-            run_client(cmd, &restore, &label, cancel, Some(source)).await?;
-        }
+    if *baseline != Baseline::Empty {
+        // The loaders' output, and a source's dump, stay in a private directory.
+        let work = workdir::WorkDir::create()?;
+        load(backend, baseline, &work, cancel).await?;
     }
     let db = connect(backend, TEMPLATE_DB).await?;
     db.simple_query("vacuum analyze").await?;
@@ -303,16 +264,81 @@ pub async fn prepare_template(
     Ok(())
 }
 
-/// Run a client program to load the baseline; an abort kills it.
-async fn run_client(
-    mut cmd: Command,
-    program: &Path,
-    baseline: &Path,
+/// Load the baseline into the template database with the client programs.
+async fn load(
+    backend: &dyn Backend,
+    baseline: &Baseline,
+    work: &workdir::WorkDir,
     cancel: &Cancel,
-    source: Option<&source::Source>,
 ) -> Result<()> {
+    let bin = backend.client_bin_dir();
+    let restore = |archive: &Path| {
+        let mut cmd = source::client_command(&bin.join("pg_restore"));
+        cmd.args(backend.client_args(TEMPLATE_DB))
+            .envs(backend.client_env())
+            .args(["--no-owner", "--no-privileges", "--exit-on-error"])
+            .arg(archive);
+        cmd
+    };
+    let loader = |program: &Path, label: &Path, source| Loader {
+        program: program.to_path_buf(),
+        label: label.to_path_buf(),
+        dir: work.path().to_path_buf(),
+        source,
+    };
+    match baseline {
+        Baseline::Empty => Ok(()),
+        Baseline::Script(path) => {
+            let psql = bin.join("psql");
+            let mut cmd = source::client_command(&psql);
+            cmd.args(backend.client_args(TEMPLATE_DB))
+                .envs(backend.client_env())
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f"])
+                .arg(path);
+            run_client(cmd, &loader(&psql, path, None), cancel).await
+        }
+        Baseline::Archive(path) => {
+            let pg_restore = bin.join("pg_restore");
+            run_client(restore(path), &loader(&pg_restore, path, None), cancel).await
+        }
+        Baseline::Url(source) => {
+            let label = PathBuf::from(source.redacted());
+            let archive = work.path().join("source.dump");
+            let (dump, passfile) = source.dump(bin, &archive, work.path())?;
+            let pg_dump = bin.join("pg_dump");
+            let dumped = run_client(dump, &loader(&pg_dump, &label, Some(source)), cancel).await;
+            // The password is needed no longer than pg_dump runs.
+            drop(passfile);
+            dumped?;
+            let pg_restore = bin.join("pg_restore");
+            let restored = run_client(
+                restore(&archive),
+                &loader(&pg_restore, &label, Some(source)),
+                cancel,
+            )
+            .await;
+            let _ = std::fs::remove_file(&archive);
+            restored
+        }
+    }
+}
+
+/// A client program loading the baseline, for messages and its output.
+struct Loader<'a> {
+    program: PathBuf,
+    /// The baseline, as messages name it.
+    label: PathBuf,
+    /// The private directory its error output goes to.
+    dir: PathBuf,
+    /// The source whose secrets are scrubbed from that output.
+    source: Option<&'a source::Source>,
+}
+
+/// Run a client program to load the baseline; an abort kills it.
+async fn run_client(mut cmd: Command, loader: &Loader<'_>, cancel: &Cancel) -> Result<()> {
+    let (program, baseline, source) = (&loader.program, &loader.label, loader.source);
     let started = std::time::Instant::now();
-    let stderr_path = tempfile::NamedTempFile::new()
+    let stderr_path = tempfile::NamedTempFile::new_in(&loader.dir)
         .map_err(|e| Error::Server(format!("cannot create a temporary file: {e}")))?;
     let stderr_file = stderr_path
         .reopen()

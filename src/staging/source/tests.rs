@@ -1,0 +1,244 @@
+use super::*;
+
+fn env() -> Environment {
+    Environment::new(&[], Some(Path::new("/nonexistent-home")), "osuser")
+}
+
+fn source(text: &str) -> Source {
+    Source::with_env("--from-url", text, &env()).unwrap()
+}
+
+fn patterns() -> Vec<String> {
+    DEFAULT_PRODUCTION_PATTERNS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Every way a password can be written, with the password.
+const FORMS: [(&str, &str); 6] = [
+    ("postgresql://app:s3cret@db.example.com:5432/shop", "s3cret"),
+    (
+        "postgres://app@db/shop?password=s3cret&sslmode=require",
+        "s3cret",
+    ),
+    ("host=db user=app password = s3cret dbname=shop", "s3cret"),
+    ("host=db user=app password='a b c' dbname=shop", "a b c"),
+    ("postgresql://app:p%40ss%2Fw%3Ard@db/shop", "p@ss/w:rd"),
+    (
+        r"host=db password='it\'s \\ here' dbname=shop",
+        r"it's \ here",
+    ),
+];
+
+#[test]
+fn passwords_are_redacted_in_every_form() {
+    for (text, password) in FORMS {
+        let s = source(text);
+        let shown = s.redacted();
+        assert!(!shown.contains(password), "{text}: {shown}");
+        assert!(shown.contains("password=***"), "{text}: {shown}");
+        assert!(shown.contains("dbname=shop"), "{text}: {shown}");
+        assert!(!format!("{s:?}").contains(password), "{text}");
+        // Echoes of the text, decoded or as written, are scrubbed.
+        let echo = format!("failed: {text} ({password})");
+        let scrubbed = s.scrub(&echo);
+        assert!(!scrubbed.contains(password), "{text}: {scrubbed}");
+        for spelling in conninfo::encodings(password) {
+            assert_eq!(s.scrub(&spelling), "***", "{text}");
+        }
+    }
+    assert_eq!(
+        source("postgresql://db/shop").redacted(),
+        "host=db port=5432 user=osuser dbname=shop"
+    );
+}
+
+#[test]
+fn client_programs_get_the_target_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, password) in FORMS {
+        let s = source(text);
+        let (cmd, passfile) = s
+            .client(Path::new("/bin/true"), dir.path(), "downtime test")
+            .unwrap();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let conninfo = &args[1];
+        assert!(!args.iter().any(|a| a.contains(password)), "{args:?}");
+        let passfile = passfile.expect("a password file");
+        assert!(conninfo.contains(&format!(
+            "passfile={}",
+            quote(&passfile.path().display().to_string())
+        )));
+        let parsed = conninfo::parse(conninfo).unwrap().settings;
+        assert_eq!(parsed.get("dbname"), Some("shop"));
+        assert_eq!(parsed.get("password"), None);
+        assert_eq!(
+            passfile::lookup(passfile.path(), "h", "1", "d", "u").as_deref(),
+            Some(password)
+        );
+        // libpq's variables are cleared: the child cannot be sent elsewhere.
+        let cleared: Vec<String> = cmd
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        for var in [
+            "PGDATABASE",
+            "PGHOST",
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGOPTIONS",
+            "PGPASSWORD",
+        ] {
+            assert!(cleared.contains(&var.to_string()), "{var}");
+        }
+    }
+}
+
+#[test]
+fn read_only_comes_last_whatever_the_options_say() {
+    for text in [
+        "host=db dbname=shop options='-c default_transaction_read_only=off'",
+        "postgresql://db/shop?options=-c%20default_transaction_read_only%3Doff",
+        r"host=db dbname=shop options='-c application_name=x\\'",
+        "host=db dbname=shop options='--default-transaction-read-only=off'",
+    ] {
+        let s = source(text);
+        let words = options::split(&s.options());
+        assert_eq!(
+            &words[words.len() - 2..],
+            &READ_ONLY_OPTIONS,
+            "{text}: {words:?}"
+        );
+        let conninfo = s.client_conninfo(None, "x");
+        let parsed = conninfo::parse(&conninfo).unwrap().settings;
+        assert_eq!(parsed.get("options"), Some(s.options().as_str()), "{text}");
+    }
+    let e = Environment::new(
+        &[("PGOPTIONS", "-c default_transaction_read_only=off")],
+        None,
+        "u",
+    );
+    let s = Source::with_env("--from-url", "dbname=shop", &e).unwrap();
+    assert_eq!(
+        s.options(),
+        "-c default_transaction_read_only=off -c default_transaction_read_only=on"
+    );
+}
+
+#[test]
+fn production_guard_judges_the_resolved_target() {
+    let patterns = patterns();
+    for url in [
+        "postgresql://db-prod-1.example.com/shop",
+        "postgresql://db.example.com/shop_production",
+        "postgresql://live.example.com/shop",
+        "host=/tmp dbname=PROD",
+        "hostaddr=10.0.0.1 host=prod.internal dbname=x",
+    ] {
+        assert!(source(url).guard(&patterns, false).is_err(), "{url}");
+        assert!(source(url).guard(&patterns, true).is_ok(), "{url}");
+    }
+    for url in [
+        "postgresql://staging.example.com/shop",
+        "postgresql://db/liveness_probe",
+        "postgresql://products.example.com/x",
+    ] {
+        assert!(source(url).guard(&patterns, false).is_ok(), "{url}");
+    }
+    let e = source("postgresql://u:pw@prod/x")
+        .guard(&patterns, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(PRODUCTION_FLAG) && !e.contains("pw"), "{e}");
+    // Names from the environment and from a service count as much.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join(".pg_service.conf"),
+        "[shop]\nhost=127.0.0.1\ndbname=prod_shop\n",
+    )
+    .unwrap();
+    for (vars, text) in [
+        (
+            vec![("PGDATABASE", "prod_shop")],
+            "postgresql://app@127.0.0.1",
+        ),
+        (vec![("PGHOST", "db.prod.internal")], "dbname=shop"),
+        (vec![("PGSERVICE", "shop")], "user=app"),
+        (vec![], "service=shop"),
+        (vec![("PGUSER", "prod")], ""),
+    ] {
+        let e = Environment::new(&vars, Some(home.path()), "osuser");
+        let s = Source::with_env("--from-url", text, &e).unwrap();
+        let err = s.guard(&patterns, false).unwrap_err().to_string();
+        assert!(err.contains("from "), "{err}");
+    }
+}
+
+#[test]
+fn a_bad_string_is_a_usage_error_that_does_not_show_it() {
+    for text in ["password=a b c", "postgresql://u:p%zz@h/d", "host=x port"] {
+        let e = Source::with_env("--from-url", text, &env()).unwrap_err();
+        assert!(matches!(e, Error::Usage(_)));
+        let shown = e.to_string();
+        assert!(!shown.contains("b c") && !shown.contains("p%zz"), "{shown}");
+    }
+    let e = Source::with_env("--from-url", "host=x sslpassword=k3y", &env()).unwrap_err();
+    assert!(!e.to_string().contains("k3y"), "{e}");
+}
+
+#[test]
+fn downtimes_own_connection_uses_the_same_target() {
+    let e = Environment::new(&[("PGDATABASE", "envdb"), ("PGPORT", "6543")], None, "u");
+    let s = Source::with_env("--url", "postgresql://app:pw@h1", &e).unwrap();
+    let c = s.connect_config("downtime").unwrap();
+    assert_eq!(c.get_dbname(), Some("envdb"));
+    assert_eq!(c.get_ports(), &[6543]);
+    assert_eq!(c.get_user(), Some("app"));
+    assert_eq!(c.get_password(), Some(&b"pw"[..]));
+    assert!(c
+        .get_options()
+        .unwrap()
+        .ends_with("-c default_transaction_read_only=on"));
+    assert!(Source::with_env("--url", "host=h sslmode=require", &e)
+        .unwrap()
+        .connect_config("downtime")
+        .is_err());
+    // Without a password, the one the password file holds for the target.
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(&pgpass, "h1:6543:envdb:app:from-file\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = Environment::new(
+        &[("PGDATABASE", "envdb"), ("PGPORT", "6543")],
+        Some(home.path()),
+        "u",
+    );
+    let s = Source::with_env("--url", "postgresql://app@h1", &e).unwrap();
+    let c = s.connect_config("downtime").unwrap();
+    assert_eq!(c.get_password(), Some(&b"from-file"[..]));
+}
+
+#[test]
+fn a_password_no_password_file_can_hold_goes_by_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = source("host=db dbname=shop password='line\nbreak'");
+    let (cmd, passfile) = s.client(Path::new("/bin/true"), dir.path(), "x").unwrap();
+    assert!(passfile.is_none());
+    assert!(!cmd
+        .get_args()
+        .any(|a| a.to_string_lossy().contains("break")));
+    let pw = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "PGPASSWORD")
+        .and_then(|(_, v)| v);
+    assert_eq!(
+        pw.map(|v| v.to_string_lossy().into_owned()).as_deref(),
+        Some("line\nbreak")
+    );
+}
