@@ -42,17 +42,23 @@ pub struct CheckOptions {
 /// Run `check` end to end and return the report. `Err` is an input or
 /// infrastructure error (exit 2); a failing verdict is a report that says so.
 pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
+    // Every file read or written after the run is checked before it starts.
     let signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
+    let history = match &opts.history_file {
+        Some(f) => {
+            if opts.record_history {
+                crate::fsutil::check_writable(f, "history file")?;
+            }
+            history::load(f)?
+        }
+        None => Vec::new(),
+    };
     let outcome = run::execute(&opts.run, cancel).await?;
     if let Some(verdict) = verdict::budget::refused(&outcome) {
         return Ok(report::build(&outcome, &[], &verdict, &opts.policy, None));
     }
     let mut assessed = classify(&outcome, &opts.policy);
     let estimate = estimate(&outcome, opts, &mut assessed);
-    let history = match &opts.history_file {
-        Some(f) => history::load(f)?,
-        None => Vec::new(),
-    };
     let threshold = opts.compare_history.unwrap_or(20.0);
     let compared = history::compare(
         &outcome,

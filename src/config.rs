@@ -1,16 +1,27 @@
 //! `downtime.toml`: the project's policy in a file. Found in the current
 //! directory or the nearest parent up to the repository root, or named with
 //! `--config`. Paths in it are relative to the file's directory. Unknown keys
-//! are errors that name the key and its line.
+//! are errors that name the key and its line; every number is checked
+//! against the same range as its flag ([`crate::limits`]), at its line.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::error::{Error, Result};
+use crate::limits::{self, Quantity};
 use crate::verdict::policy::{AppliesTo, Profile};
 
 pub const FILE_NAME: &str = "downtime.toml";
+
+/// A number as written in the file, with where it was written.
+pub type Number = Option<Spanned<f64>>;
+
+/// The value of a [`Number`].
+pub fn value(n: &Number) -> Option<f64> {
+    n.as_ref().map(|s| *s.get_ref())
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -30,13 +41,13 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BudgetSection {
-    pub per_patch_seconds: Option<f64>,
+    pub per_patch_seconds: Number,
     pub applies_to: Option<AppliesTo>,
-    pub post_deploy_seconds: Option<f64>,
-    pub warn_at_seconds: Option<f64>,
-    pub cold_window_seconds: Option<f64>,
-    pub total_seconds: Option<f64>,
-    pub notify_seconds: Option<f64>,
+    pub post_deploy_seconds: Number,
+    pub warn_at_seconds: Number,
+    pub cold_window_seconds: Number,
+    pub total_seconds: Number,
+    pub notify_seconds: Number,
 }
 
 /// A PostgreSQL major version, written as a number or a string.
@@ -68,8 +79,8 @@ pub struct StagingSection {
     pub image: Option<String>,
     pub pg_conf: Option<PathBuf>,
     pub pg_bin: Option<PathBuf>,
-    pub timeout_seconds: Option<f64>,
-    pub max_run_seconds: Option<f64>,
+    pub timeout_seconds: Number,
+    pub max_run_seconds: Number,
     /// Words in a --from-url host or database name that mean production.
     pub production_patterns: Option<Vec<String>>,
 }
@@ -79,8 +90,8 @@ pub struct StagingSection {
 pub struct ClassifySection {
     pub profile: Option<Profile>,
     pub require_lock_timeout: Option<bool>,
-    pub live_lock_threshold_seconds: Option<f64>,
-    pub bulk_write_fraction: Option<f64>,
+    pub live_lock_threshold_seconds: Number,
+    pub bulk_write_fraction: Number,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,40 +132,72 @@ impl Config {
 /// Parse a config file's text; errors name the file, the line and the key.
 pub fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| Error::toml(path, text, &e))?;
-    check_positive(path, text, &file)?;
+    check_numbers(path, text, &file)?;
     Ok(file)
 }
 
-fn check_positive(path: &Path, text: &str, f: &ConfigFile) -> Result<()> {
-    let b = &f.budget;
-    let checks = [
-        ("per-patch-seconds", b.per_patch_seconds),
-        ("post-deploy-seconds", b.post_deploy_seconds),
-        ("warn-at-seconds", b.warn_at_seconds),
-        ("cold-window-seconds", b.cold_window_seconds),
-        ("total-seconds", b.total_seconds),
-        ("notify-seconds", b.notify_seconds),
-        ("timeout-seconds", f.staging.timeout_seconds),
-        ("max-run-seconds", f.staging.max_run_seconds),
-        (
-            "live-lock-threshold-seconds",
-            f.classify.live_lock_threshold_seconds,
-        ),
-        ("bulk-write-fraction", f.classify.bulk_write_fraction),
-    ];
-    for (key, value) in checks {
-        if let Some(v) = value {
-            if !(v.is_finite() && v > 0.0) {
-                let line = text
-                    .lines()
-                    .position(|l| l.trim_start().starts_with(key))
-                    .map_or(1, |i| i + 1);
-                return Err(Error::InputAt {
-                    path: path.to_path_buf(),
-                    line,
-                    message: format!("`{key}` must be greater than 0, not {v}"),
-                });
-            }
+impl ConfigFile {
+    /// Every number in the file: its key as written, its value and what it may be.
+    pub fn numbers(&self) -> [(&'static str, &Number, Quantity); 10] {
+        let (b, st, c) = (&self.budget, &self.staging, &self.classify);
+        [
+            (
+                "budget.per-patch-seconds",
+                &b.per_patch_seconds,
+                limits::SECONDS,
+            ),
+            (
+                "budget.post-deploy-seconds",
+                &b.post_deploy_seconds,
+                limits::SECONDS,
+            ),
+            (
+                "budget.warn-at-seconds",
+                &b.warn_at_seconds,
+                limits::SECONDS,
+            ),
+            (
+                "budget.cold-window-seconds",
+                &b.cold_window_seconds,
+                limits::SECONDS,
+            ),
+            ("budget.total-seconds", &b.total_seconds, limits::SECONDS),
+            ("budget.notify-seconds", &b.notify_seconds, limits::SECONDS),
+            (
+                "staging.timeout-seconds",
+                &st.timeout_seconds,
+                limits::STATEMENT_TIMEOUT,
+            ),
+            (
+                "staging.max-run-seconds",
+                &st.max_run_seconds,
+                limits::SECONDS,
+            ),
+            (
+                "classify.live-lock-threshold-seconds",
+                &c.live_lock_threshold_seconds,
+                limits::SECONDS,
+            ),
+            (
+                "classify.bulk-write-fraction",
+                &c.bulk_write_fraction,
+                limits::FRACTION,
+            ),
+        ]
+    }
+}
+
+/// Each number in its range, else an error at its line naming its key.
+fn check_numbers(path: &Path, text: &str, f: &ConfigFile) -> Result<()> {
+    for (key, number, quantity) in f.numbers() {
+        let Some(n) = number else { continue };
+        if let Err(why) = quantity.check(*n.get_ref()) {
+            let start = n.span().start.min(text.len());
+            return Err(Error::InputAt {
+                path: path.to_path_buf(),
+                line: 1 + text[..start].matches('\n').count(),
+                message: format!("{key} = {why}"),
+            });
         }
     }
     Ok(())
@@ -165,7 +208,7 @@ fn check_positive(path: &Path, text: &str, f: &ConfigFile) -> Result<()> {
 pub fn load(explicit: Option<&Path>) -> Result<Config> {
     let path = match explicit {
         Some(p) => {
-            if !p.is_file() {
+            if std::fs::symlink_metadata(p).is_err() {
                 return Err(Error::input(p, "config file not found"));
             }
             Some(p.to_path_buf())
@@ -175,7 +218,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Config> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = crate::fsutil::read_text(&path, crate::fsutil::CONFIG)?;
     let file = parse(&path, &text)?;
     Ok(Config {
         path: Some(path),
@@ -187,7 +230,9 @@ fn find() -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
     for dir in cwd.ancestors() {
         let candidate = dir.join(FILE_NAME);
-        if candidate.is_file() {
+        // Anything by that name is the config: one that cannot be read (a
+        // directory, a pipe, a broken link) is an error, not passed over.
+        if std::fs::symlink_metadata(&candidate).is_ok() {
             // Relative to the working directory when it is there.
             return Some(if dir == cwd {
                 PathBuf::from(FILE_NAME)
@@ -232,7 +277,7 @@ file = "db/signoffs.toml"
 "#,
         )
         .unwrap();
-        assert_eq!(f.budget.per_patch_seconds, Some(180.0));
+        assert_eq!(value(&f.budget.per_patch_seconds), Some(180.0));
         assert_eq!(f.classify.profile, Some(Profile::Gitlab));
         assert_eq!(f.classify.require_lock_timeout, Some(true));
         assert_eq!(f.patches.unwrap().len(), 2);
@@ -256,7 +301,25 @@ file = "db/signoffs.toml"
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("d.toml:3") && e.contains("greater than 0"),
+            e.contains("d.toml:3: budget.per-patch-seconds = -1 is out of range"),
+            "{e}"
+        );
+        // The same key in another table is found at its own line.
+        let e = parse(
+            Path::new("d.toml"),
+            "[staging]\nmax-run-seconds = 60\n[budget]\ntotal-seconds = 60\n[classify]\nbulk-write-fraction = 7\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("d.toml:6: classify.bulk-write-fraction = 7"),
+            "{e}"
+        );
+        let e = parse(Path::new("d.toml"), "[staging]\ntimeout-seconds = inf\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("d.toml:2: staging.timeout-seconds = inf is not a finite number"),
             "{e}"
         );
         let e = parse(Path::new("d.toml"), "[budget\n")
@@ -295,17 +358,23 @@ impl Config {
                 *slot = v;
             }
         };
-        if let Some(v) = b.per_patch_seconds {
+        if let Some(v) = value(&b.per_patch_seconds) {
             budget.per_patch_seconds = v;
         }
         if let Some(v) = b.applies_to {
             budget.applies_to = v;
         }
-        set(&mut budget.post_deploy_seconds, b.post_deploy_seconds);
-        set(&mut budget.warn_at_seconds, b.warn_at_seconds);
-        set(&mut budget.cold_window_seconds, b.cold_window_seconds);
-        set(&mut budget.total_seconds, b.total_seconds);
-        set(&mut budget.notify_seconds, b.notify_seconds);
+        set(
+            &mut budget.post_deploy_seconds,
+            value(&b.post_deploy_seconds),
+        );
+        set(&mut budget.warn_at_seconds, value(&b.warn_at_seconds));
+        set(
+            &mut budget.cold_window_seconds,
+            value(&b.cold_window_seconds),
+        );
+        set(&mut budget.total_seconds, value(&b.total_seconds));
+        set(&mut budget.notify_seconds, value(&b.notify_seconds));
         if let Some(v) = o.per_patch_seconds {
             budget.per_patch_seconds = v;
         }
@@ -316,11 +385,11 @@ impl Config {
         let fc = &f.classify;
         c.live_lock_threshold_seconds = o
             .live_lock_threshold_seconds
-            .or(fc.live_lock_threshold_seconds)
+            .or(value(&fc.live_lock_threshold_seconds))
             .unwrap_or(c.live_lock_threshold_seconds);
         c.bulk_write_fraction = o
             .bulk_write_fraction
-            .or(fc.bulk_write_fraction)
+            .or(value(&fc.bulk_write_fraction))
             .unwrap_or(c.bulk_write_fraction);
         c.require_lock_timeout =
             o.require_lock_timeout || fc.require_lock_timeout.unwrap_or(c.require_lock_timeout);

@@ -29,6 +29,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A file downtime writes (a report, the history, sign-offs) cannot be
+    /// written; found before a run starts where it can be.
+    #[error("cannot write {what} {path}: {reason}")]
+    Write {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
     #[error("{0}")]
     Usage(String),
 
@@ -63,16 +72,35 @@ impl Error {
         }
     }
 
-    /// A TOML parse error at the line its span starts on.
+    /// `what` (e.g. "history file") at `path` cannot be written.
+    pub fn write(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+        reason: impl std::fmt::Display,
+    ) -> Self {
+        Error::Write {
+            what,
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A TOML parse error at the line its span starts on, naming the key
+    /// written on that line (as `table.key`) when the message does not.
     pub fn toml(path: &std::path::Path, text: &str, e: &toml::de::Error) -> Self {
-        let line = e
-            .span()
-            .map(|s| 1 + text[..s.start.min(text.len())].matches('\n').count())
-            .unwrap_or(1);
+        let start = e.span().map(|s| s.start.min(text.len()));
+        let line = start.map_or(1, |s| 1 + text[..s].matches('\n').count());
+        let message = e.message().trim_end().to_string();
+        let message = match start.and_then(|s| toml_key_at(text, s)) {
+            Some(key) if !message.contains(&key) && !message.contains("unknown field") => {
+                format!("{key}: {message}")
+            }
+            _ => message,
+        };
         Error::InputAt {
             path: path.to_path_buf(),
             line,
-            message: e.message().to_string(),
+            message,
         }
     }
 
@@ -97,6 +125,28 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => e.to_string(),
     }
+}
+
+/// The `table.key` assigned on the line holding byte `at`, if it is an
+/// assignment.
+fn toml_key_at(text: &str, at: usize) -> Option<String> {
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,10 +11,14 @@
 //! every other format) → [`check`] (the stages in order) → [`cli`].
 //!
 //! Beneath them all, the ground floor: [`pg`] (PostgreSQL's vocabulary and
-//! catalogue queries), [`rule_id`], [`error`], [`cancel`], [`time`], [`ui`].
+//! catalogue queries), [`rule_id`], [`error`], [`cancel`], [`time`], [`ui`],
+//! [`limits`] (the range of every number a user gives) and [`fsutil`]
+//! (reading user files safely, checking outputs before a run).
 
 pub mod cancel;
 pub mod error;
+pub mod fsutil;
+pub mod limits;
 pub mod pg;
 pub mod rule_id;
 pub mod time;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["cancel", "time", "ui", "rule_id"],
     &["error"],
+    &["limits", "fsutil"],
     &["pg"],
     &["patch"],
     &["staging"],

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::check::CacheChoice;
+use crate::limits;
 use crate::measure::stats::Statistic;
 use crate::report::{ChartFormat, Format};
 use crate::verdict::Profile;
@@ -37,15 +38,15 @@ pub struct CheckArgs {
     pub common: CommonArgs,
 
     /// Seconds each patch may take [default: from the profile; standard: 15]
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
     pub budget: Option<f64>,
 
     /// Seconds all patches together may take [default: from the profile; off]
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
     pub total_budget: Option<f64>,
 
     /// Seconds all cold patches together may take: the downtime window [default: off]
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
     pub cold_window_budget: Option<f64>,
 
     /// Budgets and rules: standard (15 s per patch), launchpad (15 s per cold
@@ -56,11 +57,11 @@ pub struct CheckArgs {
     pub profile: Option<Profile>,
 
     /// A lock that blocks the application, held longer than this, makes a patch cold [default: 1]
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
     pub live_lock_threshold: Option<f64>,
 
     /// An UPDATE/DELETE touching at least this fraction of a table makes a patch cold [default: 0.1]
-    #[arg(long, value_name = "FRACTION", value_parser = fraction)]
+    #[arg(long, value_name = "FRACTION", value_parser = fraction, allow_hyphen_values = true)]
     pub bulk_write_fraction: Option<f64>,
 
     /// Fail live patches that take a blocking lock with lock_timeout off
@@ -91,11 +92,11 @@ pub struct CheckArgs {
 pub struct TimingArgs {
     /// Timed runs, each on a fresh copy with the earlier patches applied
     /// [default: check 1, bench 5]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", value_parser = runs, allow_hyphen_values = true)]
     pub runs: Option<u32>,
 
     /// Untimed runs first [default: check 0, bench 1]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", value_parser = warmup, allow_hyphen_values = true)]
     pub warmup: Option<u32>,
 
     /// The figure over the runs that decides the budget.
@@ -118,7 +119,7 @@ pub struct TimingArgs {
     pub compare_history: bool,
 
     /// Percent slower that counts as a regression.
-    #[arg(long, value_name = "PERCENT", default_value_t = 20.0, value_parser = positive_seconds)]
+    #[arg(long, value_name = "PERCENT", default_value_t = 20.0, value_parser = percent, allow_hyphen_values = true)]
     pub regression_threshold: f64,
 
     /// The history file every run appends to [default: reports/history.jsonl]
@@ -143,12 +144,12 @@ pub struct EstimateArgs {
     /// measured --runs times, the scales taking turns; a scaled copy of the
     /// baseline per fraction is kept meanwhile (disk: the fractions' sum
     /// times the baseline) [default: check 0.25,0.5,1; estimate 0.1,0.25,0.5,1]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = fraction)]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = fraction, allow_hyphen_values = true)]
     pub scales: Vec<f64>,
 
     /// Data growth for the forecast, e.g. 4%/month or 40%/year [default: the
     /// modification rates in the stats file]
-    #[arg(long, value_name = "RATE", value_parser = crate::estimate::model::parse_growth)]
+    #[arg(long, value_name = "RATE", value_parser = crate::estimate::model::parse_growth, allow_hyphen_values = true)]
     pub growth: Option<f64>,
 }
 
@@ -276,7 +277,7 @@ pub struct CommonArgs {
     pub i_know_this_is_production: bool,
 
     /// Cancel any statement running longer than this [default: 10 × the largest per-patch budget]
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = statement_timeout, allow_hyphen_values = true)]
     pub timeout: Option<f64>,
 
     /// Load the baseline again instead of starting from the cached, loaded
@@ -287,7 +288,7 @@ pub struct CommonArgs {
 
     /// Stop the whole run after this long: the running statement is cancelled
     /// and the report names it [default: off]
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
     pub max_run_seconds: Option<f64>,
 
     /// Where the staging copies run: `local`, a private cluster from this
@@ -336,7 +337,7 @@ pub struct SignoffArgs {
     pub reason: Option<String>,
 
     /// The longest the patch may take [default: measured now, with 50 % headroom, rounded up]
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
     pub max_seconds: Option<f64>,
 
     /// Show every sign-off and its state (valid, stale, exceeded, orphaned).
@@ -357,15 +358,31 @@ content is unchanged (sha256) and it stays within the approved maximum. \
 Sign-offs are kept in `patches/signoffs.toml` (or `[signoff] file` in \
 downtime.toml); commit that file with the patch.";
 
-pub(super) fn positive_seconds(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("`{s}`: seconds must be greater than 0"))
-    }
+// The numbers of every flag, checked against the ranges of
+// `crate::limits`, the same ones downtime.toml's keys are checked against.
+
+fn seconds(s: &str) -> std::result::Result<f64, String> {
+    limits::SECONDS.parse(s)
+}
+
+fn statement_timeout(s: &str) -> std::result::Result<f64, String> {
+    limits::STATEMENT_TIMEOUT.parse(s)
+}
+
+fn fraction(s: &str) -> std::result::Result<f64, String> {
+    limits::FRACTION.parse(s)
+}
+
+fn percent(s: &str) -> std::result::Result<f64, String> {
+    limits::PERCENT.parse(s)
+}
+
+fn runs(s: &str) -> std::result::Result<u32, String> {
+    limits::RUNS.parse_count(s)
+}
+
+fn warmup(s: &str) -> std::result::Result<u32, String> {
+    limits::WARMUP.parse_count(s)
 }
 
 pub(super) fn image_tag(s: &str) -> std::result::Result<String, String> {
@@ -379,14 +396,5 @@ pub(super) fn image_tag(s: &str) -> std::result::Result<String, String> {
         Err(format!(
             "`{s}` is not a version or image tag (letters, digits, `.`, `_`, `-`)"
         ))
-    }
-}
-
-pub(super) fn fraction(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if v > 0.0 && v <= 1.0 {
-        Ok(v)
-    } else {
-        Err(format!("`{s}`: a fraction must be in (0, 1]"))
     }
 }

@@ -19,6 +19,7 @@ mod stats;
 
 pub use args::*;
 pub use emit::{emit, DEFAULT_OUTPUT_DIR};
+pub use resolve::{bench_plan, check_plan, estimate_plan};
 pub use rules::{rule_page, rules_markdown};
 
 use crate::cancel::Cancel;

@@ -1,10 +1,12 @@
 //! Flags and downtime.toml resolved, once, into the plan of a run: every
-//! default decided here, nothing decided later.
+//! default decided here, nothing decided later, and every file the run will
+//! write found writable before anything starts.
 
 use std::path::PathBuf;
 
 use super::args::image_tag;
-use super::{CommonArgs, EstimateArgs, TimingArgs};
+use super::emit::check_targets;
+use super::{BenchArgs, CheckArgs, CommonArgs, EstimateArgs, EstimateCmdArgs, TimingArgs};
 use crate::check::{CacheChoice, CheckOptions, DEFAULT_PATCH_DIR};
 use crate::config::{self, Overrides};
 use crate::error::{Error, Result};
@@ -14,6 +16,7 @@ use crate::staging::docker::DockerOptions;
 use crate::staging::embedded::EmbeddedOptions;
 use crate::staging::source::{Source, DEFAULT_PRODUCTION_PATTERNS};
 use crate::staging::BackendKind;
+use crate::{fsutil, limits};
 
 impl TimingArgs {
     pub(super) fn apply(&self, opts: &mut CheckOptions, runs: u32, warmup: u32) {
@@ -66,6 +69,69 @@ impl EstimateArgs {
     }
 }
 
+/// `check`'s plan: its flags and downtime.toml resolved, its outputs found
+/// writable. Nothing is started.
+pub fn check_plan(args: &CheckArgs) -> Result<CheckOptions> {
+    let overrides = Overrides {
+        profile: args.profile,
+        per_patch_seconds: args.budget,
+        total_seconds: args.total_budget,
+        cold_window_seconds: args.cold_window_budget,
+        live_lock_threshold_seconds: args.live_lock_threshold,
+        bulk_write_fraction: args.bulk_write_fraction,
+        require_lock_timeout: args.require_lock_timeout,
+    };
+    let mut opts = check_options(&args.common, &args.paths, &overrides)?;
+    opts.run.keep_going = args.keep_going;
+    args.timing.apply(&mut opts, 1, 0);
+    args.estimate.apply(&mut opts, &[0.25, 0.5, 1.0])?;
+    check_targets(&args.out, args.output.as_deref())?;
+    Ok(opts)
+}
+
+/// `bench`'s plan (see [`check_plan`]).
+pub fn bench_plan(args: &BenchArgs) -> Result<CheckOptions> {
+    let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
+    opts.run.keep_going = true;
+    args.timing.apply(&mut opts, 5, 1);
+    check_targets(&args.out, None)?;
+    Ok(opts)
+}
+
+/// `estimate`'s plan (see [`check_plan`]).
+pub fn estimate_plan(args: &EstimateCmdArgs) -> Result<CheckOptions> {
+    if args.estimate.prod_stats.is_none() {
+        return Err(Error::Usage(
+            "estimate needs --prod-stats FILE (from `downtime stats export`)".into(),
+        ));
+    }
+    let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
+    opts.run.keep_going = true;
+    args.timing.apply(&mut opts, 1, 0);
+    args.estimate.apply(&mut opts, &[0.1, 0.25, 0.5, 1.0])?;
+    check_targets(&args.out, None)?;
+    Ok(opts)
+}
+
+/// The statement cap: `--timeout`, else the file's, else ten times the
+/// largest budget, at most what PostgreSQL's `statement_timeout` takes.
+fn statement_cap(
+    common: &CommonArgs,
+    file: &config::ConfigFile,
+    policy: &crate::verdict::Policy,
+) -> Result<std::time::Duration> {
+    let timeout = common
+        .timeout
+        .or(config::value(&file.staging.timeout_seconds))
+        .unwrap_or_else(|| {
+            (policy.budget.largest_patch_budget() * 10.0).min(limits::PG_TIMEOUT_MAX_SECONDS)
+        });
+    limits::STATEMENT_TIMEOUT
+        .check(timeout)
+        .and_then(limits::duration)
+        .map_err(|e| Error::Usage(format!("statement timeout: {e}")))
+}
+
 /// Everything resolved from the config file and the command line.
 pub(super) fn check_options(
     common: &CommonArgs,
@@ -92,10 +158,7 @@ pub(super) fn check_options(
             .join("signoffs.toml"),
     };
     policy.signoff_file = signoff_file.display().to_string();
-    let timeout = common
-        .timeout
-        .or(file.staging.timeout_seconds)
-        .unwrap_or(policy.budget.largest_patch_budget() * 10.0);
+    let statement_cap = statement_cap(common, file, &policy)?;
     let (backend, embedded, docker) = staging_options(common, &config)?;
     Ok(CheckOptions {
         run: RunPlan {
@@ -106,13 +169,15 @@ pub(super) fn check_options(
                 .or_else(|| file.staging.baseline.as_ref().map(|p| config.resolve(p))),
             no_baseline: common.no_baseline,
             source: source(common, file)?,
-            statement_cap: std::time::Duration::from_secs_f64(timeout.max(0.001)),
+            statement_cap,
             backend,
             embedded,
             docker,
             keep_going: false,
             until: None,
-            max_run_seconds: common.max_run_seconds.or(file.staging.max_run_seconds),
+            max_run_seconds: common
+                .max_run_seconds
+                .or(config::value(&file.staging.max_run_seconds)),
             timing: crate::check::TimingOptions::default(),
             cache: (!common.no_cache).then(crate::staging::cache::default_root),
             scales: Vec::new(),
@@ -139,7 +204,7 @@ fn staging_options(
         .clone()
         .or_else(|| file.staging.pg_conf.as_ref().map(|p| config.resolve(p)));
     if let Some(p) = &pg_conf {
-        std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        fsutil::check_regular(p)?;
     }
     let pg_bin = common
         .pg_bin

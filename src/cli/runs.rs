@@ -1,10 +1,10 @@
 //! `check`, `bench`, `estimate`, and `report` (re-rendering a saved run).
 
-use super::resolve::check_options;
+use super::emit::check_targets;
+use super::resolve::{bench_plan, check_plan, estimate_plan};
 use super::{emit, BenchArgs, CheckArgs, EstimateCmdArgs, ReportArgs};
 use crate::cancel::Cancel;
 use crate::check;
-use crate::config::Overrides;
 use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
 use crate::report::{self, Format, Report, Status};
 
@@ -18,31 +18,18 @@ fn exit_code(report: &Report) -> i32 {
 }
 
 pub(super) async fn check(args: CheckArgs, cancel: &Cancel) -> Result<i32> {
-    let overrides = Overrides {
-        profile: args.profile,
-        per_patch_seconds: args.budget,
-        total_seconds: args.total_budget,
-        cold_window_seconds: args.cold_window_budget,
-        live_lock_threshold_seconds: args.live_lock_threshold,
-        bulk_write_fraction: args.bulk_write_fraction,
-        require_lock_timeout: args.require_lock_timeout,
-    };
-    let mut opts = check_options(&args.common, &args.paths, &overrides)?;
-    opts.run.keep_going = args.keep_going;
-    args.timing.apply(&mut opts, 1, 0);
-    args.estimate.apply(&mut opts, &[0.25, 0.5, 1.0])?;
+    let opts = check_plan(&args)?;
     let report = check::run(&opts, cancel).await?;
     if let Some(path) = &args.output {
-        std::fs::write(path, report.to_json() + "\n").map_err(|e| Error::io(path, e))?;
+        std::fs::write(path, report.to_json() + "\n")
+            .map_err(|e| Error::write("report", path, e))?;
     }
     emit(&report, &args.out)?;
     Ok(exit_code(&report))
 }
 
 pub(super) async fn bench(args: BenchArgs, cancel: &Cancel) -> Result<i32> {
-    let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
-    opts.run.keep_going = true;
-    args.timing.apply(&mut opts, 5, 1);
+    let opts = bench_plan(&args)?;
     let report = check::run(&opts, cancel).await?;
     if args.out.format == [Format::Text] && args.out.output_dir.is_none() {
         print!("{}", report::text::render_bench(&report));
@@ -57,15 +44,7 @@ pub(super) async fn bench(args: BenchArgs, cancel: &Cancel) -> Result<i32> {
 }
 
 pub(super) async fn estimate(args: EstimateCmdArgs, cancel: &Cancel) -> Result<i32> {
-    if args.estimate.prod_stats.is_none() {
-        return Err(Error::Usage(
-            "estimate needs --prod-stats FILE (from `downtime stats export`)".into(),
-        ));
-    }
-    let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
-    opts.run.keep_going = true;
-    args.timing.apply(&mut opts, 1, 0);
-    args.estimate.apply(&mut opts, &[0.1, 0.25, 0.5, 1.0])?;
+    let opts = estimate_plan(&args)?;
     let report = check::run(&opts, cancel).await?;
     if args.out.format == [Format::Text] && args.out.output_dir.is_none() {
         print!("{}", report::text::render_estimate(&report));
@@ -78,6 +57,7 @@ pub(super) async fn estimate(args: EstimateCmdArgs, cancel: &Cancel) -> Result<i
 /// `downtime report`: render a saved JSON report again.
 pub(super) fn rerender(args: ReportArgs) -> Result<i32> {
     let report = report::load(&args.file)?;
+    check_targets(&args.out, None)?;
     emit(&report, &args.out)?;
     Ok(exit_code(&report))
 }

@@ -15,7 +15,7 @@ use crate::ui;
 use crate::verdict::signoff::{self, Signoff, SignoffState, Signoffs};
 
 fn sha256_of(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::fsutil::read_regular(path, crate::fsutil::PATCHES)?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
@@ -28,6 +28,10 @@ fn inside(child: &Path, dir: &Path) -> bool {
 
 pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
     let mut opts = check_options(&args.common, &[], &Overrides::default())?;
+    if !args.list {
+        // Found out now, not after measuring.
+        signoff::check_writable(&opts.signoff_file)?;
+    }
     let mut signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
     if args.list {
         return list(&signoffs, args.report.as_deref());
@@ -37,7 +41,7 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
             "signoff needs PATCH, --by and --reason".into(),
         ));
     };
-    if !patch.is_file() {
+    if std::fs::symlink_metadata(&patch).is_err() {
         return Err(Error::input(&patch, "no such patch file"));
     }
     if by.trim().is_empty() || reason.trim().is_empty() {

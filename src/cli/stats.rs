@@ -6,10 +6,12 @@ use crate::error::{Error, Result, EXIT_PASS};
 pub(super) async fn run(action: StatsAction) -> Result<i32> {
     match action {
         StatsAction::Export { url, output } => {
+            crate::fsutil::check_writable(&output, "stats file")?;
             let source = crate::staging::source::Source::new("--url", &url)?;
             let stats = crate::estimate::prod_stats::export(&source).await?;
             let text = serde_json::to_string_pretty(&stats).unwrap_or_default();
-            std::fs::write(&output, text + "\n").map_err(|e| Error::io(&output, e))?;
+            std::fs::write(&output, text + "\n")
+                .map_err(|e| Error::write("stats file", &output, e))?;
             println!(
                 "wrote {} tables of {} to {}",
                 stats.tables.len(),

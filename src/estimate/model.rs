@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Model {
@@ -267,22 +269,33 @@ pub fn add_months(today: &str, months: u32) -> String {
     format!("{:04}-{:02}", total / 12, total % 12 + 1)
 }
 
-/// Parse `4%/month`, `4 %/month`, `0.04/month`, `48%/year`.
+/// Parse `4%/month`, `4 %/month`, `0.04/month`, `48%/year`: the monthly
+/// growth, within [`limits::MONTHLY_GROWTH`].
 pub fn parse_growth(s: &str) -> Result<f64, String> {
     let t = s.trim().to_ascii_lowercase().replace(' ', "");
     let (num, per) = t
         .split_once('/')
         .ok_or_else(|| format!("`{s}`: write growth as 4%/month or 40%/year"))?;
-    let value = match num.strip_suffix('%') {
-        Some(p) => p.parse::<f64>().map(|v| v / 100.0),
-        None => num.parse::<f64>(),
-    }
-    .map_err(|_| format!("`{s}`: `{num}` is not a number"))?;
-    match per {
-        "month" | "mo" => Ok(value),
-        "year" | "yr" => Ok((1.0 + value).powf(1.0 / 12.0) - 1.0),
-        _ => Err(format!("`{s}`: per month or per year")),
-    }
+    let (digits, scale) = match num.strip_suffix('%') {
+        Some(p) => (p, 100.0),
+        None => (num, 1.0),
+    };
+    let value = digits
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(|v| v / scale)
+        .ok_or_else(|| format!("`{s}`: `{num}` is not a finite number"))?;
+    let monthly = match per {
+        "month" | "mo" => value,
+        // Shrinking by all of it (or more) in a year has no monthly rate.
+        "year" | "yr" if value > -1.0 => (1.0 + value).powf(1.0 / 12.0) - 1.0,
+        "year" | "yr" => limits::MONTHLY_GROWTH.min - 1.0,
+        _ => return Err(format!("`{s}`: per month or per year")),
+    };
+    limits::MONTHLY_GROWTH
+        .check(monthly)
+        .map_err(|_| format!("`{s}`: growth must be {}", limits::MONTHLY_GROWTH.range))
 }
 
 #[cfg(test)]
@@ -402,6 +415,17 @@ mod tests {
         let y = parse_growth("48%/year").unwrap();
         assert!(((1.0 + y).powi(12) - 1.48).abs() < 1e-9);
         assert!(parse_growth("4%").is_err());
+        for bad in [
+            "1e308%/month",
+            "nan/month",
+            "inf%/year",
+            "-100%/year",
+            "-200%/month",
+            "2000%/month",
+        ] {
+            assert!(parse_growth(bad).is_err(), "{bad}");
+        }
+        assert!((parse_growth("-50%/month").unwrap() + 0.5).abs() < 1e-12);
         // Linear in rows: 10 s now, budget 15 s, 4 %/month: crosses in month 11.
         assert_eq!(months_until_over(15.0, |g| 10.0 * g, 0.04), Some(11));
         assert_eq!(months_until_over(5.0, |g| 10.0 * g, 0.04), Some(0));

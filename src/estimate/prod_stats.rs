@@ -61,7 +61,7 @@ impl ProdStats {
     }
 
     pub fn load(path: &std::path::Path) -> Result<ProdStats> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::fsutil::read_text(path, crate::fsutil::STATS)?;
         let s: ProdStats = serde_json::from_str(&text).map_err(|e| Error::InputAt {
             path: path.to_path_buf(),
             line: e.line(),
@@ -73,7 +73,39 @@ impl ProdStats {
                 format!("stats schema version {} is not supported", s.schema_version),
             ));
         }
+        for t in &s.tables {
+            t.check()
+                .map_err(|m| Error::input(path, format!("table {}: {m}", t.name)))?;
+        }
         Ok(s)
+    }
+}
+
+impl TableStats {
+    /// Numbers a database can report: rows in range, nothing negative, a
+    /// finite growth.
+    fn check(&self) -> std::result::Result<(), String> {
+        crate::limits::ROWS
+            .check(self.rows)
+            .map_err(|e| format!("rows: {e}"))?;
+        let counts = [
+            ("pages", Some(self.pages)),
+            ("total_bytes", Some(self.total_bytes)),
+            ("table_bytes", Some(self.table_bytes)),
+            ("inserts", self.inserts),
+            ("updates", self.updates),
+            ("deletes", self.deletes),
+        ];
+        if let Some((name, Some(v))) = counts.iter().find(|(_, v)| v.is_some_and(|v| v < 0)) {
+            return Err(format!("{name} is {v}: a count cannot be negative"));
+        }
+        match self.monthly_growth {
+            Some(g) if !(g.is_finite() && g > -1.0) => Err(format!(
+                "monthly_growth is {}: not a growth rate",
+                crate::limits::show(g)
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -238,6 +238,9 @@ pub fn discover(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<Discovery> {
 
     for root in paths {
         let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+        if meta.is_dir() && file_name(root).ends_with(".sql") {
+            return Err(named_like_a_patch(root));
+        }
         if meta.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
                 .map_err(|e| Error::io(root, e))?
@@ -252,6 +255,9 @@ pub fn discover(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<Discovery> {
                 if entry.is_dir() {
                     if name.starts_with('.') {
                         continue;
+                    }
+                    if name.ends_with(".sql") {
+                        return Err(named_like_a_patch(&entry));
                     }
                     match diesel_position(&name) {
                         Some(position) => {
@@ -318,6 +324,15 @@ pub fn discover(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<Discovery> {
     }
     order(&mut out.patches)?;
     Ok(out)
+}
+
+/// A folder whose name ends in `.sql`: meant as a patch, but not a file.
+fn named_like_a_patch(path: &Path) -> Error {
+    Error::input(
+        path,
+        "is a directory, but its name ends in .sql like a patch file; \
+         a patch must be a regular file",
+    )
 }
 
 /// Whether two paths name the same file (by their canonical form when both exist).

@@ -18,8 +18,9 @@ pub use directives::Waiver;
 pub use discover::{discover, Layout, PatchFile};
 pub use statement::{analyse, Analysis, Fact, RelRef, TxControl};
 
-/// Patch files larger than this are refused before they are read into memory.
-pub const MAX_PATCH_BYTES: u64 = 100 * 1024 * 1024;
+/// Patch files larger than this are refused before they are read into memory
+/// (by the size of the opened file; no more than this is ever read).
+pub const MAX_PATCH_BYTES: u64 = crate::fsutil::PATCHES.max_bytes;
 
 /// Live (applies while the application runs) or cold (needs a downtime window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,19 +89,9 @@ pub struct Patch {
 
 /// Read, split and analyse one patch file.
 pub fn load(file: PatchFile) -> Result<Patch> {
-    let bytes = read_limited(&file.path)?;
+    let bytes = crate::fsutil::read_regular(&file.path, crate::fsutil::PATCHES)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        Error::InputAt {
-            path: file.path.clone(),
-            line,
-            message: "the file is not valid UTF-8; save it as UTF-8".into(),
-        }
-    })?;
+    let text = crate::fsutil::text(&file.path, bytes)?;
     let split = split::split(&text).map_err(|e| Error::InputAt {
         path: file.path.clone(),
         line: e.line,
@@ -192,21 +183,6 @@ pub fn load(file: PatchFile) -> Result<Patch> {
         waivers: directives.waivers,
         refusal,
     })
-}
-
-fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_PATCH_BYTES {
-        return Err(Error::input(
-            path,
-            format!(
-                "the file is {} MiB; patches over {} MiB are refused (load bulk data in the baseline)",
-                meta.len() / (1024 * 1024),
-                MAX_PATCH_BYTES / (1024 * 1024)
-            ),
-        ));
-    }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Folder names that mark post-deployment patches (GitLab's `post_migrate`).

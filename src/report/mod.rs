@@ -8,6 +8,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod text;
+mod validate;
 
 use std::collections::BTreeMap;
 
@@ -350,7 +351,7 @@ pub fn write_charts(
     dir: &std::path::Path,
     formats: &[ChartFormat],
 ) -> Result<Vec<std::path::PathBuf>, crate::Error> {
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::write("output directory", dir, e))?;
     let mut written = Vec::new();
     for chart in charts::charts(report) {
         for f in formats {
@@ -364,26 +365,26 @@ pub fn write_charts(
             ));
             match f {
                 ChartFormat::Png => charts::png(report, &chart, &path),
-                ChartFormat::Svg => charts::svg(report, &chart).and_then(|svg| {
-                    std::fs::write(&path, svg)
-                        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-                }),
+                ChartFormat::Svg => charts::svg(report, &chart)
+                    .and_then(|svg| std::fs::write(&path, svg).map_err(|e| e.to_string())),
             }
-            .map_err(|m| crate::Error::input(&path, m))?;
+            .map_err(|m| crate::Error::write("chart", &path, m))?;
             written.push(path);
         }
     }
     Ok(written)
 }
 
-/// Read a saved JSON report.
+/// Read a saved JSON report. A number no run can produce is an error naming
+/// its place in the report.
 pub fn load(path: &std::path::Path) -> Result<Report, crate::Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
-    let report: Report = serde_json::from_str(&text).map_err(|e| crate::Error::InputAt {
+    let text = crate::fsutil::read_text(path, crate::fsutil::REPORTS)?;
+    let at_line = |e: serde_json::Error| crate::Error::InputAt {
         path: path.to_path_buf(),
         line: e.line(),
         message: format!("not a downtime JSON report: {e}"),
-    })?;
+    };
+    let report: Report = serde_json::from_str(&text).map_err(at_line)?;
     if report.schema_version != SCHEMA_VERSION {
         return Err(crate::Error::input(
             path,
@@ -393,6 +394,10 @@ pub fn load(path: &std::path::Path) -> Result<Report, crate::Error> {
             ),
         ));
     }
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(at_line)?;
+    validate::check(&value).map_err(|why| {
+        crate::Error::input(path, format!("impossible value in the report: {why}"))
+    })?;
     Ok(report)
 }
 

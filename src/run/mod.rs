@@ -9,7 +9,7 @@ mod plan;
 mod schedule;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use plan::{load_patches, CacheChoice, RunPlan, TimingOptions, DEFAULT_PATCH_DIR};
 
@@ -31,10 +31,17 @@ use crate::ui;
 pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
     let run_started = Instant::now();
     let started_at = crate::time::now_rfc3339();
-    let cancel = cancel.clone().with_deadline(
-        plan.max_run_seconds
-            .map(|s| Instant::now() + Duration::from_secs_f64(s)),
-    );
+    let cap = match plan.max_run_seconds {
+        Some(s) => Some(
+            crate::limits::duration(s)
+                .map_err(|e| Error::Usage(format!("--max-run-seconds: {e}")))?,
+        ),
+        None => None,
+    };
+    // A cap too far away to be an instant is no cap.
+    let cancel = cancel
+        .clone()
+        .with_deadline(cap.and_then(|d| run_started.checked_add(d)));
     let baseline = plan.find_baseline()?;
     let patches = patches(plan, &baseline)?;
     let (patches, notes) = patches;

@@ -31,7 +31,10 @@ pub(super) async fn run_patches(
 ) -> Result<Pass> {
     let cap = plan.statement_cap;
     let mut config = backend.config(copy);
-    config.options(format!("-c statement_timeout={}", cap.as_millis().max(1)));
+    config.options(format!(
+        "-c statement_timeout={}",
+        cap.as_millis().clamp(1, i32::MAX as u128)
+    ));
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await

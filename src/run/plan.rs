@@ -110,7 +110,10 @@ impl RunPlan {
         }
         for dir in self.paths.iter().filter(|p| p.is_dir()) {
             let candidate = dir.join("baseline.sql");
-            if candidate.is_file() {
+            // Anything by that name is the baseline: a pipe or a link to a
+            // device is an error, not passed over.
+            if std::fs::symlink_metadata(&candidate).is_ok() {
+                crate::fsutil::check_regular(&candidate)?;
                 ui::note(&format!(
                     "using baseline {} (--baseline FILE to choose another, --no-baseline for an empty database)",
                     candidate.display()

@@ -22,9 +22,11 @@ pub fn default_root() -> PathBuf {
         .join("downtime")
 }
 
+/// Hash a regular file's bytes, as many as it had when opened.
 fn hash_file(h: &mut Sha256, path: &Path) -> Result<()> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    std::io::copy(&mut f, h).map_err(|e| Error::io(path, e))?;
+    use std::io::Read;
+    let (f, meta) = crate::fsutil::open_regular(path)?;
+    std::io::copy(&mut f.take(meta.len()), h).map_err(|e| Error::io(path, e))?;
     Ok(())
 }
 

@@ -144,11 +144,13 @@ impl Baseline {
                 "a baseline folder must be a pg_dump directory archive (with toc.dat)",
             ));
         }
+        // A script is read by psql and hashed for the cache: only a regular
+        // file (not a pipe, not a link to /dev/zero).
         let mut magic = [0u8; 5];
         let n = {
             use std::io::Read;
-            let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            f.read(&mut magic).map_err(|e| Error::io(path, e))?
+            let (f, _) = crate::fsutil::open_regular(path)?;
+            f.take(5).read(&mut magic).map_err(|e| Error::io(path, e))?
         };
         if n == 5 && &magic == b"PGDMP" {
             Ok(Baseline::Archive(path.to_path_buf()))

@@ -48,7 +48,7 @@ pub fn read_conf(path: Option<&Path>) -> Result<Vec<Setting>> {
     match path {
         None => Ok(Vec::new()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            let text = crate::fsutil::read_text(p, crate::fsutil::PG_CONF)?;
             parse_conf(&text, p)
         }
     }

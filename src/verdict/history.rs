@@ -78,22 +78,35 @@ fn git_commit() -> Option<String> {
 }
 
 /// Read a history file; a missing file is an empty history. A line that
-/// cannot be read is an error naming it.
+/// cannot be read, or whose times are impossible, is an error naming it.
 pub fn load(path: &Path) -> Result<Vec<Entry>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
+    let Some(text) = crate::fsutil::read_text_if_exists(path, crate::fsutil::HISTORY)? else {
+        return Ok(Vec::new());
     };
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::InputAt {
+            let at = |message: String| Error::InputAt {
                 path: path.to_path_buf(),
                 line: i + 1,
-                message: format!("not a history entry: {e}"),
-            })
+                message,
+            };
+            let e: Entry =
+                serde_json::from_str(l).map_err(|e| at(format!("not a history entry: {e}")))?;
+            for (name, v) in [
+                ("seconds", e.seconds),
+                ("ci_low", e.ci_low),
+                ("ci_high", e.ci_high),
+            ] {
+                if !crate::limits::MEASURED_SECONDS.contains(v) {
+                    return Err(at(format!(
+                        "{name} is {}: not a time a run can take",
+                        crate::limits::show(v)
+                    )));
+                }
+            }
+            Ok(e)
         })
         .collect()
 }
@@ -137,20 +150,21 @@ pub fn entries(outcome: &Outcome) -> Vec<Entry> {
 
 /// Append this run's entries.
 pub fn append(path: &Path, new: &[Entry]) -> Result<()> {
+    let fail = |e: std::io::Error| Error::write("history file", path, e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(fail)?;
     let mut text = String::new();
     for e in new {
         text.push_str(&serde_json::to_string(e).unwrap_or_default());
         text.push('\n');
     }
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+    f.write_all(text.as_bytes()).map_err(fail)
 }
 
 /// A patch's recent series and, when asked for, its comparison with its

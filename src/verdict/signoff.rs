@@ -31,6 +31,53 @@ struct SignoffFile {
     signoff: Vec<Signoff>,
 }
 
+/// A sign-off as read, with where its `max-seconds` is written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StoredSignoff {
+    patch: String,
+    sha256: String,
+    by: String,
+    at: String,
+    reason: String,
+    max_seconds: toml::Spanned<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredFile {
+    #[serde(default)]
+    signoff: Vec<StoredSignoff>,
+}
+
+impl From<StoredSignoff> for Signoff {
+    fn from(s: StoredSignoff) -> Signoff {
+        Signoff {
+            patch: s.patch,
+            sha256: s.sha256,
+            by: s.by,
+            at: s.at,
+            reason: s.reason,
+            max_seconds: s.max_seconds.into_inner(),
+        }
+    }
+}
+
+/// Each `max-seconds` in the range `--max-seconds` takes.
+fn check_max_seconds(path: &Path, text: &str, file: &StoredFile) -> Result<()> {
+    for s in &file.signoff {
+        if let Err(why) = crate::limits::SECONDS.check(*s.max_seconds.get_ref()) {
+            let start = s.max_seconds.span().start.min(text.len());
+            return Err(Error::InputAt {
+                path: path.to_path_buf(),
+                line: 1 + text[..start].matches('\n').count(),
+                message: format!("max-seconds = {why}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// How a sign-off relates to the patch it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,15 +144,18 @@ fn resolve_in(base: &Path, stored: &str) -> PathBuf {
 }
 
 impl Signoffs {
-    /// Read the file; a missing file has no sign-offs.
+    /// Read the file; a missing file has no sign-offs. Each `max-seconds`
+    /// is in the range of `--max-seconds`, else an error at its line.
     pub fn load(path: &Path, base: &Path) -> Result<Signoffs> {
-        let entries = if path.is_file() {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let file: SignoffFile =
-                toml::from_str(&text).map_err(|e| Error::toml(path, &text, &e))?;
-            file.signoff
-        } else {
-            Vec::new()
+        let text = crate::fsutil::read_text_if_exists(path, crate::fsutil::SIGNOFFS)?;
+        let entries = match text {
+            Some(text) => {
+                let file: StoredFile =
+                    toml::from_str(&text).map_err(|e| Error::toml(path, &text, &e))?;
+                check_max_seconds(path, &text, &file)?;
+                file.signoff.into_iter().map(Signoff::from).collect()
+            }
+            None => Vec::new(),
         };
         Ok(Signoffs {
             path: path.to_path_buf(),
@@ -125,12 +175,16 @@ impl Signoffs {
             toml::to_string_pretty(&file)
                 .map_err(|e| Error::Usage(format!("cannot write sign-offs: {e}")))?
         );
+        let fail = |e: std::io::Error| Error::write("sign-off file", &self.path, e);
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(fail)?;
         }
         let tmp = self.path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+        std::fs::write(&tmp, text).map_err(fail)?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })
     }
 
     /// The path to record for a patch: relative to the base when inside it.
@@ -166,6 +220,20 @@ impl Signoffs {
         self.entries.push(s);
         self.entries.sort_by(|a, b| a.patch.cmp(&b.patch));
     }
+}
+
+/// Whether [`Signoffs::save`] can write the file at `path`: a regular file
+/// or absent, in a directory that takes new files (the file is replaced by
+/// a rename). Checked before `downtime signoff` measures anything.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        crate::fsutil::check_writable(path, "sign-off file")?;
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::fsutil::check_dir(dir, "sign-off file's directory")
 }
 
 /// A sign-off's state for a patch with content `sha256` measured at `seconds`.

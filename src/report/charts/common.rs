@@ -18,6 +18,28 @@ pub const NOT_RUN: RGBColor = RGBColor(149, 165, 166);
 pub(super) const GRID: RGBColor = RGBColor(220, 220, 220);
 pub(super) const RUN: RGBColor = RGBColor(150, 150, 150);
 
+/// The largest number of seconds an axis reaches (about 31 years): a
+/// larger value (only an edited report holds one) is drawn at the edge, so
+/// every axis has a finite range and a bounded number of ticks.
+pub(super) const SECONDS_AXIS_MAX: f64 = 1e9;
+
+/// The largest row count an axis reaches.
+pub(super) const ROWS_AXIS_MAX: f64 = 1e15;
+
+/// `v` within `lo..=hi` (NaN as `lo`): what a chart can draw.
+pub(super) fn clamp(v: f64, lo: f64, hi: f64) -> f64 {
+    if v.is_nan() {
+        lo
+    } else {
+        v.clamp(lo, hi)
+    }
+}
+
+/// Seconds as a chart draws them: within `0..=SECONDS_AXIS_MAX`.
+pub(super) fn secs(v: f64) -> f64 {
+    clamp(v, 0.0, SECONDS_AXIS_MAX)
+}
+
 /// Registers the bundled font under [`FONT`], once.
 pub(super) fn fonts() {
     REGISTER.call_once(|| {

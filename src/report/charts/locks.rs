@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::common::{horizontal, legend, short, DrawResult, COLD, LIVE, OVER};
+use super::common::{horizontal, legend, secs, short, DrawResult, COLD, LIVE, OVER};
 use crate::pg::LockMode;
 use crate::report::PatchReport;
 
@@ -25,11 +25,11 @@ pub(super) fn lock_rows(p: &PatchReport) -> Vec<LockRow> {
             rows.push(LockRow {
                 label: format!("{} {} (line {})", l.relation, l.mode, s.line),
                 start: offset,
-                end: offset + l.held_seconds.max(0.0),
+                end: secs(offset + secs(l.held_seconds)),
                 mode: l.mode,
             });
         }
-        offset += s.seconds;
+        offset = secs(offset + secs(s.seconds));
     }
     rows.truncate(20);
     rows
@@ -75,7 +75,7 @@ pub(super) fn draw_locks<DB: DrawingBackend>(
     let max = rows
         .iter()
         .map(|r| r.end)
-        .fold(p.seconds, f64::max)
+        .fold(secs(p.seconds), f64::max)
         .max(1e-3)
         * 1.45; // room on the right for the legend
     let mut c = horizontal(root, title, rows.len(), max, &labels)?;

@@ -186,6 +186,5 @@ pub fn svg(report: &Report, chart: &Chart) -> Result<String, String> {
 pub fn png(report: &Report, chart: &Chart, path: &Path) -> Result<(), String> {
     let root = BitMapBackend::new(path, chart.size).into_drawing_area();
     draw(&root, report, chart).map_err(|e| format!("chart {}: {e}", chart.name))?;
-    root.present()
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    root.present().map_err(|e| e.to_string())
 }

@@ -5,7 +5,9 @@ use plotters::coord::types::RangedCoordusize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::common::{legend, segments, short, DrawResult, COLD, FONT, GRID, LIVE, OVER};
+use super::common::{
+    clamp, legend, secs, segments, short, DrawResult, COLD, FONT, GRID, LIVE, OVER,
+};
 use crate::patch::Class;
 use crate::report::{PatchReport, Report, Status};
 
@@ -29,13 +31,13 @@ fn log_range(ran: &[&PatchReport]) -> (f64, f64) {
     let budgets = ran.iter().filter_map(|p| p.budget_seconds);
     let max = ran
         .iter()
-        .map(|p| p.seconds)
-        .chain(budgets)
+        .map(|p| secs(p.seconds))
+        .chain(budgets.map(secs))
         .fold(0.0f64, f64::max)
         .max(0.01);
     let min_positive = ran
         .iter()
-        .map(|p| p.seconds)
+        .map(|p| secs(p.seconds))
         .filter(|s| *s > 0.0)
         .fold(f64::INFINITY, f64::min);
     let floor = if min_positive.is_finite() {
@@ -83,13 +85,13 @@ fn frame<'a, DB: DrawingBackend>(
 fn bar(
     i: usize,
     p: &PatchReport,
-    floor: f64,
+    (floor, top): (f64, f64),
     color: RGBColor,
 ) -> Rectangle<(SegmentValue<usize>, f64)> {
     let mut r = Rectangle::new(
         [
             (SegmentValue::Exact(i), floor),
-            (SegmentValue::Exact(i + 1), p.seconds.max(floor)),
+            (SegmentValue::Exact(i + 1), clamp(p.seconds, floor, top)),
         ],
         color.filled(),
     );
@@ -101,7 +103,7 @@ fn bar(
 fn draw_bars<DB: DrawingBackend>(
     c: &mut PatchChart<'_, DB>,
     ran: &[&PatchReport],
-    floor: f64,
+    range: (f64, f64),
 ) -> DrawResult<DB> {
     for (label, color) in [
         ("live", LIVE),
@@ -112,7 +114,7 @@ fn draw_bars<DB: DrawingBackend>(
             ran.iter()
                 .enumerate()
                 .filter(|(_, p)| bar_color(p) == color)
-                .map(|(i, p)| bar(i, p, floor, color)),
+                .map(|(i, p)| bar(i, p, range, color)),
         )?
         .label(label)
         .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
@@ -124,9 +126,11 @@ fn draw_bars<DB: DrawingBackend>(
 fn draw_budgets<DB: DrawingBackend>(
     c: &mut PatchChart<'_, DB>,
     ran: &[&PatchReport],
+    (floor, top): (f64, f64),
 ) -> DrawResult<DB> {
     c.draw_series(ran.iter().enumerate().filter_map(|(i, p)| {
         p.budget_seconds.map(|b| {
+            let b = clamp(b, floor, top);
             PathElement::new(
                 vec![(SegmentValue::Exact(i), b), (SegmentValue::Exact(i + 1), b)],
                 OVER.stroke_width(3),
@@ -150,8 +154,8 @@ pub(super) fn draw_patches<DB: DrawingBackend>(
         .collect();
     let range = log_range(&ran);
     let mut c = frame(root, title, &ran, range)?;
-    draw_bars(&mut c, &ran, range.0)?;
-    draw_budgets(&mut c, &ran)?;
+    draw_bars(&mut c, &ran, range)?;
+    draw_budgets(&mut c, &ran, range)?;
     legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }

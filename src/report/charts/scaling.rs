@@ -5,7 +5,9 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::common::{legend, DrawResult, COLD, FONT, GRID, LIVE, OVER, RUN};
+use super::common::{
+    clamp, legend, secs, DrawResult, COLD, FONT, GRID, LIVE, OVER, ROWS_AXIS_MAX, RUN,
+};
 use crate::estimate::StatementEstimate;
 use crate::report::PatchReport;
 
@@ -25,6 +27,16 @@ fn rows_label(x: f64) -> String {
     format!("{text}{unit}")
 }
 
+/// Rows as the chart draws them.
+fn rows(x: f64) -> f64 {
+    clamp(x, 0.0, ROWS_AXIS_MAX)
+}
+
+/// A (rows, seconds) point as the chart draws it.
+fn point(p: &(f64, f64)) -> (f64, f64) {
+    (rows(p.0), secs(p.1))
+}
+
 /// The every-run measurements the model was fitted on.
 fn runs(d: &StatementEstimate) -> &[(f64, f64)] {
     d.fit.as_ref().map_or(&[][..], |f| f.runs())
@@ -38,11 +50,11 @@ struct Extent {
 }
 
 fn extent(d: &StatementEstimate, budget: Option<f64>) -> Extent {
-    let prod_rows = d.production_rows.unwrap_or(0.0);
+    let prod_rows = rows(d.production_rows.unwrap_or(0.0));
     let x_max = d
         .points
         .iter()
-        .map(|p| p.0)
+        .map(|p| rows(p.0))
         .fold(prod_rows, f64::max)
         .max(1.0)
         * 1.05;
@@ -50,13 +62,13 @@ fn extent(d: &StatementEstimate, budget: Option<f64>) -> Extent {
         .points
         .iter()
         .chain(runs(d))
-        .map(|p| p.1)
-        .chain([d.high.unwrap_or(0.0), d.seconds.unwrap_or(0.0)])
+        .map(|p| secs(p.1))
+        .chain([secs(d.high.unwrap_or(0.0)), secs(d.seconds.unwrap_or(0.0))])
         .fold(0.0f64, f64::max)
         .max(1e-3);
     // A budget far above the data would flatten the curve: the line is drawn
     // when it is within twice the data's height, else named in the caption.
-    let budget_drawn = budget.filter(|b| *b <= 2.0 * y_max);
+    let budget_drawn = budget.map(secs).filter(|b| *b <= 2.0 * y_max);
     let y_max = y_max.max(budget_drawn.unwrap_or(0.0)) * 1.1;
     Extent {
         x_max,
@@ -112,7 +124,7 @@ fn draw_measurements<DB: DrawingBackend>(
         let curve: Vec<(f64, f64)> = (0..=100)
             .map(|i| {
                 let x = x_max * i as f64 / 100.0;
-                (x, fit.predict(x))
+                (x, secs(fit.predict(x)))
             })
             .collect();
         c.draw_series(std::iter::once(PathElement::new(
@@ -124,13 +136,20 @@ fn draw_measurements<DB: DrawingBackend>(
     }
     let runs = runs(d);
     if runs.len() > d.points.len() {
-        c.draw_series(runs.iter().map(|p| Circle::new(*p, 3, RUN.stroke_width(1))))?
-            .label("each run")
-            .legend(|(x, y)| Circle::new((x + 7, y), 3, RUN.stroke_width(1)));
+        c.draw_series(
+            runs.iter()
+                .map(|p| Circle::new(point(p), 3, RUN.stroke_width(1))),
+        )?
+        .label("each run")
+        .legend(|(x, y)| Circle::new((x + 7, y), 3, RUN.stroke_width(1)));
     }
-    c.draw_series(d.points.iter().map(|p| Circle::new(*p, 4, BLACK.filled())))?
-        .label("median per scale")
-        .legend(|(x, y)| Circle::new((x + 7, y), 4, BLACK.filled()));
+    c.draw_series(
+        d.points
+            .iter()
+            .map(|p| Circle::new(point(p), 4, BLACK.filled())),
+    )?
+    .label("median per scale")
+    .legend(|(x, y)| Circle::new((x + 7, y), 4, BLACK.filled()));
     Ok(())
 }
 
@@ -140,11 +159,11 @@ fn draw_prediction<DB: DrawingBackend>(
     d: &StatementEstimate,
     extent: &Extent,
 ) -> DrawResult<DB> {
-    let prod_rows = d.production_rows.unwrap_or(0.0);
-    if let Some(s) = d.seconds {
+    let prod_rows = rows(d.production_rows.unwrap_or(0.0));
+    if let Some(s) = d.seconds.map(secs) {
         if let (Some(lo), Some(hi)) = (d.low, d.high) {
             c.draw_series(std::iter::once(PathElement::new(
-                vec![(prod_rows, lo), (prod_rows, hi)],
+                vec![(prod_rows, secs(lo)), (prod_rows, secs(hi))],
                 COLD.stroke_width(3),
             )))?;
         }

@@ -3,7 +3,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::common::{horizontal, short, DrawResult, COLD, LIVE};
+use super::common::{horizontal, secs, short, DrawResult, COLD, LIVE};
 use crate::report::{PatchReport, StatementReport};
 
 /// A statement's row label: its line and its SQL on one line, cut short.
@@ -37,7 +37,7 @@ pub(super) fn draw_statements<DB: DrawingBackend>(
     let labels: Vec<String> = stmts.iter().map(|s| statement_label(s)).collect();
     let max = stmts
         .iter()
-        .map(|s| s.seconds)
+        .map(|s| secs(s.seconds))
         .fold(0.0f64, f64::max)
         .max(1e-3)
         * 1.15;
@@ -46,7 +46,7 @@ pub(super) fn draw_statements<DB: DrawingBackend>(
         let mut r = Rectangle::new(
             [
                 (0.0, SegmentValue::Exact(i)),
-                (s.seconds, SegmentValue::Exact(i + 1)),
+                (secs(s.seconds), SegmentValue::Exact(i + 1)),
             ],
             statement_color(s).filled(),
         );

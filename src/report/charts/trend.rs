@@ -3,7 +3,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::common::{legend, short, DrawResult, COLD, FONT, GRID, LIVE, OVER};
+use super::common::{legend, secs, short, DrawResult, COLD, FONT, GRID, LIVE, OVER};
 use crate::report::{Report, Status};
 
 const SERIES: [RGBColor; 8] = [
@@ -25,8 +25,8 @@ fn trend_series(report: &Report) -> Vec<(&str, Vec<f64>)> {
         .iter()
         .filter(|p| p.status == Status::Ok && !p.history.is_empty())
         .map(|p| {
-            let mut v: Vec<f64> = p.history.iter().map(|h| h.seconds).collect();
-            v.push(p.seconds);
+            let mut v: Vec<f64> = p.history.iter().map(|h| secs(h.seconds)).collect();
+            v.push(secs(p.seconds));
             (p.id.as_str(), v)
         })
         .collect();

@@ -90,7 +90,7 @@ pub fn lookup(file: &Path, host: &str, port: &str, dbname: &str, user: &str) -> 
     if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
         return None;
     }
-    let text = std::fs::read_to_string(file).ok()?;
+    let text = crate::fsutil::read_text(file, crate::fsutil::CONNECTION_FILES).ok()?;
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() || line.starts_with('#') {

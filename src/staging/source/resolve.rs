@@ -262,7 +262,7 @@ fn apply_service(r: &mut Resolved, service: &str, env: &Environment) -> Result<(
         if !file.exists() {
             continue;
         }
-        let text = std::fs::read_to_string(file)
+        let text = crate::fsutil::read_text(file, crate::fsutil::CONNECTION_FILES)
             .map_err(|e| format!("cannot read service file {}: {e}", file.display()))?;
         if let Some(entries) = service_section(&text, service, file)? {
             for (line, k, v) in entries {
