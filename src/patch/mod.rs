@@ -5,6 +5,7 @@ pub mod directives;
 pub mod discover;
 pub mod split;
 pub mod statement;
+pub mod transaction;
 
 use std::path::Path;
 
@@ -14,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 pub use directives::Waiver;
 pub use discover::{discover, Layout, PatchFile};
-pub use statement::{analyse, Analysis, Fact, RelRef, TxControl};
+pub use statement::{analyse, Analysis, Fact, RelRef};
+pub use transaction::TxControl;
 
 /// Patch files larger than this are refused before they are read into memory.
 pub const MAX_PATCH_BYTES: u64 = 100 * 1024 * 1024;

@@ -4,12 +4,12 @@
 //! did on the staging copy (locks, rewrites, rows) is measured separately and
 //! the two are combined by the verdict rules.
 
-use pg_query::protobuf::{
-    self, AlterTableType, ConstrType, ReindexObjectType, TransactionStmtKind,
-};
+use pg_query::protobuf::{self, AlterTableType, ConstrType, ReindexObjectType};
 use pg_query::NodeEnum;
 use serde::Serialize;
 
+pub use super::transaction::TxControl;
+use super::transaction::{has_option, outside_transaction, tx_control};
 use crate::pg::locks::LockMode;
 
 /// A relation named in a statement, as written.
@@ -44,19 +44,6 @@ impl std::fmt::Display for RelRef {
             None => f.write_str(&self.name),
         }
     }
-}
-
-/// Transaction control written in the patch itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TxControl {
-    Begin,
-    Commit,
-    Rollback,
-    /// SAVEPOINT, RELEASE, ROLLBACK TO: inside a transaction, no change of state.
-    Savepoint,
-    /// PREPARE TRANSACTION and friends: not supported in a patch.
-    TwoPhase,
 }
 
 /// What kind of check a validation scan performs.
@@ -122,30 +109,6 @@ pub struct Analysis {
     pub parse_error: Option<String>,
 }
 
-fn def_elem_names(nodes: &[protobuf::Node]) -> impl Iterator<Item = (&str, bool)> {
-    nodes.iter().filter_map(|n| match &n.node {
-        Some(NodeEnum::DefElem(d)) => {
-            // A bare option is on; `option false/off/0` is off.
-            let on = match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
-                None => true,
-                Some(NodeEnum::Boolean(b)) => b.boolval,
-                Some(NodeEnum::String(s)) => !matches!(
-                    s.sval.to_ascii_lowercase().as_str(),
-                    "false" | "off" | "0" | "no"
-                ),
-                Some(NodeEnum::Integer(i)) => i.ival != 0,
-                Some(_) => true,
-            };
-            Some((d.defname.as_str(), on))
-        }
-        _ => None,
-    })
-}
-
-fn has_option(nodes: &[protobuf::Node], name: &str) -> bool {
-    def_elem_names(nodes).any(|(n, on)| n.eq_ignore_ascii_case(name) && on)
-}
-
 fn node_name(node: &NodeEnum) -> String {
     let dbg = format!("{node:?}");
     dbg.split(['(', ' ', '{'])
@@ -178,6 +141,7 @@ pub fn analyse(sql: &str) -> Analysis {
         return a;
     };
     a.kind = statement_kind(node);
+    a.outside_transaction = outside_transaction(node);
     describe(node, &mut a);
     a
 }
@@ -211,21 +175,8 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
             a.copy_from_stdin = c.is_from && !c.is_program && c.filename.is_empty();
         }
         NodeEnum::IndexStmt(i) => index_facts(i, a),
-        NodeEnum::DropStmt(d) => {
-            a.outside_transaction = d.concurrent;
-        }
         NodeEnum::ReindexStmt(r) => reindex_facts(r, a),
         NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => vacuum_facts(v, a),
-        NodeEnum::ClusterStmt(c) => {
-            a.outside_transaction = c.relation.is_none();
-        }
-        NodeEnum::CreatedbStmt(_)
-        | NodeEnum::DropdbStmt(_)
-        | NodeEnum::CreateTableSpaceStmt(_)
-        | NodeEnum::DropTableSpaceStmt(_)
-        | NodeEnum::AlterSystemStmt(_)
-        | NodeEnum::CreateSubscriptionStmt(_)
-        | NodeEnum::DropSubscriptionStmt(_) => a.outside_transaction = true,
         NodeEnum::UpdateStmt(u) => {
             write_facts(u.relation.as_ref(), "UPDATE", u.where_clause.is_none(), a)
         }
@@ -264,29 +215,12 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
     }
 }
 
-fn tx_control(t: &protobuf::TransactionStmt) -> TxControl {
-    match TransactionStmtKind::try_from(t.kind) {
-        Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
-            TxControl::Begin
-        }
-        Ok(TransactionStmtKind::TransStmtCommit) => TxControl::Commit,
-        Ok(TransactionStmtKind::TransStmtRollback) => TxControl::Rollback,
-        Ok(
-            TransactionStmtKind::TransStmtSavepoint
-            | TransactionStmtKind::TransStmtRelease
-            | TransactionStmtKind::TransStmtRollbackTo,
-        ) => TxControl::Savepoint,
-        _ => TxControl::TwoPhase,
-    }
-}
-
 /// CREATE INDEX [CONCURRENTLY].
 fn index_facts(i: &protobuf::IndexStmt, a: &mut Analysis) {
     let Some(rel) = &i.relation else {
         return;
     };
     let rel = RelRef::from_range_var(rel);
-    a.outside_transaction = i.concurrent;
     if i.concurrent {
         a.facts.push(Fact::HoldsWhileRunning {
             rel: rel.clone(),
@@ -303,15 +237,6 @@ fn index_facts(i: &protobuf::IndexStmt, a: &mut Analysis) {
 fn reindex_facts(r: &protobuf::ReindexStmt, a: &mut Analysis) {
     let concurrently = has_option(&r.params, "concurrently");
     let kind = ReindexObjectType::try_from(r.kind).ok();
-    a.outside_transaction = concurrently
-        || matches!(
-            kind,
-            Some(
-                ReindexObjectType::ReindexObjectSchema
-                    | ReindexObjectType::ReindexObjectSystem
-                    | ReindexObjectType::ReindexObjectDatabase
-            )
-        );
     let Some(rel) = &r.relation else {
         return;
     };
@@ -329,7 +254,6 @@ fn reindex_facts(r: &protobuf::ReindexStmt, a: &mut Analysis) {
 
 /// VACUUM [FULL]: always outside a transaction, with its lock on each table.
 fn vacuum_facts(v: &protobuf::VacuumStmt, a: &mut Analysis) {
-    a.outside_transaction = true;
     let mode = if has_option(&v.options, "full") {
         LockMode::AccessExclusive
     } else {
@@ -451,7 +375,6 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
                 cmd.def.as_deref().and_then(|d| d.node.as_ref())
             {
                 if p.concurrent {
-                    a.outside_transaction = true;
                     a.facts.push(Fact::HoldsWhileRunning {
                         rel: rel.clone(),
                         mode: LockMode::ShareUpdateExclusive,
@@ -491,30 +414,6 @@ fn constraint_facts(rel: &RelRef, c: &protobuf::Constraint, a: &mut Analysis) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn concurrent_statements_run_outside_a_transaction() {
-        for sql in [
-            "create index concurrently i on t (a)",
-            "drop index concurrently i",
-            "reindex index concurrently i",
-            "vacuum t",
-            "vacuum (full) t",
-            "create database x",
-            "alter table p detach partition c concurrently",
-        ] {
-            assert!(analyse(sql).outside_transaction, "{sql}");
-        }
-        for sql in [
-            "create index i on t (a)",
-            "analyze t",
-            "alter table t add column c int",
-            "cluster t using i",
-            "reindex table t",
-        ] {
-            assert!(!analyse(sql).outside_transaction, "{sql}");
-        }
-    }
 
     #[test]
     fn validation_facts() {
