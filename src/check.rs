@@ -109,8 +109,11 @@ fn classify(outcome: &Outcome, policy: &Policy) -> Vec<Assessed> {
         .map(|(p, r)| match r.run() {
             Some(run) => {
                 let c = verdict::classify(p, run, &policy.classify);
+                // The run whose trace classifies the patch may have passed
+                // where another failed: that failure is the patch's.
+                let failed_elsewhere = r.failed_runs.first().map(|f| f.error.clone());
                 Assessed {
-                    error: c.failure(p, run),
+                    error: c.failure(p, run).or(failed_elsewhere),
                     classification: Some(c),
                     ..Assessed::default()
                 }

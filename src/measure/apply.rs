@@ -9,6 +9,7 @@ use tokio_postgres::error::{ErrorPosition, SqlState};
 use tokio_postgres::Client;
 
 use super::exec::{run_capped, Executed};
+use super::identity::{self, Borrowed};
 use super::precheck::precheck;
 use super::{
     ApplyOptions, LockHeld, PatchError, PatchRun, PreCheck, Rewrite, ServerClock, StatementRun,
@@ -83,6 +84,11 @@ struct Tracer<'a> {
     known_indexes: HashSet<u32>,
     open: OpenLocks,
     lock_timeout: String,
+    /// downtime's own role: its queries run as this role.
+    me: String,
+    /// The session was last seen running as `me`, and no transaction has
+    /// ended since (which can bring back a role the patch `SET` before).
+    known_me: bool,
 }
 
 /// Apply `patch` on `client`'s database. Statement failures are returned in
@@ -120,7 +126,11 @@ impl<'a> Tracer<'a> {
             .filter(|r| r.table.is_some())
             .map(|r| r.oid)
             .collect();
-        let lock_timeout = catalog::trace(client, &[]).await?.lock_timeout;
+        let Trace {
+            lock_timeout,
+            user: me,
+            ..
+        } = catalog::trace(client, &[]).await?;
         Ok(Tracer {
             client,
             opts,
@@ -139,14 +149,65 @@ impl<'a> Tracer<'a> {
             elapsed: 0.0,
             open: OpenLocks::default(),
             lock_timeout,
+            me,
+            known_me: true,
         })
+    }
+
+    /// Run downtime's next queries as downtime (see [`identity`]); nothing
+    /// to do when the session is known to run as downtime.
+    async fn as_downtime(&self) -> Result<Option<Borrowed>> {
+        if self.known_me {
+            return Ok(None);
+        }
+        identity::as_downtime(self.client, &self.me, self.tx != TxState::Idle).await
+    }
+
+    async fn back_to_patch(&self, borrowed: Option<Borrowed>) -> Result<()> {
+        identity::back_to_patch(self.client, borrowed).await
+    }
+
+    /// Catalogue facts before `st`, read as downtime.
+    async fn precheck(&self, st: &Statement) -> Result<PreCheck> {
+        if st.analysis.facts.is_empty() {
+            return Ok(PreCheck::default());
+        }
+        let borrowed = self.as_downtime().await?;
+        let pre = precheck(self.client, st).await?;
+        self.back_to_patch(borrowed).await?;
+        Ok(pre)
+    }
+
+    /// The trace after a statement, and the pages of each validated table
+    /// it read, read as downtime. The trace says which role the session
+    /// runs as; when it is not downtime's, it is read again as downtime.
+    async fn trace(
+        &mut self,
+        pre: &PreCheck,
+        autocommit: bool,
+    ) -> Result<(Trace, HashMap<u32, i64>)> {
+        let mut trace = catalog::trace(self.client, &self.oids).await?;
+        self.known_me = trace.user == self.me;
+        let borrowed = self.as_downtime().await?;
+        if borrowed.is_some() {
+            trace = catalog::trace(self.client, &self.oids).await?;
+        }
+        let mut scanned_blocks = HashMap::new();
+        if !autocommit {
+            for (&oid, &before) in &pre.blocks_before {
+                let now = catalog::blocks_fetched(self.client, oid).await?;
+                scanned_blocks.insert(oid, now - before);
+            }
+        }
+        self.back_to_patch(borrowed).await?;
+        Ok((trace, scanned_blocks))
     }
 
     /// Run and trace one statement; `true` when the patch ends here (it failed).
     async fn statement(&mut self, index: usize, st: &Statement) -> Result<bool> {
         self.enter(st).await?;
         let autocommit = self.tx == TxState::Idle;
-        let pre = precheck(self.client, st).await?;
+        let pre = self.precheck(st).await?;
         let server_before = match self.clock {
             Some(c) => Some(c.exec_ms().await?),
             None => None,
@@ -184,14 +245,7 @@ impl<'a> Tracer<'a> {
             (Some(c), Some(before)) => Some(((c.exec_ms().await? - before) / 1000.0).max(0.0)),
             _ => None,
         };
-        let trace = catalog::trace(self.client, &self.oids).await?;
-        let mut scanned_blocks = HashMap::new();
-        if !autocommit {
-            for (&oid, &before) in &pre.blocks_before {
-                let now = catalog::blocks_fetched(self.client, oid).await?;
-                scanned_blocks.insert(oid, now - before);
-            }
-        }
+        let (trace, scanned_blocks) = self.trace(&pre, autocommit).await?;
         let mut sr = StatementRun {
             index,
             seconds,
@@ -246,6 +300,8 @@ impl<'a> Tracer<'a> {
         let t0 = Instant::now();
         self.client.batch_execute("/*downtime*/ commit").await?;
         let dt = t0.elapsed().as_secs_f64();
+        // The patch's `SET LOCAL`s end with the transaction.
+        self.known_me = false;
         self.run.commit_seconds += dt;
         self.elapsed += dt;
         self.tx = TxState::Idle;
@@ -308,6 +364,8 @@ impl<'a> Tracer<'a> {
         }
         if self.tx != TxState::Idle {
             self.client.batch_execute("/*downtime*/ rollback").await?;
+            self.tx = TxState::Idle;
+            self.known_me = false;
         }
         self.run.invalid_indexes = self.new_invalid_indexes().await?;
         Ok(())
@@ -345,10 +403,17 @@ impl<'a> Tracer<'a> {
         Ok(self.run)
     }
 
-    /// Indexes that are INVALID now and were not before the patch.
-    async fn new_invalid_indexes(&self) -> Result<Vec<String>> {
-        Ok(catalog::invalid_indexes(self.client)
-            .await?
+    /// Indexes that are INVALID now and were not before the patch, read as
+    /// downtime.
+    async fn new_invalid_indexes(&mut self) -> Result<Vec<String>> {
+        let (mut all, user) = catalog::invalid_indexes(self.client).await?;
+        self.known_me = user == self.me;
+        let borrowed = self.as_downtime().await?;
+        if borrowed.is_some() {
+            all = catalog::invalid_indexes(self.client).await?.0;
+        }
+        self.back_to_patch(borrowed).await?;
+        Ok(all
             .into_iter()
             .filter(|(oid, _)| !self.invalid_before.contains(oid))
             .map(|(_, name)| name)

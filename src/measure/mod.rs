@@ -4,13 +4,14 @@
 
 mod apply;
 mod exec;
+mod identity;
 mod precheck;
 pub mod stats;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::cancel::Abort;
@@ -109,7 +110,7 @@ pub struct StatementRun {
 }
 
 /// Where a patch failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatchError {
     pub message: String,
     pub sqlstate: Option<String>,
@@ -117,11 +118,12 @@ pub struct PatchError {
     pub line: usize,
     /// The first line of the failing statement.
     pub statement_line: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// Earlier transactions of this patch were committed before it failed.
+    #[serde(default)]
     pub partially_applied: bool,
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cancel::Abort;
 use crate::measure::stats::{Statistic, Stats};
-use crate::measure::PatchRun;
+use crate::measure::{PatchError, PatchRun};
 use crate::patch::{Patch, Refusal};
 use crate::staging::docker::ImageInfo;
 
@@ -121,6 +121,10 @@ pub struct PatchOutcome {
     pub timing: Option<PatchTiming>,
     /// One per statement of the run, in the order they ran.
     pub statements: Vec<StatementFigures>,
+    /// Over repeated runs: every run in which the patch failed (warm-ups
+    /// included), in the order they ran. Empty for a single run, whose
+    /// failure is the run's own error.
+    pub failed_runs: Vec<FailedRun>,
 }
 
 impl PatchOutcome {
@@ -136,6 +140,7 @@ impl PatchOutcome {
             wall_seconds: 0.0,
             timing: None,
             statements: Vec::new(),
+            failed_runs: Vec::new(),
         }
     }
 
@@ -154,6 +159,7 @@ impl PatchOutcome {
             wall_seconds,
             timing: None,
             statements,
+            failed_runs: Vec::new(),
             state: PatchState::Applied(Box::new(run)),
         }
     }
@@ -166,9 +172,9 @@ impl PatchOutcome {
         }
     }
 
-    /// Applied without failing.
+    /// Applied without failing, in every run.
     pub fn ok(&self) -> bool {
-        self.run().is_some_and(|r| !r.failed())
+        self.run().is_some_and(|r| !r.failed()) && self.failed_runs.is_empty()
     }
 
     /// Why it did not run.
@@ -177,6 +183,41 @@ impl PatchOutcome {
             PatchState::NotRun(why) => Some(why),
             _ => None,
         }
+    }
+}
+
+/// One run, among repeated runs, in which a patch failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedRun {
+    /// Which run: counted from 1 among the timed runs, or among the
+    /// warm-ups when `warmup`.
+    pub run: usize,
+    /// How many timed runs (or warm-ups) there were.
+    pub runs: usize,
+    pub warmup: bool,
+    pub cache: CacheMode,
+    /// Fraction of the staging rows, when not full size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// Why it failed in that run.
+    pub error: PatchError,
+}
+
+impl FailedRun {
+    /// "run 2 of 3", "warm-up 1 of 1, cold cache", "run 1 of 5 at 25 %".
+    pub fn describe(&self) -> String {
+        let mut s = if self.warmup {
+            format!("warm-up {} of {}", self.run, self.runs)
+        } else {
+            format!("run {} of {}", self.run, self.runs)
+        };
+        if self.cache == CacheMode::Cold {
+            s.push_str(", cold cache");
+        }
+        if let Some(scale) = self.scale {
+            s.push_str(&format!(" at {:.0} %", scale * 100.0));
+        }
+        s
     }
 }
 

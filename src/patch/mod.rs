@@ -7,6 +7,7 @@ pub mod host;
 mod nodes;
 pub mod split;
 pub mod statement;
+pub mod transaction;
 
 use std::path::Path;
 
@@ -16,7 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 pub use directives::Waiver;
 pub use discover::{discover, Layout, PatchFile};
-pub use statement::{analyse, Analysis, Fact, RelRef, TxControl};
+pub use statement::{analyse, Analysis, Fact, RelRef};
+pub use transaction::TxControl;
 
 /// Patch files larger than this are refused before they are read into memory
 /// (by the size of the opened file; no more than this is ever read).

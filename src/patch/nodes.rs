@@ -4,7 +4,7 @@ use pg_query::protobuf;
 use pg_query::NodeEnum;
 
 /// The `name [value]` options of a statement, each with whether it is on.
-fn def_elem_names(nodes: &[protobuf::Node]) -> impl Iterator<Item = (&str, bool)> {
+pub fn def_elem_names(nodes: &[protobuf::Node]) -> impl Iterator<Item = (&str, bool)> {
     nodes.iter().filter_map(|n| match &n.node {
         Some(NodeEnum::DefElem(d)) => {
             // A bare option is on; `option false/off/0` is off.

@@ -4,13 +4,13 @@
 //! did on the staging copy (locks, rewrites, rows) is measured separately and
 //! the two are combined by the verdict rules.
 
-use pg_query::protobuf::{
-    self, AlterTableType, ConstrType, ReindexObjectType, TransactionStmtKind,
-};
+use pg_query::protobuf::{self, AlterTableType, ConstrType, ReindexObjectType};
 use pg_query::NodeEnum;
 use serde::Serialize;
 
 use super::nodes::has_option;
+pub use super::transaction::TxControl;
+use super::transaction::{outside_transaction, tx_control};
 use crate::pg::locks::LockMode;
 
 /// A relation named in a statement, as written.
@@ -45,19 +45,6 @@ impl std::fmt::Display for RelRef {
             None => f.write_str(&self.name),
         }
     }
-}
-
-/// Transaction control written in the patch itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TxControl {
-    Begin,
-    Commit,
-    Rollback,
-    /// SAVEPOINT, RELEASE, ROLLBACK TO: inside a transaction, no change of state.
-    Savepoint,
-    /// PREPARE TRANSACTION and friends: not supported in a patch.
-    TwoPhase,
 }
 
 /// What kind of check a validation scan performs.
@@ -159,6 +146,7 @@ pub fn analyse(sql: &str) -> Analysis {
     };
     a.kind = statement_kind(node);
     a.host_access = super::host::access(sql, node);
+    a.outside_transaction = outside_transaction(node);
     describe(node, &mut a);
     a
 }
@@ -192,21 +180,8 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
             a.copy_from_stdin = c.is_from && !c.is_program && c.filename.is_empty();
         }
         NodeEnum::IndexStmt(i) => index_facts(i, a),
-        NodeEnum::DropStmt(d) => {
-            a.outside_transaction = d.concurrent;
-        }
         NodeEnum::ReindexStmt(r) => reindex_facts(r, a),
         NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => vacuum_facts(v, a),
-        NodeEnum::ClusterStmt(c) => {
-            a.outside_transaction = c.relation.is_none();
-        }
-        NodeEnum::CreatedbStmt(_)
-        | NodeEnum::DropdbStmt(_)
-        | NodeEnum::CreateTableSpaceStmt(_)
-        | NodeEnum::DropTableSpaceStmt(_)
-        | NodeEnum::AlterSystemStmt(_)
-        | NodeEnum::CreateSubscriptionStmt(_)
-        | NodeEnum::DropSubscriptionStmt(_) => a.outside_transaction = true,
         NodeEnum::UpdateStmt(u) => {
             write_facts(u.relation.as_ref(), "UPDATE", u.where_clause.is_none(), a)
         }
@@ -245,29 +220,12 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
     }
 }
 
-fn tx_control(t: &protobuf::TransactionStmt) -> TxControl {
-    match TransactionStmtKind::try_from(t.kind) {
-        Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
-            TxControl::Begin
-        }
-        Ok(TransactionStmtKind::TransStmtCommit) => TxControl::Commit,
-        Ok(TransactionStmtKind::TransStmtRollback) => TxControl::Rollback,
-        Ok(
-            TransactionStmtKind::TransStmtSavepoint
-            | TransactionStmtKind::TransStmtRelease
-            | TransactionStmtKind::TransStmtRollbackTo,
-        ) => TxControl::Savepoint,
-        _ => TxControl::TwoPhase,
-    }
-}
-
 /// CREATE INDEX [CONCURRENTLY].
 fn index_facts(i: &protobuf::IndexStmt, a: &mut Analysis) {
     let Some(rel) = &i.relation else {
         return;
     };
     let rel = RelRef::from_range_var(rel);
-    a.outside_transaction = i.concurrent;
     if i.concurrent {
         a.facts.push(Fact::HoldsWhileRunning {
             rel: rel.clone(),
@@ -284,15 +242,6 @@ fn index_facts(i: &protobuf::IndexStmt, a: &mut Analysis) {
 fn reindex_facts(r: &protobuf::ReindexStmt, a: &mut Analysis) {
     let concurrently = has_option(&r.params, "concurrently");
     let kind = ReindexObjectType::try_from(r.kind).ok();
-    a.outside_transaction = concurrently
-        || matches!(
-            kind,
-            Some(
-                ReindexObjectType::ReindexObjectSchema
-                    | ReindexObjectType::ReindexObjectSystem
-                    | ReindexObjectType::ReindexObjectDatabase
-            )
-        );
     let Some(rel) = &r.relation else {
         return;
     };
@@ -310,7 +259,6 @@ fn reindex_facts(r: &protobuf::ReindexStmt, a: &mut Analysis) {
 
 /// VACUUM [FULL]: always outside a transaction, with its lock on each table.
 fn vacuum_facts(v: &protobuf::VacuumStmt, a: &mut Analysis) {
-    a.outside_transaction = true;
     let mode = if has_option(&v.options, "full") {
         LockMode::AccessExclusive
     } else {
@@ -432,7 +380,6 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
                 cmd.def.as_deref().and_then(|d| d.node.as_ref())
             {
                 if p.concurrent {
-                    a.outside_transaction = true;
                     a.facts.push(Fact::HoldsWhileRunning {
                         rel: rel.clone(),
                         mode: LockMode::ShareUpdateExclusive,
@@ -472,30 +419,6 @@ fn constraint_facts(rel: &RelRef, c: &protobuf::Constraint, a: &mut Analysis) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn concurrent_statements_run_outside_a_transaction() {
-        for sql in [
-            "create index concurrently i on t (a)",
-            "drop index concurrently i",
-            "reindex index concurrently i",
-            "vacuum t",
-            "vacuum (full) t",
-            "create database x",
-            "alter table p detach partition c concurrently",
-        ] {
-            assert!(analyse(sql).outside_transaction, "{sql}");
-        }
-        for sql in [
-            "create index i on t (a)",
-            "analyze t",
-            "alter table t add column c int",
-            "cluster t using i",
-            "reindex table t",
-        ] {
-            assert!(!analyse(sql).outside_transaction, "{sql}");
-        }
-    }
 
     #[test]
     fn validation_facts() {

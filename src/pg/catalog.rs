@@ -86,6 +86,8 @@ pub struct Trace {
     pub indexes: HashMap<u32, (u32, String)>,
     /// `lock_timeout` in effect now, as PostgreSQL shows it (`0` when off).
     pub lock_timeout: String,
+    /// The role the session runs as (`current_user`).
+    pub user: String,
 }
 
 /// Read locks, storage files and indexes for the pre-existing relations `oids`.
@@ -97,7 +99,8 @@ pub async fn trace(client: &Client, oids: &[u32]) -> Result<Trace> {
              union all select 'f', c.oid, c.relfilenode::text from pg_class c where c.oid = any($1) \
              union all select 'i', i.indexrelid, i.indrelid::text || ' ' || i.indexrelid::regclass::text \
                from pg_index i where i.indrelid = any($1) \
-             union all select 's', 0::oid, current_setting('lock_timeout')",
+             union all select 's', 0::oid, current_setting('lock_timeout') \
+             union all select 'u', 0::oid, current_user::text",
             &[&oids],
         )
         .await?;
@@ -124,6 +127,7 @@ pub async fn trace(client: &Client, oids: &[u32]) -> Result<Trace> {
                     }
                 }
             }
+            "u" => t.user = value,
             _ => t.lock_timeout = value,
         }
     }
@@ -185,15 +189,21 @@ pub async fn constraint_state(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Indexes that are not valid now, by oid and name.
-pub async fn invalid_indexes(client: &Client) -> Result<Vec<(u32, String)>> {
-    let rows = client
-        .query(
-            "/*downtime*/ select i.indexrelid, i.indexrelid::regclass::text from pg_index i where not i.indisvalid",
+/// Indexes that are not valid now, by oid and name, and the role the
+/// session runs as (`current_user`).
+pub async fn invalid_indexes(client: &Client) -> Result<(Vec<(u32, String)>, String)> {
+    let row = client
+        .query_one(
+            "/*downtime*/ select current_user::text, \
+               coalesce(array_agg(i.indexrelid order by i.indexrelid), '{}'), \
+               coalesce(array_agg(i.indexrelid::regclass::text order by i.indexrelid), '{}') \
+             from pg_index i where not i.indisvalid",
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    let oids: Vec<u32> = row.get(1);
+    let names: Vec<String> = row.get(2);
+    Ok((oids.into_iter().zip(names).collect(), row.get(0)))
 }
 
 /// Table pages this transaction has requested from the buffer manager so far

@@ -130,6 +130,7 @@ fn patch_report(p: &Patch, r: &PatchOutcome, a: &Assessed, v: &PatchVerdict) -> 
         declared: p.declared,
         reasons: reasons.to_vec(),
         error,
+        failed_runs: r.failed_runs.clone(),
         commit_seconds: run.map_or(0.0, |run| run.commit_seconds),
         wall_seconds: r.wall_seconds,
         skipped_because: r.skipped_because().map(str::to_string),

@@ -201,6 +201,9 @@ fn reasons(o: &mut String, report: &Report, charts: &Charts) {
                     .unwrap_or_default()
             );
         }
+        for line in p.failed_run_lines() {
+            let _ = writeln!(o, "<li class=\"fail\">{}</li>", esc(&line));
+        }
         for r in reasons {
             reason_item(o, r);
         }

@@ -145,6 +145,9 @@ fn failure(out: &mut String, p: &PatchReport) {
         "policy"
     };
     let mut text = p.failures.join("\n");
+    for line in p.failed_run_lines() {
+        let _ = write!(text, "\n{line}");
+    }
     for r in p
         .reasons
         .iter()

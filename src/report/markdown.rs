@@ -134,6 +134,9 @@ fn patch_row(p: &PatchReport) -> String {
 
 fn reasons_block(p: &PatchReport) -> String {
     let mut out = String::new();
+    for line in p.failed_run_lines() {
+        let _ = writeln!(out, "  - **error** {}", cell(&line));
+    }
     for r in p.reasons.iter().filter(|r| r.severity >= Severity::Warning) {
         let at = r
             .statement_line

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::outcome::{
-    excerpt, CacheMode, CacheState, PatchTiming, RunTiming, SQL_EXCERPT_CHARS,
+    excerpt, CacheMode, CacheState, FailedRun, PatchTiming, RunTiming, SQL_EXCERPT_CHARS,
 };
 pub use crate::time::now_rfc3339;
 pub use crate::verdict::signoff::SignoffRecord as SignoffReport;
@@ -172,6 +172,10 @@ pub struct PatchReport {
     pub declared: Option<Class>,
     pub reasons: Vec<Reason>,
     pub error: Option<ErrorReport>,
+    /// Over repeated runs, every run (warm-ups included) in which the patch
+    /// failed; any one fails it. Absent when it failed in none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_runs: Vec<FailedRun>,
     /// Seconds in COMMITs issued by downtime (part of `seconds`).
     pub commit_seconds: f64,
     /// Sum of the statements' server-side times, when the server records them.
@@ -205,6 +209,26 @@ impl PatchReport {
             ));
         }
         Some(t)
+    }
+
+    /// One line per run the patch failed in: "run 2 of 3: line 4: …".
+    pub fn failed_run_lines(&self) -> Vec<String> {
+        self.failed_runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "failed in {}: line {}: {}{}",
+                    r.describe(),
+                    r.error.line,
+                    r.error.message,
+                    r.error
+                        .sqlstate
+                        .as_deref()
+                        .map(|s| format!(" (SQLSTATE {s})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
     }
 
     /// The statement that took longest, if any ran.

@@ -109,6 +109,9 @@ fn patch_details(out: &mut String, p: &PatchReport) {
             );
         }
     }
+    for line in p.failed_run_lines() {
+        let _ = writeln!(out, "    {line}");
+    }
     if let Some(why) = &p.skipped_because {
         let _ = writeln!(out, "    {why}");
     }
@@ -242,6 +245,9 @@ pub fn render_bench(report: &Report) -> String {
                 secs(st.mad),
                 format!("[{}, {}]", secs(st.ci_low), secs(st.ci_high))
             );
+        }
+        for line in p.failed_run_lines() {
+            let _ = writeln!(out, "  {line}");
         }
         for s in &p.statements {
             if let Some(st) = &s.stats {

@@ -1,9 +1,12 @@
 //! Several runs of the same patches at one scale, merged into one result
 //! per patch: the trace of the first timed run (of the cold ones, when there
-//! are), and statistics over every run where the patch applied.
+//! are), and statistics over every run where the patch applied. A failure
+//! in any run, warm-up or timed, at any scale, is kept ([`FailureLog`]) and
+//! fails the patch.
 
-use crate::measure::stats;
-use crate::outcome::{CacheMode, PatchOutcome, PatchTiming};
+use crate::measure::{stats, PatchError, PatchRun};
+use crate::outcome::{CacheMode, FailedRun, PatchOutcome, PatchTiming};
+use crate::patch::Patch;
 
 use super::TimingOptions;
 
@@ -107,4 +110,79 @@ impl ScaleRuns {
         }
         base
     }
+}
+
+/// Which pass over the patches this was.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunNo {
+    pub mode: CacheMode,
+    /// From 1, among the warm-ups or among the timed runs.
+    pub run: usize,
+    /// How many warm-ups, or how many timed runs.
+    pub runs: usize,
+    pub warmup: bool,
+    /// Fraction of the staging rows, when not full size.
+    pub scale: Option<f64>,
+}
+
+/// Every run in which a patch failed, in the order the runs happened.
+#[derive(Debug, Default)]
+pub(super) struct FailureLog {
+    per_patch: Vec<Vec<FailedRun>>,
+    passes: usize,
+}
+
+impl FailureLog {
+    /// Note the patches that failed in one pass.
+    pub fn record(&mut self, no: RunNo, patches: &[Patch], results: &[PatchOutcome]) {
+        self.passes += 1;
+        self.per_patch.resize_with(patches.len(), Vec::new);
+        for ((p, r), log) in patches.iter().zip(results).zip(&mut self.per_patch) {
+            let Some(error) = r.run().and_then(|run| failure_of(p, run)) else {
+                continue;
+            };
+            log.push(FailedRun {
+                run: no.run,
+                runs: no.runs,
+                warmup: no.warmup,
+                cache: no.mode,
+                scale: no.scale,
+                error,
+            });
+        }
+    }
+
+    /// Give each patch the runs it failed in, when there was more than one
+    /// pass (a single run's failure is its own error already).
+    pub fn attach(self, results: &mut [PatchOutcome]) {
+        if self.passes < 2 {
+            return;
+        }
+        for (r, failed) in results.iter_mut().zip(self.per_patch) {
+            r.failed_runs = failed;
+        }
+    }
+}
+
+/// Why a patch failed in a run: its error, or the INVALID index it left.
+fn failure_of(p: &Patch, run: &PatchRun) -> Option<PatchError> {
+    if let Some(e) = &run.error {
+        return Some(e.clone());
+    }
+    if run.invalid_indexes.is_empty() {
+        return None;
+    }
+    let line = p.statements.last().map_or(1, |s| s.line);
+    Some(PatchError {
+        message: format!(
+            "left the INVALID index {} behind",
+            run.invalid_indexes.join(", ")
+        ),
+        sqlstate: None,
+        line,
+        statement_line: line,
+        detail: None,
+        hint: None,
+        partially_applied: false,
+    })
 }

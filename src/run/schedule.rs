@@ -2,6 +2,7 @@
 //! scaled template per scale, then time the patches runs × cache modes ×
 //! scales, each run on a fresh copy.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -11,10 +12,11 @@ use crate::cancel::{Abort, Cancel};
 use crate::error::{Error, Result};
 use crate::outcome::{Aborted, CacheMode, Outcome, Phase, RunTiming, Scaled, Server};
 use crate::patch::Patch;
+use crate::staging::cluster::{Changed, Watch};
 use crate::staging::{self, cache::Cache, Backend, Baseline};
 use crate::ui;
 
-use super::merge::ScaleRuns;
+use super::merge::{FailureLog, RunNo, ScaleRuns};
 use super::pass::run_patches;
 use super::RunPlan;
 
@@ -112,12 +114,11 @@ async fn scaled_templates(
 /// the new admin connection.
 async fn empty_caches(
     backend: &mut dyn Backend,
-    admin: Client,
+    admin: &Client,
     timing: &mut RunTiming,
 ) -> Result<Client> {
     // The copy's files are written now; empty both caches before timing.
     admin.batch_execute("checkpoint").await?;
-    drop(admin);
     backend.restart().await?;
     timing.server_restarts += 1;
     let dropped = staging::drop_os_cache();
@@ -142,7 +143,7 @@ pub(super) async fn measure_all(
     loading: Loading<'_>,
 ) -> Result<()> {
     load_template(backend, baseline, cancel, &loading, outcome).await?;
-    let mut admin = staging::connect(backend, "postgres").await?;
+    let admin = staging::connect(backend, "postgres").await?;
     let info = staging::server_info(&admin, backend.name()).await?;
     outcome.server = Server {
         version: info.version.clone(),
@@ -157,61 +158,51 @@ pub(super) async fn measure_all(
     }
     let t = &plan.timing;
     let modes = t.cache.modes();
-    let per_mode = t.warmup + t.runs;
     let scales = plan.scales();
-    ui::progress_start(patches.len() * per_mode * modes.len() * plan.scales.len().max(1));
-    let mut timing = RunTiming {
-        runs: t.runs,
-        warmup: t.warmup,
-        statistic: t.statistic,
-        cache: modes.to_vec(),
-        server_restarts: 0,
-        os_cache_dropped: None,
-    };
+    ui::progress_start(patches.len() * (t.warmup + t.runs) * modes.len() * scales.len());
     let templates =
         scaled_templates(backend, &admin, &scales, info.version_num, cancel, outcome).await?;
-    // Round robin over the scales: a slow spell of the machine then slows
-    // every scale a little instead of one scale a lot, which would bend the
-    // fitted curve.
-    let mut runs: Vec<ScaleRuns> = scales.iter().map(|_| ScaleRuns::new(modes)).collect();
-    let mut last_scale = 0;
-    let mut n = 0;
-    'runs: for &mode in modes {
-        for r in 0..per_mode {
-            for (k, template) in templates.iter().enumerate() {
-                n += 1;
-                let copy = format!("downtime_copy_{}_{n}", std::process::id());
-                let template = template.as_deref().unwrap_or(staging::TEMPLATE_DB);
-                staging::create_copy_of(&admin, &copy, template, info.version_num).await?;
-                if mode == CacheMode::Cold {
-                    admin = empty_caches(backend, admin, &mut timing).await?;
-                }
-                if n == 1 {
-                    outcome.baseline.first_statement_seconds =
-                        loading.run_started.elapsed().as_secs_f64();
-                }
-                let pass = run_patches(backend, &admin, &copy, patches, plan, cancel).await?;
-                staging::drop_copy(&admin, &copy).await?;
-                runs[k].add(mode, r >= t.warmup, pass.results);
-                last_scale = k;
-                if let Some(a) = pass.aborted {
-                    outcome.aborted = Some(a);
-                    break 'runs;
-                }
-            }
-        }
-    }
+    let mut names: Vec<String> = vec![staging::TEMPLATE_DB.to_string()];
+    names.extend(templates.iter().flatten().cloned());
+    let watch = Watch::start(&admin, info.version_num, &names).await?;
+    let mut s = Schedule {
+        runs: scales.iter().map(|_| ScaleRuns::new(modes)).collect(),
+        failures: FailureLog::default(),
+        watch,
+        timing: RunTiming {
+            runs: t.runs,
+            warmup: t.warmup,
+            statistic: t.statistic,
+            cache: modes.to_vec(),
+            server_restarts: 0,
+            os_cache_dropped: None,
+        },
+        noted: BTreeSet::new(),
+        admin,
+    };
+    let last_scale = s
+        .run_all(
+            backend,
+            patches,
+            plan,
+            outcome,
+            cancel,
+            &templates,
+            &loading,
+            info.version_num,
+        )
+        .await?;
     for name in templates.iter().flatten() {
-        staging::drop_copy(&admin, name).await?;
+        staging::drop_copy(&s.admin, name).await?;
     }
     ui::progress_finish();
     if outcome.aborted.is_some() {
         // A stopped run reports the run it stopped in.
-        outcome.results = std::mem::take(&mut runs[last_scale].last);
+        outcome.results = std::mem::take(&mut s.runs[last_scale].last);
     } else {
         let mut scaled: Vec<Scaled> = scales
             .iter()
-            .zip(runs)
+            .zip(s.runs)
             .map(|(&scale, r)| Scaled {
                 scale,
                 results: r.merge(t),
@@ -222,8 +213,121 @@ pub(super) async fn measure_all(
         outcome.results = scaled.last().map(|s| s.results.clone()).unwrap_or_default();
         outcome.scales = scaled;
     }
+    // A failure in any run, at any scale, stays with its patch.
+    s.failures.attach(&mut outcome.results);
     if t.runs > 1 || modes != [CacheMode::Warm] {
-        outcome.timing = Some(timing);
+        outcome.timing = Some(s.timing);
     }
     Ok(())
+}
+
+/// The state of the runs while they happen.
+struct Schedule {
+    /// Per scale, its runs.
+    runs: Vec<ScaleRuns>,
+    failures: FailureLog,
+    /// The cluster-level state every run starts from.
+    watch: Watch,
+    timing: RunTiming,
+    /// Patches already named in a note for changing the cluster.
+    noted: BTreeSet<String>,
+    admin: Client,
+}
+
+impl Schedule {
+    /// Every run: cache modes × (warm-ups + timed runs) × scales, round
+    /// robin over the scales (a slow spell of the machine then slows every
+    /// scale a little instead of one scale a lot, which would bend the
+    /// fitted curve). Returns the scale of the last run.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_all(
+        &mut self,
+        backend: &mut dyn Backend,
+        patches: &[Patch],
+        plan: &RunPlan,
+        outcome: &mut Outcome,
+        cancel: &Cancel,
+        templates: &[Option<String>],
+        loading: &Loading<'_>,
+        version_num: i32,
+    ) -> Result<usize> {
+        let t = &plan.timing;
+        let modes = t.cache.modes();
+        let scales = plan.scales();
+        let total = modes.len() * (t.warmup + t.runs) * templates.len();
+        let mut n = 0;
+        for &mode in modes {
+            for r in 0..t.warmup + t.runs {
+                for (k, template) in templates.iter().enumerate() {
+                    n += 1;
+                    let copy = format!("downtime_copy_{}_{n}", std::process::id());
+                    let template = template.as_deref().unwrap_or(staging::TEMPLATE_DB);
+                    staging::create_copy_of(&self.admin, &copy, template, version_num).await?;
+                    if mode == CacheMode::Cold {
+                        self.admin = empty_caches(backend, &self.admin, &mut self.timing).await?;
+                    }
+                    if n == 1 {
+                        outcome.baseline.first_statement_seconds =
+                            loading.run_started.elapsed().as_secs_f64();
+                    }
+                    let pass = run_patches(
+                        backend,
+                        &self.admin,
+                        &copy,
+                        patches,
+                        plan,
+                        cancel,
+                        &self.watch,
+                    )
+                    .await?;
+                    staging::drop_copy(&self.admin, &copy).await?;
+                    let no = RunNo {
+                        mode,
+                        run: if r < t.warmup {
+                            r + 1
+                        } else {
+                            r - t.warmup + 1
+                        },
+                        runs: if r < t.warmup { t.warmup } else { t.runs },
+                        warmup: r < t.warmup,
+                        scale: (scales[k] < 1.0).then_some(scales[k]),
+                    };
+                    self.failures.record(no, patches, &pass.results);
+                    self.runs[k].add(mode, r >= t.warmup, pass.results);
+                    if let Some(a) = pass.aborted {
+                        outcome.aborted = Some(a);
+                        return Ok(k);
+                    }
+                    if n < total {
+                        self.undo(&pass.changed, outcome).await?;
+                    }
+                }
+            }
+        }
+        Ok(templates.len().saturating_sub(1))
+    }
+
+    /// Put the cluster-level state back after a run, and say once per
+    /// patch what of it the patch changed.
+    async fn undo(&mut self, changed: &[Changed], outcome: &mut Outcome) -> Result<()> {
+        self.watch.restore(&self.admin, changed).await?;
+        for c in changed {
+            if self.noted.insert(c.id.clone()) {
+                let mut labels: Vec<&str> = c.changes.iter().map(|x| x.label.as_str()).collect();
+                if labels.len() > 8 {
+                    labels.truncate(8);
+                    labels.push("…");
+                }
+                let note = format!(
+                    "{} changes the cluster outside its database ({}); undone after each run, so \
+                     that every run starts from the same roles, databases and settings",
+                    c.id,
+                    labels.join("; ")
+                );
+                ui::note(&note);
+                outcome.notes.push(note);
+            }
+        }
+        Ok(())
+    }
 }

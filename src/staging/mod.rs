@@ -8,6 +8,7 @@
 pub mod binaries;
 pub mod cache;
 mod cleanup;
+pub mod cluster;
 pub mod docker;
 pub mod embedded;
 pub mod scale;
@@ -420,6 +421,34 @@ pub async fn create_copy_of(
             ident(template)
         ))
         .await?;
+    Ok(())
+}
+
+/// Drop the logical replication subscriptions in the database `db` is
+/// connected to: PostgreSQL will not drop a database a subscription lives
+/// in. Each is disabled and cut from its replication slot first, so no
+/// publisher is contacted.
+pub async fn drop_subscriptions(db: &Client) -> Result<()> {
+    let names: Vec<String> = db
+        .query(
+            "/*downtime*/ select subname::text from pg_subscription \
+             where subdbid = (select oid from pg_database where datname = current_database())",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for name in &names {
+        let s = ident(name);
+        db.batch_execute(&format!(
+            "/*downtime*/ alter subscription {s} disable; \
+             alter subscription {s} set (slot_name = none)"
+        ))
+        .await?;
+        db.batch_execute(&format!("/*downtime*/ drop subscription {s}"))
+            .await?;
+    }
     Ok(())
 }
 

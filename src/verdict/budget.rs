@@ -11,7 +11,7 @@ use super::signoff::{self, SignoffRecord, SignoffState, Signoffs};
 use super::{RuleId, Severity};
 use crate::cancel::Abort;
 use crate::measure::PatchError;
-use crate::outcome::{Aborted, PatchOutcome};
+use crate::outcome::{Aborted, FailedRun, PatchOutcome};
 use crate::patch::{Class, Patch};
 
 /// Pass, fail, or stopped by a signal.
@@ -237,9 +237,14 @@ fn patch_verdict(
         .signoff
         .as_ref()
         .is_some_and(|s| s.state == SignoffState::Valid);
-    if let Some(e) = p.error {
+    if p.result.failed_runs.is_empty() {
+        if let Some(e) = p.error {
+            v.failures
+                .push(format!("{path}:{}: {id} failed: {}", e.line, e.message));
+        }
+    } else {
         v.failures
-            .push(format!("{path}:{}: {id} failed: {}", e.line, e.message));
+            .extend(failed_runs(&path, id, &p.result.failed_runs));
     }
     if v.over_budget && !signed_off {
         v.failures.push(format!(
@@ -276,6 +281,30 @@ fn patch_verdict(
         v.failures.push(format!("{id} [{}]: {}", r.rule, r.message));
     }
     v
+}
+
+/// One failure line per distinct error over the runs, naming the runs it
+/// happened in: "… failed in run 2 of 3: …".
+fn failed_runs(path: &str, id: &str, runs: &[FailedRun]) -> Vec<String> {
+    let mut groups: Vec<(&PatchError, Vec<String>)> = Vec::new();
+    for r in runs {
+        let same = |e: &PatchError| e.line == r.error.line && e.message == r.error.message;
+        match groups.iter_mut().find(|(e, _)| same(e)) {
+            Some((_, which)) => which.push(r.describe()),
+            None => groups.push((&r.error, vec![r.describe()])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(e, which)| {
+            format!(
+                "{path}:{}: {id} failed in {}: {}",
+                e.line,
+                which.join(", "),
+                e.message
+            )
+        })
+        .collect()
 }
 
 /// The verdict when a patch was refused before anything ran.
