@@ -71,6 +71,17 @@ fn statements_that_reach_the_host_are_recognised() {
         "create function f() returns void language plpgsql as $f$ begin perform lo_import('/etc/hosts'); end $f$",
         "create function f() returns text language sql as 'select pg_read_file(''x'')'",
         "create function f() returns text language sql begin atomic select pg_read_file('x'); end",
+        // SQL handed to another session or to EXECUTE, and static statements in bodies.
+        "select dblink_exec('dbname=postgres', 'copy (select 1) to ''/tmp/x''')",
+        "select dblink_exec('dbname=postgres', 'create tablespace t location ''/tmp/t''')",
+        "select dblink_exec('dbname=postgres', E'load \\'/tmp/x.so\\'')",
+        "select * from dblink('dbname=postgres', 'select pg_read_file(''/etc/passwd'')') as t(x text)",
+        "do $$ begin execute 'load ''/tmp/x.so'''; end $$",
+        "do $$ begin execute 'create extension file_fdw'; end $$",
+        "do $$ begin execute 'create function f() returns int language c as ''/tmp/x.so'', ''f'''; end $$",
+        "do $$ begin load '/tmp/x.so'; end $$",
+        "do $$ declare q text := 'copy t to program ''id'''; begin execute q; end $$",
+        "do $$ begin perform dblink_exec('dbname=postgres', $q$ do $i$ begin execute 'load ''/x'''; end $i$ $q$); end $$",
     ] {
         assert!(refused(sql).is_some(), "not refused: {sql}");
     }
@@ -107,6 +118,10 @@ fn ordinary_statements_are_not_refused() {
         "do $$ declare copy_count int; begin select count(*) into copy_count from t; end $$",
         "do $$ begin execute 'copy t from stdin'; end $$",
         "create function copy_rows() returns void language sql as 'insert into b select * from a'",
+        "insert into notes values ('copy that', 'load balancer', 'the language of tablespace planning')",
+        "insert into docs values ('copy t to the new program')",
+        "select dblink_exec('dbname=postgres', 'insert into audit values (1)')",
+        "do $$ begin execute 'alter table t add column c int'; update t set c = 1; end $$",
     ] {
         assert_eq!(refused(sql), None, "refused: {sql}");
     }

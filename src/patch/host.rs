@@ -70,6 +70,23 @@ const LIBRARY_SETTINGS: &[&str] = &[
     "shared_preload_libraries",
 ];
 
+/// How deep SQL inside strings inside SQL is followed.
+const MAX_DEPTH: usize = 4;
+
+/// Words one of which a text must hold for the SQL in its strings to matter.
+const TRIGGERS: &[&str] = &[
+    "copy",
+    "load",
+    "extension",
+    "tablespace",
+    "language",
+    "librar",
+    "pg_",
+    "lo_",
+    "program",
+    "foreign",
+];
+
 /// Why the statement `sql` (parsed as `top`) reaches the host, or `None`
 /// when it stays inside the database.
 ///
@@ -77,15 +94,21 @@ const LIBRARY_SETTINGS: &[&str] = &[
 /// is seen wherever it sits: a default, a view, an index expression, a
 /// function body or an `EXECUTE` string. Statements that only name a function
 /// (`ALTER FUNCTION lo_import(text) OWNER TO …`, `GRANT`, `COMMENT`) call
-/// nothing.
+/// nothing. SQL inside strings (a `DO` or function body, an `EXECUTE` or
+/// `dblink_exec` argument) is checked as the patch's own statements are.
 pub fn access(sql: &str, top: &NodeEnum) -> Option<String> {
-    if let Some(why) = statement(top) {
-        return Some(why);
-    }
-    if names_only(top) {
-        return None;
-    }
-    let lower = sql.to_ascii_lowercase();
+    judge(sql, top, 0)
+}
+
+fn judge(sql: &str, node: &NodeEnum, depth: usize) -> Option<String> {
+    statement(node)
+        .or_else(|| (!names_only(node)).then(|| called_in(sql)).flatten())
+        .or_else(|| inside_strings(sql, depth))
+}
+
+/// A call of a file function anywhere in `text`.
+fn called_in(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
     if !lower.contains("pg_") && !lower.contains("lo_") {
         return None;
     }
@@ -99,6 +122,105 @@ pub fn access(sql: &str, top: &NodeEnum) -> Option<String> {
             .flatten()
     });
     found
+}
+
+/// The SQL inside the string constants of `text`, followed a few levels deep.
+fn inside_strings(text: &str, depth: usize) -> Option<String> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    if !TRIGGERS.iter().any(|w| lower.contains(w)) {
+        return None;
+    }
+    let tokens = pg_query::scan(text).ok()?.tokens;
+    tokens
+        .iter()
+        .filter(|t| t.token == protobuf::Token::Sconst as i32)
+        .find_map(|t| {
+            let raw = text.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
+            nested(&unquote(raw), depth + 1)
+        })
+}
+
+/// A string's content: as SQL, each statement judged as a patch's own; else
+/// as a PL/pgSQL body, its COPYs, its statements and its strings.
+fn nested(text: &str, depth: usize) -> Option<String> {
+    match pg_query::parse(text, 0) {
+        Ok(parsed) => parsed.protobuf.stmts.iter().find_map(|s| {
+            let node = s.stmt.as_ref()?.node.as_ref()?;
+            let start = usize::try_from(s.stmt_location).ok()?;
+            let len = usize::try_from(s.stmt_len).ok()?;
+            let sql = if len == 0 {
+                text.get(start..)?
+            } else {
+                text.get(start..start + len)?
+            };
+            judge(sql, node, depth)
+        }),
+        Err(_) => body(text)
+            .or_else(|| called_in(text))
+            .or_else(|| plpgsql_statements(text, depth))
+            .or_else(|| inside_strings(text, depth)),
+    }
+}
+
+/// The statements and expressions of a PL/pgSQL body, each judged.
+fn plpgsql_statements(text: &str, depth: usize) -> Option<String> {
+    if depth >= MAX_DEPTH || text.contains("$downtime_body$") {
+        return None;
+    }
+    let function = format!(
+        "create function downtime_body() returns void language plpgsql as \
+         $downtime_body${text}$downtime_body$"
+    );
+    let tree = pg_query::parse_plpgsql(&function).ok()?;
+    let mut queries = Vec::new();
+    collect_queries(&tree, &mut queries);
+    queries.into_iter().find_map(|q| nested(&q, depth + 1))
+}
+
+fn collect_queries(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("query", serde_json::Value::String(q)) => out.push(q.clone()),
+                    _ => collect_queries(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_queries(v, out)),
+        _ => {}
+    }
+}
+
+/// A string constant's content: `'…'`, `E'…'`, `U&'…'` or `$tag$…$tag$`.
+fn unquote(raw: &str) -> String {
+    if let Some(after_dollar) = raw.strip_prefix('$') {
+        if let Some(end) = after_dollar.find('$') {
+            let tag = &raw[..end + 2];
+            if raw.len() >= 2 * tag.len() {
+                return raw[tag.len()..raw.len() - tag.len()].to_string();
+            }
+        }
+        return raw.to_string();
+    }
+    let (escapes, quoted) = match raw.as_bytes().first() {
+        Some(b'e' | b'E') => (true, &raw[1..]),
+        Some(b'u' | b'U') => (false, raw.get(2..).unwrap_or("")),
+        _ => (false, raw),
+    };
+    let inner = quoted
+        .strip_prefix('\'')
+        .and_then(|q| q.strip_suffix('\''))
+        .unwrap_or(quoted);
+    let text = inner.replace("''", "'");
+    if escapes {
+        text.replace("\\'", "'").replace("\\\\", "\\")
+    } else {
+        text
+    }
 }
 
 /// Statements that name objects without evaluating any expression.
