@@ -2,8 +2,10 @@
 //! fails the patch and is reported with its run; every run starts from the
 //! same cluster-level state (roles, databases, settings), whatever the
 //! patches changed outside their database; the template cannot be changed
-//! by a patch; and every patch starts in a reset session, while downtime's
-//! own queries keep downtime's privileges.
+//! by a patch; every patch starts in a reset session, while downtime's own
+//! queries keep downtime's privileges; and host safety holds under `--runs`.
+//! Patches carry counts and fingerprints from run to run in tables of the
+//! `postgres` database, reached with dblink (no file on the host).
 
 mod common;
 
@@ -36,19 +38,56 @@ fn require_docker(test: &str) {
     }
 }
 
-/// A patch that counts its executions in a file outside the database (the
-/// copies are thrown away, the file is not) and fails when `fails_when`
-/// (SQL over the count `n`) holds.
-fn flaky_patch(counter: &Path, fails_when: &str) -> String {
-    let f = counter.display();
+/// SQL for a dblink connection string to the cluster's `postgres` database
+/// over the server's own socket. Tables there outlive the runs: the copies
+/// are thrown away and the cluster-level catalogues put back between runs,
+/// but an ordinary table in `postgres` is neither.
+const TO_POSTGRES: &str = "format('host=%s port=%s user=%s dbname=postgres', \
+     split_part(current_setting('unix_socket_directories'), ',', 1), \
+     current_setting('port'), current_user)";
+
+/// SQL adding one to the counter table `table` in the `postgres` database
+/// (made on first use) and giving the new count, as an `int`.
+fn count_up(table: &str) -> String {
     format!(
-        "do $$\n\
-         declare n int := coalesce(pg_read_file('{f}', 0, 100, true)::int, 0) + 1;\n\
-         begin\n\
-           execute format('copy (select %s) to %L', n, '{f}');\n\
+        "(select n from dblink({TO_POSTGRES}, \
+           'create table if not exists {table} (n int); \
+            insert into {table} select coalesce(max(n), 0) + 1 from {table} returning n') \
+         as t(n int))"
+    )
+}
+
+/// A patch that counts its executions in `flaky_counter` in the `postgres`
+/// database and fails at its line 2 when `fails_when` (SQL over the count
+/// `n`) holds.
+fn flaky_patch(fails_when: &str) -> String {
+    format!(
+        "create extension if not exists dblink;\n\
+         do $$ declare n int := {}; begin\n\
            if {fails_when} then raise exception 'flaky: execution % fails', n; end if;\n\
          end $$;\n\
-         create table after_the_flaky_statement (id int);\n"
+         create table after_the_flaky_statement (id int);\n",
+        count_up("flaky_counter")
+    )
+}
+
+/// A patch to follow [`flaky_patch`] when that fails in its even
+/// executions: it counts its own executions and fails unless, at its k-th,
+/// the flaky patch has run exactly 2k − 1 times (once in every run, this
+/// patch being skipped in the runs where the flaky one failed).
+fn checks_the_flaky_count() -> String {
+    format!(
+        "create extension if not exists dblink;\n\
+         do $$ declare\n\
+           flaky int := (select n from dblink({TO_POSTGRES}, 'select max(n) from flaky_counter') as t(n int));\n\
+           mine int := {};\n\
+         begin\n\
+           if flaky is distinct from 2 * mine - 1 then\n\
+             raise exception 'later: execution % found the flaky patch run % times', mine, flaky;\n\
+           end if;\n\
+         end $$;\n\
+         create table later (id int);\n",
+        count_up("later_counter")
     )
 }
 
@@ -63,9 +102,8 @@ fn rerender(s: &Scratch, file: &Path, args: &[&str]) -> String {
 #[test]
 fn a_failure_in_any_run_fails_the_patch_and_names_the_run() {
     let s = Scratch::new();
-    let counter = s.path().join("executions");
-    s.patch("0001-flaky.sql", &flaky_patch(&counter, "n % 2 = 0"));
-    s.patch("0002-later.sql", "create table later (id int);");
+    s.patch("0001-flaky.sql", &flaky_patch("n % 2 = 0"));
+    s.patch("0002-later.sql", &checks_the_flaky_count());
     let out = s.path().join("report.json");
     let (code, report, stderr) = s.check_json(&[
         "patches",
@@ -79,7 +117,6 @@ fn a_failure_in_any_run_fails_the_patch_and_names_the_run() {
         code, 1,
         "run 2 failed, so the patch fails: {stderr}\n{report}"
     );
-    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
     let p = patch(&report, "0001-flaky");
     assert_eq!(p["status"], "failed", "{p}");
     let failed = p["failed_runs"].as_array().unwrap();
@@ -88,7 +125,7 @@ fn a_failure_in_any_run_fails_the_patch_and_names_the_run() {
     assert_eq!(failed[0]["runs"], 3);
     assert_eq!(failed[0]["warmup"], false);
     assert_eq!(failed[0]["cache"], "warm");
-    assert_eq!(failed[0]["error"]["line"], 1);
+    assert_eq!(failed[0]["error"]["line"], 2);
     assert_eq!(failed[0]["error"]["sqlstate"], "P0001");
     assert_eq!(failed[0]["error"]["message"], "flaky: execution 2 fails");
     assert_eq!(p["error"]["message"], "flaky: execution 2 fails");
@@ -106,9 +143,10 @@ fn a_failure_in_any_run_fails_the_patch_and_names_the_run() {
             .any(|f| f.contains("0001-flaky failed in run 2 of 3: flaky: execution 2 fails")),
         "{failures:?}"
     );
-    // The later patch applied in runs 1 and 3 and was skipped in run 2.
+    // The later patch applied in runs 1 and 3 (finding the flaky patch run
+    // once, then three times) and was skipped in run 2.
     let later = patch(&report, "0002-later");
-    assert_eq!(later["status"], "ok");
+    assert_eq!(later["status"], "ok", "{later}");
     assert_eq!(later["timing"]["warm"]["runs"], 2);
 
     // Every format says which run, from the saved report.
@@ -127,7 +165,7 @@ fn a_failure_in_any_run_fails_the_patch_and_names_the_run() {
     );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(
-        html.contains("failed in run 2 of 3: line 1: flaky: execution 2 fails"),
+        html.contains("failed in run 2 of 3: line 2: flaky: execution 2 fails"),
         "{html}"
     );
     s.assert_clean();
@@ -136,8 +174,7 @@ fn a_failure_in_any_run_fails_the_patch_and_names_the_run() {
 #[test]
 fn a_failure_in_a_warm_up_run_is_not_dropped() {
     let s = Scratch::new();
-    let counter = s.path().join("executions");
-    s.patch("0001-flaky.sql", &flaky_patch(&counter, "n = 1"));
+    s.patch("0001-flaky.sql", &flaky_patch("n = 1"));
     let (code, report, stderr) =
         s.check_json(&["patches", "--runs", "2", "--warmup", "1", "--no-history"]);
     assert_eq!(code, 1, "{stderr}\n{report}");
@@ -158,23 +195,28 @@ fn a_failure_in_a_warm_up_run_is_not_dropped() {
     // Both timed runs passed.
     assert_eq!(p["timing"]["warm"]["runs"], 2);
 
-    // A single run that passes has no failed runs at all.
-    std::fs::write(&counter, "2\n").unwrap();
+    // A single run that passes has no failed runs at all (each check has
+    // its own server, so the count starts again).
+    s.patch("0001-flaky.sql", &flaky_patch("n = 2"));
     let (code, report, stderr) = s.check_json(&["patches", "--no-history"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(patch(&report, "0001-flaky").get("failed_runs").is_none());
     s.assert_clean();
 }
 
-/// A DO block that fingerprints the cluster-level state (read the way any
-/// client would, not the way downtime does) and compares it with the
-/// fingerprint the first run left in `file`.
-fn cluster_guard(file: &Path) -> String {
-    let f = file.display();
+/// A patch that fingerprints the cluster-level state (read the way any
+/// client would, not the way downtime does), records it in
+/// `cluster_fingerprint` in the `postgres` database and compares it with
+/// the fingerprint recorded first: another fingerprint fails the patch.
+/// When it did compare with an earlier one, it says so by creating the role
+/// `guard_compared_with_N_earlier`, which the run's notes then show (a
+/// cluster-level change like any other, undone after the run).
+fn cluster_guard() -> String {
     format!(
-        r#"do $$
+        r#"create extension if not exists dblink;
+do $$
 declare
-  copy oid := (select oid from pg_database where datname = current_database());
+  this_db oid := (select oid from pg_database where datname = current_database());
   now text := (select md5(string_agg(x, E'\n' order by x)) from (
     select format('role %s %s %s %s %s %s %s %s', rolname, rolsuper, rolinherit, rolcreaterole,
                   rolcreatedb, rolcanlogin, rolconnlimit, coalesce(rolvaliduntil, 'infinity')) x
@@ -183,73 +225,51 @@ declare
       from pg_auth_members
     union all select format('database %s %s %s %s %s %s', datname, datdba::regrole, datallowconn,
                             datistemplate, datconnlimit, datacl)
-      from pg_database where oid <> copy
+      from pg_database where oid <> this_db
     union all select format('setting %s %s %s', (select datname from pg_database where oid = setdatabase),
                             setrole::regrole, setconfig)
-      from pg_db_role_setting where setdatabase <> copy
+      from pg_db_role_setting where setdatabase <> this_db
     union all select format('comment %s %s', classoid::regclass, description) from pg_shdescription
-      where objoid <> copy
+      where objoid <> this_db
     union all select format('tablespace %s %s %s', spcname, spcowner::regrole, spcacl) from pg_tablespace
   ) state);
-  first text := pg_read_file('{f}', 0, 1000, true);
+  earlier int;
+  first text;
 begin
-  if first is null then
-    execute format('copy (select %L) to %L', now, '{f}');
-  elsif btrim(first, E' \n') <> now then
+  select e.earlier, e.first into earlier, first from dblink({TO_POSTGRES},
+    'create table if not exists cluster_fingerprint (n serial, fingerprint text);
+     select count(*)::int, (select fingerprint from cluster_fingerprint order by n limit 1)
+       from cluster_fingerprint') as e(earlier int, first text);
+  perform dblink_exec({TO_POSTGRES},
+    format('insert into cluster_fingerprint (fingerprint) values (%L)', now));
+  if earlier > 0 and first is distinct from now then
     raise exception 'the cluster differs from the one the first run started with';
+  elsif earlier > 0 then
+    execute format('create role %I nologin', 'guard_compared_with_' || earlier || '_earlier');
   end if;
 end $$;
 "#
     )
 }
 
-/// A directory the server may use for a tablespace: owned by the user the
-/// server runs as (`postgres` when the tests run as root).
-fn tablespace_dir(s: &Scratch) -> std::path::PathBuf {
-    let dir = s.path().join("tablespace");
-    std::fs::create_dir(&dir).unwrap();
-    if nix::unistd::geteuid().is_root() {
-        let pg = nix::unistd::User::from_name("postgres")
-            .unwrap()
-            .expect("a postgres user (the server runs as it under root)");
-        nix::unistd::chown(&dir, Some(pg.uid), Some(pg.gid)).unwrap();
-    }
-    dir
-}
-
 /// Patches that change the cluster outside their database in every way
 /// the runs must undo (and a subscription, which would keep its copy from
-/// being dropped), after a guard that fails when a run starts from
-/// another cluster than the first: `guard` is where the guard keeps its
-/// fingerprint, `tablespace` a directory the server may use (made by the
-/// patch when `make_dir`).
-fn cluster_changing_patches(s: &Scratch, guard: &Path, tablespace: &Path, make_dir: bool) {
+/// being dropped), after [`cluster_guard`], which fails when a run starts
+/// from another cluster than the first.
+fn cluster_changing_patches(s: &Scratch) {
     s.baseline(
         "create role legacy_reader nologin;\n\
          comment on role legacy_reader is 'reads the old reports';\n\
          create table orders (id int);\n",
     );
-    s.patch("0001-guard.sql", &cluster_guard(guard));
-    let mkdir = if make_dir {
-        format!(
-            "copy (select 1) to program 'mkdir -p {}';\n",
-            tablespace.display()
-        )
-    } else {
-        String::new()
-    };
+    s.patch("0001-guard.sql", &cluster_guard());
     s.patch(
         "0002-database.sql",
-        &format!(
-            "create database reports;\n\
-             alter database reports set work_mem = '1MB';\n\
-             comment on database reports is 'for the reporting team';\n\
-             create subscription reports_feed connection 'dbname=nowhere' publication p\n\
-               with (connect = false);\n\
-             {mkdir}\
-             create tablespace archive location '{}';\n",
-            tablespace.display()
-        ),
+        "create database reports;\n\
+         alter database reports set work_mem = '1MB';\n\
+         comment on database reports is 'for the reporting team';\n\
+         create subscription reports_feed connection 'dbname=nowhere' publication p\n\
+           with (connect = false);\n",
     );
     // The session's own role loses its login (an expired password) and
     // becomes read-only by default: the next run could not even connect.
@@ -275,8 +295,9 @@ fn cluster_changing_patches(s: &Scratch, guard: &Path, tablespace: &Path, make_d
     );
 }
 
-/// Three runs of [`cluster_changing_patches`]: each applies, and the
-/// notes say what was undone.
+/// Three runs of [`cluster_changing_patches`]: each applies, the guard
+/// compared run 2 with run 1 (run 3 too, but no note follows the last run),
+/// and the notes say what was undone.
 fn assert_three_runs_from_the_same_cluster(report: &serde_json::Value) {
     for id in ["0001-guard", "0002-database", "0003-roles"] {
         let p = patch(report, id);
@@ -288,9 +309,9 @@ fn assert_three_runs_from_the_same_cluster(report: &serde_json::Value) {
     }
     let notes = report["notes"].to_string();
     for said in [
+        "0001-guard changes the cluster outside its database (role guard_compared_with_1_earlier created)",
         "0002-database changes the cluster outside its database",
         "database reports created",
-        "tablespace archive created",
         "0003-roles changes the cluster outside its database",
         "role app_reader created",
         "role legacy_reader dropped",
@@ -303,25 +324,24 @@ fn assert_three_runs_from_the_same_cluster(report: &serde_json::Value) {
 #[test]
 fn every_run_starts_from_the_same_cluster() {
     let s = Scratch::new();
-    let fingerprint = s.path().join("cluster.md5");
-    cluster_changing_patches(&s, &fingerprint, &tablespace_dir(&s), false);
+    cluster_changing_patches(&s);
     let (code, report, stderr) = s.check_json(&["patches", "--runs", "3", "--no-history"]);
     assert_eq!(code, 0, "{stderr}\n{report}");
-    assert!(
-        fingerprint.is_file(),
-        "the guard never recorded the first run"
-    );
     assert_three_runs_from_the_same_cluster(&report);
 
-    // The guard does see a different cluster: against a wrong fingerprint
-    // it fails.
-    std::fs::write(&fingerprint, "not the fingerprint\n").unwrap();
-    let (code, report, _) = s.check_json(&["patches", "--no-history"]);
-    assert_eq!(code, 1);
-    assert!(patch(&report, "0001-guard")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("the cluster differs"));
+    // The guard does see a different cluster: run again after the database
+    // patch, in the same run (nothing undone yet), it fails.
+    std::fs::remove_file(s.patches().join("0003-roles.sql")).unwrap();
+    s.patch("0003-guard-again.sql", &cluster_guard());
+    let (code, report, stderr) = s.check_json(&["patches", "--no-history"]);
+    assert_eq!(code, 1, "{stderr}\n{report}");
+    assert_eq!(patch(&report, "0001-guard")["status"], "ok");
+    let e = &patch(&report, "0003-guard-again")["error"];
+    assert_eq!(e["line"], 2, "{e}");
+    assert_eq!(
+        e["message"], "the cluster differs from the one the first run started with",
+        "{e}"
+    );
     s.assert_clean();
 }
 
@@ -332,13 +352,7 @@ fn every_run_starts_from_the_same_cluster() {
 fn every_run_starts_from_the_same_cluster_on_docker() {
     require_docker("every_run_starts_from_the_same_cluster_on_docker");
     let s = Scratch::new();
-    // Paths inside the container, which lives for the whole check.
-    cluster_changing_patches(
-        &s,
-        Path::new("/tmp/cluster.md5"),
-        Path::new("/tmp/archive"),
-        true,
-    );
+    cluster_changing_patches(&s);
     let (code, report, stderr) = s.check_json(&[
         "patches",
         "--backend",
@@ -352,6 +366,60 @@ fn every_run_starts_from_the_same_cluster_on_docker() {
     assert_eq!(code, 0, "{stderr}\n{report}");
     assert_eq!(report["postgres"]["backend"], "docker");
     assert_three_runs_from_the_same_cluster(&report);
+}
+
+/// Host safety holds under repeated runs too: a patch that would create,
+/// change or drop a tablespace (a directory on the host) is refused at its
+/// line before any run, and the directory it names is never touched.
+#[test]
+fn a_tablespace_is_refused_before_any_run() {
+    let s = Scratch::new();
+    // Empty and the server user's: CREATE TABLESPACE would succeed if sent.
+    let dir = s.path().join("tablespace");
+    std::fs::create_dir(&dir).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let pg = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("a postgres user (the server runs as it under root)");
+        nix::unistd::chown(&dir, Some(pg.uid), Some(pg.gid)).unwrap();
+    }
+    s.patch("0001-ok.sql", "create table ok (id int);");
+    let cases = [
+        (
+            format!(
+                "create table t (id int);\ncreate tablespace archive location '{}';\n",
+                dir.display()
+            ),
+            2,
+        ),
+        (
+            "create table t (id int);\n\nalter tablespace pg_default set (random_page_cost = 1);\n"
+                .to_string(),
+            3,
+        ),
+        ("drop tablespace if exists archive;\n".to_string(), 1),
+    ];
+    for (sql, line) in cases {
+        s.patch("0002-space.sql", &sql);
+        let (code, report, stderr) = s.check_json(&["patches", "--runs", "3", "--no-history"]);
+        assert_eq!(code, 1, "{sql}\n{stderr}\n{report}");
+        let p = patch(&report, "0002-space");
+        assert_eq!(p["error"]["line"], line, "{sql}: {p}");
+        let message = p["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("tablespace"), "{sql}: {message}");
+        let failures = report["failures"].to_string();
+        assert!(
+            failures.contains(&format!("patches/0002-space.sql:{line}")),
+            "the verdict names file:line: {failures}"
+        );
+        // Refused before anything ran: the harmless first patch did not run
+        // in any of the three runs.
+        let ok = patch(&report, "0001-ok");
+        assert_eq!(ok["status"], "skipped", "{report}");
+        assert!(ok["timing"].is_null(), "{ok}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{sql}");
+        s.assert_clean();
+    }
 }
 
 #[test]
