@@ -3,52 +3,93 @@
 use std::time::Instant;
 
 use crate::cancel::Cancel;
-use crate::error::{Error, Result};
-use crate::measure::{self, ApplyOptions};
-use crate::outcome::{excerpt, Aborted, PatchOutcome, Phase};
+use crate::error::Error;
+use crate::measure::{self, ApplyOptions, Session, Watch};
+use crate::outcome::{Aborted, PatchOutcome, Phase};
 use crate::patch::Patch;
 use crate::pg::catalog;
-use crate::staging::Backend;
+use crate::staging::{Admin, Backend};
 use crate::ui;
 
 use super::RunPlan;
 
 /// What one pass produced: a result per patch reached, and where it stopped
-/// if it was aborted.
+/// if it was aborted or the staging server could not go on.
 pub(super) struct Pass {
     pub results: Vec<PatchOutcome>,
     pub aborted: Option<Aborted>,
 }
 
-/// Apply every patch once, on the copy `copy`.
+/// Where a pass runs: the server, downtime's admin connection to it, the
+/// copy the patches are applied to, and the templates (by oid and name)
+/// that must survive them.
+pub(super) struct Copy<'a> {
+    pub backend: &'a dyn Backend,
+    pub admin: &'a Admin,
+    pub name: &'a str,
+    pub templates: &'a [(u32, String)],
+}
+
+/// Apply every patch once, on the copy `copy`. Never an `Err`: a failure
+/// of the server or of a connection is where the pass stopped.
 pub(super) async fn run_patches(
-    backend: &dyn Backend,
-    admin: &tokio_postgres::Client,
-    copy: &str,
+    copy: &Copy<'_>,
     patches: &[Patch],
     plan: &RunPlan,
     cancel: &Cancel,
-) -> Result<Pass> {
-    let cap = plan.statement_cap;
-    let mut config = backend.config(copy);
-    config.options(format!("-c statement_timeout={}", cap.as_millis().max(1)));
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot connect to the staging copy: {e}")))?;
-    let conn = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let apply_opts = ApplyOptions { statement_cap: cap };
-    let dbid = if backend.has_statement_stats() {
-        catalog::database_oid(admin, copy).await?
-    } else {
-        None
-    };
-    let clock = dbid.map(|dbid| measure::ServerClock { admin, dbid });
+) -> Pass {
     let mut pass = Pass {
         results: Vec::new(),
         aborted: None,
+    };
+    let failed = |e: &Error| {
+        let a = Aborted::infrastructure(Phase::Applying, e);
+        match patches.first() {
+            Some(p) => a.at(p, None),
+            None => a,
+        }
+    };
+    let session = match Session::open(copy.backend, copy.name, plan.statement_cap).await {
+        Ok(s) => s,
+        Err(e) => {
+            pass.aborted = Some(failed(&e));
+            return pass;
+        }
+    };
+    let clock_dbid = if copy.backend.has_statement_stats() {
+        match catalog::database_oid(copy.admin, copy.name).await {
+            Ok(dbid) => dbid,
+            Err(e) => {
+                pass.aborted = Some(failed(&e));
+                session.close().await;
+                return pass;
+            }
+        }
+    } else {
+        None
+    };
+    let watch = Watch {
+        admin: copy.admin,
+        backend: copy.backend,
+        clock_dbid,
+        templates: copy.templates.to_vec(),
+    };
+    apply_each(&session, &watch, patches, plan, cancel, &mut pass).await;
+    session.close().await;
+    pass
+}
+
+/// The patches in order on one session, until one stops the pass.
+async fn apply_each(
+    session: &Session,
+    watch: &Watch<'_>,
+    patches: &[Patch],
+    plan: &RunPlan,
+    cancel: &Cancel,
+    pass: &mut Pass,
+) {
+    let apply_opts = ApplyOptions {
+        statement_cap: plan.statement_cap,
     };
     let mut stop_after: Option<String> = None;
     for p in patches {
@@ -62,9 +103,8 @@ pub(super) async fn run_patches(
             continue;
         }
         ui::progress_patch(&p.file.id);
-        client.batch_execute("/*downtime*/ reset all").await?;
         let wall = Instant::now();
-        let run = measure::apply(&client, p, &apply_opts, cancel, clock.as_ref()).await?;
+        let run = measure::apply(session, watch, p, &apply_opts, cancel).await;
         let wall_seconds = wall.elapsed().as_secs_f64();
         if run.failed() && !plan.keep_going {
             stop_after = Some(format!(
@@ -73,29 +113,33 @@ pub(super) async fn run_patches(
             ));
         }
         if run.connection_lost {
-            stop_after = Some(format!(
-                "not run: {} ended its own session, so the copy's state is unknown",
-                p.file.id
-            ));
+            let terminated = run
+                .error
+                .as_ref()
+                .is_some_and(|e| e.ended_by == Some(crate::cancel::Ended::Terminate));
+            stop_after = Some(if terminated {
+                format!(
+                    "not run: {} would not stop at its cap and its session was terminated",
+                    p.file.id
+                )
+            } else {
+                format!(
+                    "not run: {} ended its own session, so the copy's state is unknown",
+                    p.file.id
+                )
+            });
         }
-        let aborted = run.aborted.map(|reason| {
-            let st = run.statements.last().map(|s| &p.statements[s.index]);
-            Aborted {
-                reason,
-                phase: Phase::Applying,
-                patch: Some(p.file.id.clone()),
-                line: st.map(|s| s.line),
-                statement: st.map(|s| excerpt(&s.sql)),
-            }
+        let halted = run.halt.as_ref().map(|h| Aborted {
+            reason: h.reason,
+            ended_by: h.ended_by,
+            message: h.message.clone(),
+            ..Aborted::in_phase(h.reason, Phase::Applying).at(p, p.statements.get(h.index))
         });
         pass.results.push(PatchOutcome::applied(run, wall_seconds));
         ui::progress_done();
-        if aborted.is_some() {
-            pass.aborted = aborted;
+        if halted.is_some() {
+            pass.aborted = halted;
             break;
         }
     }
-    drop(client);
-    let _ = conn.await;
-    Ok(pass)
 }

@@ -7,15 +7,16 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use tokio_postgres::Client;
 
-use crate::cancel::{Abort, Cancel};
+use crate::cancel::{Abort, Cancel, Ended};
 use crate::error::{Error, Result};
 use crate::outcome::{Aborted, CacheMode, Outcome, Phase, RunTiming, Scaled, Server};
 use crate::patch::Patch;
-use crate::staging::{self, cache::Cache, Backend, Baseline};
+use crate::pg::catalog;
+use crate::staging::{self, cache::Cache, Admin, Backend, Baseline};
 use crate::ui;
 
 use super::merge::ScaleRuns;
-use super::pass::run_patches;
+use super::pass::{run_patches, Copy};
 use super::RunPlan;
 
 /// How the template gets there: loaded, or already in a cached cluster.
@@ -112,9 +113,9 @@ async fn scaled_templates(
 /// the new admin connection.
 async fn empty_caches(
     backend: &mut dyn Backend,
-    admin: Client,
+    admin: Admin,
     timing: &mut RunTiming,
-) -> Result<Client> {
+) -> Result<Admin> {
     // The copy's files are written now; empty both caches before timing.
     admin.batch_execute("checkpoint").await?;
     drop(admin);
@@ -128,7 +129,7 @@ async fn empty_caches(
         });
     }
     timing.os_cache_dropped = Some(dropped.is_ok());
-    staging::connect(backend, "postgres").await
+    staging::connect_admin(backend).await
 }
 
 /// Everything after the server started: load, scale, run, merge.
@@ -142,7 +143,7 @@ pub(super) async fn measure_all(
     loading: Loading<'_>,
 ) -> Result<()> {
     load_template(backend, baseline, cancel, &loading, outcome).await?;
-    let mut admin = staging::connect(backend, "postgres").await?;
+    let admin = staging::connect_admin(backend).await?;
     let info = staging::server_info(&admin, backend.name()).await?;
     outcome.server = Server {
         version: info.version.clone(),
@@ -152,14 +153,15 @@ pub(super) async fn measure_all(
     };
     if backend.has_statement_stats() {
         admin
-            .batch_execute("create extension if not exists pg_stat_statements")
+            .batch_execute("create extension if not exists pg_stat_statements schema public")
             .await?;
     }
     let t = &plan.timing;
     let modes = t.cache.modes();
-    let per_mode = t.warmup + t.runs;
     let scales = plan.scales();
-    ui::progress_start(patches.len() * per_mode * modes.len() * plan.scales.len().max(1));
+    ui::progress_start(
+        patches.len() * (t.warmup + t.runs) * modes.len() * plan.scales.len().max(1),
+    );
     let mut timing = RunTiming {
         runs: t.runs,
         warmup: t.warmup,
@@ -170,44 +172,49 @@ pub(super) async fn measure_all(
     };
     let templates =
         scaled_templates(backend, &admin, &scales, info.version_num, cancel, outcome).await?;
-    // Round robin over the scales: a slow spell of the machine then slows
-    // every scale a little instead of one scale a lot, which would bend the
-    // fitted curve.
     let mut runs: Vec<ScaleRuns> = scales.iter().map(|_| ScaleRuns::new(modes)).collect();
-    let mut last_scale = 0;
-    let mut n = 0;
-    'runs: for &mode in modes {
-        for r in 0..per_mode {
-            for (k, template) in templates.iter().enumerate() {
-                n += 1;
-                let copy = format!("downtime_copy_{}_{n}", std::process::id());
-                let template = template.as_deref().unwrap_or(staging::TEMPLATE_DB);
-                staging::create_copy_of(&admin, &copy, template, info.version_num).await?;
-                if mode == CacheMode::Cold {
-                    admin = empty_caches(backend, admin, &mut timing).await?;
-                }
-                if n == 1 {
-                    outcome.baseline.first_statement_seconds =
-                        loading.run_started.elapsed().as_secs_f64();
-                }
-                let pass = run_patches(backend, &admin, &copy, patches, plan, cancel).await?;
-                staging::drop_copy(&admin, &copy).await?;
-                runs[k].add(mode, r >= t.warmup, pass.results);
-                last_scale = k;
-                if let Some(a) = pass.aborted {
-                    outcome.aborted = Some(a);
-                    break 'runs;
-                }
-            }
+    let mut runner = Runner {
+        admin: Some(admin),
+        version_num: info.version_num,
+        templates: &templates,
+        watched: Vec::new(),
+        last_scale: 0,
+        done: String::new(),
+    };
+    let result = runner
+        .timed_runs(
+            backend,
+            patches,
+            plan,
+            outcome,
+            cancel,
+            &loading,
+            &mut timing,
+            &mut runs,
+        )
+        .await;
+    match result {
+        Ok(()) => {}
+        Err(Error::Aborted(a)) => return Err(Error::Aborted(a)),
+        // The server or downtime's connection to it failed between passes
+        // (making a copy, restarting, dropping one): a stopped run that
+        // says where it was.
+        Err(e) => {
+            let mut a = Aborted::infrastructure(Phase::Applying, &e);
+            a.message = Some(format!("{}: {e}", runner.done));
+            a.patch = last_applied(&runs[runner.last_scale].last, patches);
+            outcome.aborted.get_or_insert(a);
         }
     }
-    for name in templates.iter().flatten() {
-        staging::drop_copy(&admin, name).await?;
+    if let (None, Some(admin)) = (&outcome.aborted, &runner.admin) {
+        for name in templates.iter().flatten() {
+            staging::drop_copy(admin, name).await?;
+        }
     }
     ui::progress_finish();
     if outcome.aborted.is_some() {
         // A stopped run reports the run it stopped in.
-        outcome.results = std::mem::take(&mut runs[last_scale].last);
+        outcome.results = std::mem::take(&mut runs[runner.last_scale].last);
     } else {
         let mut scaled: Vec<Scaled> = scales
             .iter()
@@ -226,4 +233,127 @@ pub(super) async fn measure_all(
         outcome.timing = Some(timing);
     }
     Ok(())
+}
+
+/// The timed runs and what they need between passes.
+struct Runner<'t> {
+    /// `None` once it could not be had back (a cold run's restart failed).
+    admin: Option<Admin>,
+    version_num: i32,
+    /// One per scale: its scaled template, `None` for the full size.
+    templates: &'t [Option<String>],
+    /// The templates by oid and name, which patches must leave alone.
+    watched: Vec<(u32, String)>,
+    last_scale: usize,
+    /// What the runs have done so far, for an error between passes.
+    done: String,
+}
+
+impl Runner<'_> {
+    /// Round robin over the scales, runs × cache modes: each pass on a
+    /// fresh copy. A slow spell of the machine then slows every scale a
+    /// little instead of one scale a lot, which would bend the fitted
+    /// curve. A pass that stops (aborted, or the server unfit to go on)
+    /// stops them all.
+    #[allow(clippy::too_many_arguments)]
+    async fn timed_runs(
+        &mut self,
+        backend: &mut dyn Backend,
+        patches: &[Patch],
+        plan: &RunPlan,
+        outcome: &mut Outcome,
+        cancel: &Cancel,
+        loading: &Loading<'_>,
+        timing: &mut RunTiming,
+        runs: &mut [ScaleRuns],
+    ) -> Result<()> {
+        let t = &plan.timing;
+        self.watched = self.watched_templates().await?;
+        let mut n = 0;
+        for &mode in t.cache.modes() {
+            for r in 0..t.warmup + t.runs {
+                for k in 0..self.templates.len() {
+                    n += 1;
+                    let copy = format!("downtime_copy_{}_{n}", std::process::id());
+                    let after = last_applied(&runs[self.last_scale].last, patches)
+                        .map(|p| format!(", after pass {} applied the patches up to {p}", n - 1))
+                        .unwrap_or_default();
+                    self.done = format!("making staging copy {n}{after}");
+                    let template = self.templates[k].as_deref().unwrap_or(staging::TEMPLATE_DB);
+                    let admin = self.admin()?;
+                    staging::create_copy_of(admin, &copy, template, self.version_num).await?;
+                    if mode == CacheMode::Cold {
+                        let admin = self.admin.take().ok_or_else(no_admin)?;
+                        self.admin = Some(empty_caches(backend, admin, timing).await?);
+                    }
+                    if n == 1 {
+                        outcome.baseline.first_statement_seconds =
+                            loading.run_started.elapsed().as_secs_f64();
+                    }
+                    let place = Copy {
+                        backend,
+                        admin: self.admin()?,
+                        name: &copy,
+                        templates: &self.watched,
+                    };
+                    let pass = run_patches(&place, patches, plan, cancel).await;
+                    runs[k].add(mode, r >= t.warmup, pass.results);
+                    self.last_scale = k;
+                    if let Some(a) = pass.aborted {
+                        // A server a patch broke, or that failed, is not
+                        // asked for anything more; shutting it down removes
+                        // the copy with it.
+                        let server_gone = matches!(a.reason, Abort::Broken | Abort::Infrastructure)
+                            || a.ended_by == Some(Ended::ServerStop);
+                        if !server_gone {
+                            let _ = staging::drop_copy(self.admin()?, &copy).await;
+                        }
+                        outcome.aborted = Some(a);
+                        return Ok(());
+                    }
+                    self.done = format!(
+                        "dropping staging copy {n}{}",
+                        last_applied(&runs[k].last, patches)
+                            .map(|p| format!(" after its patches up to {p}"))
+                            .unwrap_or_default()
+                    );
+                    staging::drop_copy(self.admin()?, &copy).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn admin(&self) -> Result<&Admin> {
+        self.admin.as_ref().ok_or_else(no_admin)
+    }
+
+    /// The templates of this run, by oid and name.
+    async fn watched_templates(&self) -> Result<Vec<(u32, String)>> {
+        let admin = self.admin()?;
+        let mut watched = Vec::new();
+        let names = self
+            .templates
+            .iter()
+            .map(|t| t.as_deref().unwrap_or(staging::TEMPLATE_DB));
+        for name in names {
+            if let Some(oid) = catalog::database_oid(admin, name).await? {
+                watched.push((oid, name.to_string()));
+            }
+        }
+        Ok(watched)
+    }
+}
+
+fn no_admin() -> Error {
+    Error::Server("downtime's connection to the staging server is gone".into())
+}
+
+/// The last patch a pass applied, if any did.
+fn last_applied(results: &[crate::outcome::PatchOutcome], patches: &[Patch]) -> Option<String> {
+    patches
+        .iter()
+        .zip(results)
+        .rfind(|(_, r)| r.run().is_some())
+        .map(|(p, _)| p.file.id.clone())
 }
