@@ -169,7 +169,7 @@ impl Tracer<'_> {
                 self.close_patch(index, error, None, false).await
             }
             Executed::Failed(e) => {
-                let d = self.diagnose(Some(&e)).await;
+                let d = self.diagnose(Some(&e), None).await;
                 let when = match stage.what() {
                     Some(what) => format!("during {what}"),
                     None => "while this statement ran".to_string(),
@@ -187,7 +187,13 @@ impl Tracer<'_> {
         if self.patch.statements.is_empty() {
             return;
         }
-        let d = self.diagnose(None).await;
+        // The server's last word, when it ended a connection in reply to
+        // one of downtime's own queries.
+        let said = e.connection_ended().map(|(code, message)| ConnectionEnd {
+            sqlstate: Some(code.to_string()),
+            message: message.to_string(),
+        });
+        let d = self.diagnose(None, said).await;
         let when = if self.ran.is_some() || !self.run.statements.is_empty() {
             "after this statement ran"
         } else {
@@ -219,8 +225,15 @@ impl Tracer<'_> {
         let _ = self.close_patch(index, error, Some(halt), false).await;
     }
 
-    /// Look at the session, the admin connection and the server.
-    async fn diagnose(&self, error: Option<&tokio_postgres::Error>) -> Diagnosis {
+    /// Look at the session, the admin connection and the server. `error`:
+    /// the statement's own; `said`: how the server ended a connection in
+    /// reply to one of downtime's queries (the one that is gone; the
+    /// session's when both are).
+    async fn diagnose(
+        &self,
+        error: Option<&tokio_postgres::Error>,
+        said: Option<ConnectionEnd>,
+    ) -> Diagnosis {
         let probe = self.client().simple_query("/*downtime*/ select 1");
         let answered = match tokio::time::timeout(crate::measure::GRACE, probe).await {
             Ok(Ok(_)) => true,
@@ -232,7 +245,13 @@ impl Tracer<'_> {
         // Also gives the server time to log why it ended a session.
         let server_up = self.watch.server_up().await;
         let backend = self.watch.backend;
-        let session = (!answered || error.is_some_and(ends_session)).then(|| {
+        let session_gone = !answered || error.is_some_and(ends_session);
+        let (said_session, said_admin) = if session_gone {
+            (said, None)
+        } else {
+            (None, said)
+        };
+        let session = session_gone.then(|| {
             // What the server said in reply to the statement; else what
             // its log says, or the connection heard last, or the driver's
             // own words: the first that has a SQLSTATE, else the first.
@@ -241,6 +260,7 @@ impl Tracer<'_> {
                 .map(ConnectionEnd::of);
             best([
                 replied,
+                said_session,
                 backend.session_end(self.session.pid),
                 self.session.ended(),
                 error.map(ConnectionEnd::of),
@@ -248,6 +268,7 @@ impl Tracer<'_> {
         });
         let admin = (!admin_alive).then(|| {
             best([
+                said_admin,
                 backend.session_end(self.watch.admin.pid),
                 self.watch.admin.ended(),
             ])
