@@ -103,21 +103,32 @@ fn parent_of(pid: i32) -> Option<i32> {
 
 /// The postmaster of the run in `s` (its data directory is under the
 /// scratch's TMPDIR), and its backend running `what` on a staging copy
-/// (`what` appears in the process title, e.g. `SELECT`). Only this test's
-/// own processes are ever looked at.
+/// (`what` appears in the process title, e.g. `SELECT`) for a while: seen
+/// on every poll for 300 ms, so not one of downtime's own short queries
+/// (its trace is a `SELECT` too). Only this test's own processes are ever
+/// looked at.
 fn server_and_backend(s: &Scratch, what: &str) -> (i32, i32) {
     let data = format!("-D {}/", s.tmp().display());
     let deadline = Instant::now() + BOUND;
+    let mut seen: Option<(i32, Instant)> = None;
     loop {
         let postmaster = pids_mentioning(&data)
             .into_iter()
             .find(|(_, cmd)| cmd.contains("listen_addresses"))
             .map(|(pid, _)| pid);
-        if let Some(pm) = postmaster {
-            let backend = pids_mentioning("downtime_copy_")
+        let running = postmaster.and_then(|pm| {
+            pids_mentioning("downtime_copy_")
                 .into_iter()
-                .find(|(pid, cmd)| parent_of(*pid) == Some(pm) && cmd.contains(what));
-            if let Some((b, _)) = backend {
+                .find(|(pid, cmd)| parent_of(*pid) == Some(pm) && cmd.contains(what))
+                .map(|(b, _)| (pm, b))
+        });
+        seen = match (running, seen) {
+            (Some((_, b)), Some((was, since))) if b == was => Some((b, since)),
+            (Some((_, b)), _) => Some((b, Instant::now())),
+            (None, _) => None,
+        };
+        if let (Some((pm, b)), Some((_, since))) = (running, seen) {
+            if since.elapsed() >= Duration::from_millis(300) {
                 return (pm, b);
             }
         }
@@ -338,9 +349,9 @@ fn a_patch_that_terminates_every_other_backend_fails_at_its_line() {
 fn a_session_timeout_the_patch_sets_is_named_where_it_is_set() {
     let s = Scratch::new();
     // downtime's own queries between statements leave the session idle in
-    // its transaction for longer than 1 ms long before the 200th statement.
+    // its transaction for longer than 1 ms long before the 2000th statement.
     let mut sql = String::from("select 0;\nset idle_in_transaction_session_timeout = '1ms';\n");
-    for i in 1..=200 {
+    for i in 1..=2000 {
         sql.push_str(&format!("select {i};\n"));
     }
     s.patch("0001-idle.sql", &sql);
