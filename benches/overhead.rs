@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use downtime::cancel::Cancel;
-use downtime::measure::{self, ApplyOptions};
+use downtime::measure::{self, ApplyOptions, Session, Watch};
 use downtime::staging::embedded::{Embedded, EmbeddedOptions};
 use downtime::staging::{self, Backend, Baseline};
 
@@ -37,9 +37,7 @@ fn bench(c: &mut Criterion) {
         .into_iter()
         .filter(|p| p.statements.iter().all(|s| !s.analysis.outside_transaction))
         .collect();
-    let admin = rt
-        .block_on(staging::connect(&server, "postgres"))
-        .expect("admin");
+    let admin = rt.block_on(staging::connect_admin(&server)).expect("admin");
     let version: i32 = rt
         .block_on(admin.query_one("select current_setting('server_version_num')::int", &[]))
         .expect("version")
@@ -65,23 +63,29 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let copy = fresh_copy();
-                let client = rt
-                    .block_on(staging::connect(&server, &copy))
-                    .expect("connect");
                 let opts = ApplyOptions {
                     statement_cap: Duration::from_secs(600),
                 };
+                let session = rt
+                    .block_on(Session::open(&server, &copy, opts.statement_cap))
+                    .expect("connect");
+                let watch = Watch {
+                    admin: &admin,
+                    backend: &server,
+                    clock_dbid: None,
+                    templates: Vec::new(),
+                };
                 let started = Instant::now();
                 for p in &patches {
-                    let run = rt
-                        .block_on(measure::apply(&client, p, &opts, &Cancel::never(), None))
-                        .expect("apply");
+                    let run =
+                        rt.block_on(measure::apply(&session, &watch, p, &opts, &Cancel::never()));
+                    assert!(run.error.is_none(), "{:?}", run.error);
                     own_time.set(own_time.get() + Duration::from_secs_f64(run.seconds()));
                 }
                 let elapsed = started.elapsed();
                 wall_time.set(wall_time.get() + elapsed);
                 total += elapsed;
-                drop(client);
+                rt.block_on(session.close());
                 drop_copy(&copy);
             }
             total

@@ -18,16 +18,56 @@ pub enum Abort {
     Sigterm,
     /// `--max-run-seconds` ran out.
     RunCap,
+    /// A patch left the staging server unfit to go on: it ended downtime's
+    /// own connection, renamed the template, or would not stop until the
+    /// server was. A verdict failure of that patch.
+    Broken,
+    /// The staging server or a connection to it failed for a reason no
+    /// patch is known to have caused (killed from outside, a full disk).
+    Infrastructure,
 }
 
 impl Abort {
-    /// The exit status for an abort by signal (128 + signal number).
+    /// The exit status the stop itself calls for: 128 + signal number for
+    /// a signal, 2 for an infrastructure failure, none (the verdict
+    /// decides) for the run cap and a broken server.
     pub fn exit_code(self) -> Option<i32> {
         match self {
             Abort::Sigint => Some(130),
             Abort::Sigterm => Some(143),
-            Abort::RunCap => None,
+            // error::EXIT_ERROR, the exit status of every infrastructure error.
+            Abort::Infrastructure => Some(2),
+            Abort::RunCap | Abort::Broken => None,
         }
+    }
+}
+
+/// Which step of the escalation ended a statement that downtime stopped
+/// (past its cap, or on an abort): a statement can catch a cancel (a
+/// PL/pgSQL loop with `EXCEPTION WHEN query_canceled`), not a terminate;
+/// and a backend that does not even go on a terminate goes with its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ended {
+    /// The server cancelled it (statement_timeout or downtime's cancel request).
+    Cancel,
+    /// Its backend was terminated (`pg_terminate_backend`).
+    Terminate,
+    /// The staging server was stopped (immediate shutdown).
+    ServerStop,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ended::Cancel => "cancelled on the server",
+            Ended::Terminate => {
+                "ended by terminating its backend (pg_terminate_backend), a cancel having gone unanswered"
+            }
+            Ended::ServerStop => {
+                "ended by stopping the staging server (immediate shutdown), neither a cancel nor a terminate having ended it"
+            }
+        })
     }
 }
 
@@ -37,6 +77,8 @@ impl std::fmt::Display for Abort {
             Abort::Sigint => "SIGINT",
             Abort::Sigterm => "SIGTERM",
             Abort::RunCap => "the whole-run cap (--max-run-seconds)",
+            Abort::Broken => "a patch that broke the staging server",
+            Abort::Infrastructure => "a failure of the staging server",
         })
     }
 }

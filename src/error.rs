@@ -50,8 +50,13 @@ pub enum Error {
     #[error("Docker: {0}")]
     Docker(String),
 
-    #[error("database: {0}")]
-    Database(String),
+    #[error("database: {message}")]
+    Database {
+        message: String,
+        /// The server ended the connection with this error (a FATAL):
+        /// its SQLSTATE and message.
+        ended: Option<(String, String)>,
+    },
 
     #[error("aborted by {0}")]
     Aborted(crate::cancel::Abort),
@@ -115,7 +120,28 @@ impl Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        Error::Database(describe_pg_error(&e))
+        let ended = e
+            .as_db_error()
+            .filter(|d| matches!(d.severity(), "FATAL" | "PANIC"))
+            .map(|d| (d.code().code().to_string(), d.message().to_string()));
+        Error::Database {
+            message: describe_pg_error(&e),
+            ended,
+        }
+    }
+}
+
+impl Error {
+    /// The SQLSTATE and message with which the server ended a connection,
+    /// when this error is that.
+    pub fn connection_ended(&self) -> Option<(&str, &str)> {
+        match self {
+            Error::Database {
+                ended: Some((code, message)),
+                ..
+            } => Some((code, message)),
+            _ => None,
+        }
     }
 }
 

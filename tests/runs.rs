@@ -424,17 +424,20 @@ fn a_tablespace_is_refused_before_any_run() {
 
 #[test]
 fn a_patch_may_not_change_the_template_nor_connect_to_it() {
+    // Opening the sealed template again changes it: the runs stop, naming
+    // the patch. (A rename or drop is seen at its statement, and rolled
+    // back with the patch: tests/caps.rs.)
     let s = Scratch::new();
     s.patch(
-        "0001-rename.sql",
-        &format!("alter database {TEMPLATE_DB} rename to elsewhere;"),
+        "0001-reopen.sql",
+        &format!("select 1;\nalter database {TEMPLATE_DB} with allow_connections true;"),
     );
     let out = s.run(&["check", "patches", "--no-history"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("0001-rename.sql")
-            && stderr.contains(&format!("database {TEMPLATE_DB} renamed to elsewhere"))
+        stderr.contains("0001-reopen.sql")
+            && stderr.contains(&format!("database {TEMPLATE_DB} changed"))
             && stderr.contains("the template every run is copied from"),
         "{stderr}"
     );

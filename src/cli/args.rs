@@ -169,6 +169,10 @@ pub struct EstimateCmdArgs {
 
     #[command(flatten)]
     pub out: OutputArgs,
+
+    /// Also write the JSON report to this file.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +215,10 @@ pub struct BenchArgs {
 
     #[command(flatten)]
     pub out: OutputArgs,
+
+    /// Also write the JSON report to this file.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Where and how reports are written.

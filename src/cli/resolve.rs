@@ -94,7 +94,7 @@ pub fn bench_plan(args: &BenchArgs) -> Result<CheckOptions> {
     let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
     opts.run.keep_going = true;
     args.timing.apply(&mut opts, 5, 1);
-    check_targets(&args.out, None)?;
+    check_targets(&args.out, args.output.as_deref())?;
     Ok(opts)
 }
 
@@ -109,7 +109,7 @@ pub fn estimate_plan(args: &EstimateCmdArgs) -> Result<CheckOptions> {
     opts.run.keep_going = true;
     args.timing.apply(&mut opts, 1, 0);
     args.estimate.apply(&mut opts, &[0.1, 0.25, 0.5, 1.0])?;
-    check_targets(&args.out, None)?;
+    check_targets(&args.out, args.output.as_deref())?;
     Ok(opts)
 }
 

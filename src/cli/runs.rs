@@ -1,12 +1,14 @@
 //! `check`, `bench`, `estimate`, and `report` (re-rendering a saved run).
 
+use std::path::Path;
+
 use super::emit::check_targets;
 use super::resolve::{bench_plan, check_plan, estimate_plan};
-use super::{emit, BenchArgs, CheckArgs, EstimateCmdArgs, ReportArgs};
-use crate::cancel::Cancel;
+use super::{emit, BenchArgs, CheckArgs, EstimateCmdArgs, OutputArgs, ReportArgs};
+use crate::cancel::{Abort, Cancel};
 use crate::check;
 use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
-use crate::report::{self, Format, Report, Status};
+use crate::report::{self, Format, Report};
 
 /// The exit status a report calls for.
 fn exit_code(report: &Report) -> i32 {
@@ -17,41 +19,62 @@ fn exit_code(report: &Report) -> i32 {
     }
 }
 
-pub(super) async fn check(args: CheckArgs, cancel: &Cancel) -> Result<i32> {
-    let opts = check_plan(&args)?;
-    let report = check::run(&opts, cancel).await?;
-    if let Some(path) = &args.output {
+/// The text table a command prints by default.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Check,
+    Bench,
+    Estimate,
+}
+
+/// The end of every run, the same for `check`, `bench` and `estimate`:
+/// write `--output`, print the report as asked (the text of each ends with
+/// the errors, the failures and the verdict), say on stderr what failed
+/// when the staging server did, and return the exit status the report
+/// calls for.
+fn finish(report: &Report, output: Option<&Path>, out: &OutputArgs, table: Table) -> Result<i32> {
+    if let Some(path) = output {
         std::fs::write(path, report.to_json() + "\n")
             .map_err(|e| Error::write("report", path, e))?;
     }
-    emit(&report, &args.out)?;
-    Ok(exit_code(&report))
+    let own_table = out.format == [Format::Text] && out.output_dir.is_none();
+    match table {
+        Table::Bench if own_table => print!("{}", report::text::render_bench(report)),
+        Table::Estimate if own_table => print!("{}", report::text::render_estimate(report)),
+        _ => emit(report, out)?,
+    }
+    if let Some(a) = report
+        .aborted
+        .as_ref()
+        .filter(|a| a.reason == Abort::Infrastructure)
+    {
+        let at = match (&a.patch, a.line) {
+            (Some(p), Some(l)) => format!("{p} line {l}: "),
+            (Some(p), None) => format!("{p}: "),
+            _ => String::new(),
+        };
+        let what = a.message.as_deref().unwrap_or("the staging server failed");
+        eprintln!("downtime: error: {at}{what}");
+    }
+    Ok(exit_code(report))
+}
+
+pub(super) async fn check(args: CheckArgs, cancel: &Cancel) -> Result<i32> {
+    let opts = check_plan(&args)?;
+    let report = check::run(&opts, cancel).await?;
+    finish(&report, args.output.as_deref(), &args.out, Table::Check)
 }
 
 pub(super) async fn bench(args: BenchArgs, cancel: &Cancel) -> Result<i32> {
     let opts = bench_plan(&args)?;
     let report = check::run(&opts, cancel).await?;
-    if args.out.format == [Format::Text] && args.out.output_dir.is_none() {
-        print!("{}", report::text::render_bench(&report));
-    } else {
-        emit(&report, &args.out)?;
-    }
-    Ok(match &report.aborted {
-        Some(a) => a.reason.exit_code().unwrap_or(EXIT_VERDICT),
-        None if report.patches.iter().any(|p| p.status == Status::Failed) => EXIT_VERDICT,
-        None => EXIT_PASS,
-    })
+    finish(&report, args.output.as_deref(), &args.out, Table::Bench)
 }
 
 pub(super) async fn estimate(args: EstimateCmdArgs, cancel: &Cancel) -> Result<i32> {
     let opts = estimate_plan(&args)?;
     let report = check::run(&opts, cancel).await?;
-    if args.out.format == [Format::Text] && args.out.output_dir.is_none() {
-        print!("{}", report::text::render_estimate(&report));
-    } else {
-        emit(&report, &args.out)?;
-    }
-    Ok(exit_code(&report))
+    finish(&report, args.output.as_deref(), &args.out, Table::Estimate)
 }
 
 /// `downtime report`: render a saved JSON report again.

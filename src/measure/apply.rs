@@ -5,20 +5,21 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use tokio_postgres::error::{ErrorPosition, SqlState};
 use tokio_postgres::Client;
 
 use super::exec::{run_capped, Executed};
-use super::identity::{self, Borrowed};
-use super::precheck::precheck;
-use super::{
-    ApplyOptions, LockHeld, PatchError, PatchRun, PreCheck, Rewrite, ServerClock, StatementRun,
-};
-use crate::cancel::{Abort, Cancel};
+use super::session::{Session, Watch};
+use super::{ApplyOptions, LockHeld, PatchError, PatchRun, PreCheck, Rewrite, StatementRun};
+use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::patch::{Fact, Patch, Statement, TxControl};
 use crate::pg::catalog::{self, Trace};
 use crate::pg::locks::LockMode;
+
+mod failure;
+mod own;
+
+use failure::Stage;
 
 /// Which transaction the next statement runs in. downtime wraps statements
 /// in a transaction of its own unless the patch opened one; it never nests,
@@ -64,15 +65,26 @@ impl OpenLocks {
     }
 }
 
+/// A statement that has run, until its trace is recorded.
+struct Ran {
+    index: usize,
+    seconds: f64,
+    autocommit: bool,
+    pre: PreCheck,
+}
+
 /// The state of one patch being applied.
 struct Tracer<'a> {
-    client: &'a Client,
+    session: &'a Session,
+    watch: &'a Watch<'a>,
+    patch: &'a Patch,
     opts: &'a ApplyOptions,
     cancel: &'a Cancel,
-    clock: Option<&'a ServerClock<'a>>,
     run: PatchRun,
     /// Relations that existed before the patch.
     oids: Vec<u32>,
+    /// The template databases that must survive the patch.
+    template_oids: Vec<u32>,
     /// Indexes that were INVALID before the patch.
     invalid_before: Vec<u32>,
     tx: TxState,
@@ -84,6 +96,12 @@ struct Tracer<'a> {
     known_indexes: HashSet<u32>,
     open: OpenLocks,
     lock_timeout: String,
+    /// The session timeouts (idle in transaction, idle, transaction) as
+    /// last traced, each with the statement that set it (`None`: it was so
+    /// before the patch), to name it when one ends the session.
+    timeouts: HashMap<String, (String, Option<usize>)>,
+    /// The statement that ran last, while it is being traced.
+    ran: Option<Ran>,
     /// downtime's own role: its queries run as this role.
     me: String,
     /// The session was last seen running as `me`, and no transaction has
@@ -91,161 +109,190 @@ struct Tracer<'a> {
     known_me: bool,
 }
 
-/// Apply `patch` on `client`'s database. Statement failures are returned in
-/// the run; `Err` means the staging server itself failed.
+/// Apply `patch` on `session`'s database. Nothing here is an `Err`: a
+/// failing statement, a connection or server lost, an abort, each ends the
+/// patch with its error at the statement it happened at, and with a
+/// [`super::Halt`] when the run cannot go on.
 pub async fn apply(
-    client: &Client,
+    session: &Session,
+    watch: &Watch<'_>,
     patch: &Patch,
     opts: &ApplyOptions,
     cancel: &Cancel,
-    clock: Option<&ServerClock<'_>>,
-) -> Result<PatchRun> {
-    let mut tracer = Tracer::start(client, opts, cancel, clock).await?;
-    for (index, st) in patch.statements.iter().enumerate() {
-        if tracer.statement(index, st).await? {
-            return Ok(tracer.run);
+) -> PatchRun {
+    let mut tracer = Tracer {
+        session,
+        watch,
+        patch,
+        opts,
+        cancel,
+        run: PatchRun::default(),
+        oids: Vec::new(),
+        template_oids: watch.templates.iter().map(|(oid, _)| *oid).collect(),
+        invalid_before: Vec::new(),
+        tx: TxState::Idle,
+        committed_any: false,
+        elapsed: 0.0,
+        filenodes: HashMap::new(),
+        known_indexes: HashSet::new(),
+        open: OpenLocks::default(),
+        lock_timeout: String::new(),
+        timeouts: HashMap::new(),
+        ran: None,
+        me: String::new(),
+        known_me: true,
+    };
+    tracer.statements().await;
+    // The next patch starts in a session as it was opened: no role or
+    // session authorization, settings, temporary tables, prepared
+    // statements, cursors, advisory locks or LISTENs of this one. Reset
+    // here, so a session this patch's own timeout ends is named with it.
+    if !tracer.run.connection_lost && tracer.run.halt.is_none() {
+        match tracer
+            .client()
+            .batch_execute("/*downtime*/ discard all")
+            .await
+        {
+            Ok(()) => tracer.client().clear_type_cache(),
+            Err(e) => tracer.lost(tracer.last_index(), e.into()).await,
         }
     }
-    tracer.finish(patch).await
+    tracer.run
 }
 
 impl<'a> Tracer<'a> {
-    async fn start(
-        client: &'a Client,
-        opts: &'a ApplyOptions,
-        cancel: &'a Cancel,
-        clock: Option<&'a ServerClock<'a>>,
-    ) -> Result<Tracer<'a>> {
-        catalog::analyse_unanalysed(client).await?;
-        let snapshot = catalog::snapshot(client).await?;
+    fn client(&self) -> &'a Client {
+        &self.session.client
+    }
+
+    /// The last statement that ran (the one a COMMIT after it belongs to).
+    fn last_index(&self) -> usize {
+        self.run.statements.last().map_or(0, |s| s.index)
+    }
+
+    /// Every statement in order, then the end of the patch; a failure ends
+    /// the patch at the statement it happened at.
+    async fn statements(&mut self) {
+        match self.start().await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                self.lost(0, e).await;
+                return;
+            }
+        }
+        let patch = self.patch;
+        for (index, st) in patch.statements.iter().enumerate() {
+            match self.statement(index, st).await {
+                Ok(false) => {}
+                Ok(true) => return,
+                Err(e) => {
+                    self.lost(index, e).await;
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.finish().await {
+            self.lost(self.last_index(), e).await;
+        }
+    }
+
+    /// Before the first statement: analyse what needs it, and record the
+    /// relations that exist, their storage and the indexes. `false` when
+    /// the patch ended there (an ANALYZE did not complete).
+    async fn start(&mut self) -> Result<bool> {
+        let client = self.client();
+        let unanalysed = catalog::pinned(client, false, catalog::unanalysed(client)).await?;
+        for name in unanalysed {
+            // Capped like a statement: an expression index runs functions.
+            let executed = run_capped(
+                self.session,
+                self.watch,
+                &format!("/*downtime*/ analyze {name}"),
+                self.opts.statement_cap,
+                self.cancel,
+            )
+            .await;
+            if !matches!(executed, Executed::Done(_)) {
+                self.ended(0, executed, &Stage::Analyze(name)).await?;
+                return Ok(false);
+            }
+        }
+        let (snapshot, trace) = catalog::pinned(client, false, async {
+            let snapshot = catalog::snapshot(client).await?;
+            let trace = catalog::trace(client, &[], &[]).await?;
+            Ok((snapshot, trace))
+        })
+        .await?;
+        self.timeouts = trace
+            .timeouts
+            .into_iter()
+            .map(|(name, value)| (name, (value, None)))
+            .collect();
         let relations = snapshot.relations.values();
-        let invalid_before = relations.clone().filter(|r| !r.valid).map(|r| r.oid);
-        let filenodes = relations.clone().map(|r| (r.oid, r.filenode)).collect();
-        let known_indexes = relations
+        self.invalid_before = relations
+            .clone()
+            .filter(|r| !r.valid)
+            .map(|r| r.oid)
+            .collect();
+        self.filenodes = relations.clone().map(|r| (r.oid, r.filenode)).collect();
+        self.known_indexes = relations
             .clone()
             .filter(|r| r.table.is_some())
             .map(|r| r.oid)
             .collect();
-        let Trace {
-            lock_timeout,
-            user: me,
-            ..
-        } = catalog::trace(client, &[]).await?;
-        Ok(Tracer {
-            client,
-            opts,
-            cancel,
-            clock,
-            oids: snapshot.oids(),
-            invalid_before: invalid_before.collect(),
-            filenodes,
-            known_indexes,
-            run: PatchRun {
-                snapshot,
-                ..PatchRun::default()
-            },
-            tx: TxState::Idle,
-            committed_any: false,
-            elapsed: 0.0,
-            open: OpenLocks::default(),
-            lock_timeout,
-            me,
-            known_me: true,
-        })
+        self.oids = snapshot.oids();
+        self.run.snapshot = snapshot;
+        self.lock_timeout = trace.lock_timeout;
+        // The session starts the patch as downtime (reset after the last).
+        self.me = trace.user;
+        self.known_me = true;
+        Ok(true)
     }
 
-    /// Run downtime's next queries as downtime (see [`identity`]); nothing
-    /// to do when the session is known to run as downtime.
-    async fn as_downtime(&self) -> Result<Option<Borrowed>> {
-        if self.known_me {
-            return Ok(None);
-        }
-        identity::as_downtime(self.client, &self.me, self.tx != TxState::Idle).await
-    }
-
-    async fn back_to_patch(&self, borrowed: Option<Borrowed>) -> Result<()> {
-        identity::back_to_patch(self.client, borrowed).await
-    }
-
-    /// Catalogue facts before `st`, read as downtime.
-    async fn precheck(&self, st: &Statement) -> Result<PreCheck> {
-        if st.analysis.facts.is_empty() {
-            return Ok(PreCheck::default());
-        }
-        let borrowed = self.as_downtime().await?;
-        let pre = precheck(self.client, st).await?;
-        self.back_to_patch(borrowed).await?;
-        Ok(pre)
-    }
-
-    /// The trace after a statement, and the pages of each validated table
-    /// it read, read as downtime. The trace says which role the session
-    /// runs as; when it is not downtime's, it is read again as downtime.
-    async fn trace(
-        &mut self,
-        pre: &PreCheck,
-        autocommit: bool,
-    ) -> Result<(Trace, HashMap<u32, i64>)> {
-        let mut trace = catalog::trace(self.client, &self.oids).await?;
-        self.known_me = trace.user == self.me;
-        let borrowed = self.as_downtime().await?;
-        if borrowed.is_some() {
-            trace = catalog::trace(self.client, &self.oids).await?;
-        }
-        let mut scanned_blocks = HashMap::new();
-        if !autocommit {
-            for (&oid, &before) in &pre.blocks_before {
-                let now = catalog::blocks_fetched(self.client, oid).await?;
-                scanned_blocks.insert(oid, now - before);
-            }
-        }
-        self.back_to_patch(borrowed).await?;
-        Ok((trace, scanned_blocks))
-    }
-
-    /// Run and trace one statement; `true` when the patch ends here (it failed).
+    /// Run and trace one statement; `true` when the patch ends here.
     async fn statement(&mut self, index: usize, st: &Statement) -> Result<bool> {
-        self.enter(st).await?;
+        if self.enter(st).await? {
+            return Ok(true);
+        }
         let autocommit = self.tx == TxState::Idle;
-        let pre = self.precheck(st).await?;
-        let server_before = match self.clock {
-            Some(c) => Some(c.exec_ms().await?),
-            None => None,
-        };
+        let pre = self.precheck(st, !autocommit).await?;
+        let server_before = self.watch.exec_ms().await?;
         let t0 = Instant::now();
-        let executed =
-            run_capped(self.client, &st.sql, self.opts.statement_cap, self.cancel).await?;
+        let executed = run_capped(
+            self.session,
+            self.watch,
+            &st.sql,
+            self.opts.statement_cap,
+            self.cancel,
+        )
+        .await;
         let seconds = t0.elapsed().as_secs_f64();
         self.elapsed += seconds;
+        self.ran = Some(Ran {
+            index,
+            seconds,
+            autocommit,
+            pre,
+        });
         let rows = match executed {
             Executed::Done(rows) => rows,
-            Executed::Failed(e) => {
-                let (error, lost) = self.failure(&e, st);
-                self.fail(index, seconds, autocommit, pre, error, None, lost)
-                    .await?;
-                return Ok(true);
-            }
-            Executed::Aborted(a) => {
-                let error = PatchError {
-                    message: format!("aborted by {a} while this statement was running; it was cancelled on the server and the patch rolled back"),
-                    sqlstate: Some("57014".into()),
-                    line: st.line,
-                    statement_line: st.line,
-                    detail: None,
-                    hint: None,
-                    partially_applied: self.committed_any,
-                };
-                self.fail(index, seconds, autocommit, pre, error, Some(a), false)
-                    .await?;
+            other => {
+                self.ended(index, other, &Stage::Statement).await?;
                 return Ok(true);
             }
         };
         self.left(st);
-        let server_seconds = match (self.clock, server_before) {
-            (Some(c), Some(before)) => Some(((c.exec_ms().await? - before) / 1000.0).max(0.0)),
+        let server_after = self.watch.exec_ms().await?;
+        let server_seconds = match (server_before, server_after) {
+            (Some(before), Some(after)) => Some(((after - before) / 1000.0).max(0.0)),
             _ => None,
         };
-        let (trace, scanned_blocks) = self.trace(&pre, autocommit).await?;
+        let blocks_before = self.ran.as_ref().map(|r| r.pre.blocks_before.clone());
+        let (trace, scanned_blocks) = self.trace(blocks_before, autocommit).await?;
+        let Some(ran) = self.ran.take() else {
+            return Ok(false);
+        };
         let mut sr = StatementRun {
             index,
             seconds,
@@ -256,30 +303,39 @@ impl<'a> Tracer<'a> {
             rewrites: Vec::new(),
             new_indexes: Vec::new(),
             lock_timeout: std::mem::replace(&mut self.lock_timeout, trace.lock_timeout.clone()),
-            pre,
+            pre: ran.pre,
             scanned_blocks,
             server_seconds,
         };
         self.record(&mut sr, st, &trace);
         self.run.statements.push(sr);
-        Ok(false)
+        for (name, value) in &trace.timeouts {
+            if self.timeouts.get(name).is_none_or(|(v, _)| v != value) {
+                self.timeouts
+                    .insert(name.clone(), (value.clone(), Some(index)));
+            }
+        }
+        self.check_templates(index, &trace).await
     }
 
-    /// Open or close downtime's own transaction before `st`, as it needs.
-    async fn enter(&mut self, st: &Statement) -> Result<()> {
+    /// Open or close downtime's own transaction before `st`, as it needs;
+    /// `true` when the patch ended there (its COMMIT failed).
+    async fn enter(&mut self, st: &Statement) -> Result<bool> {
         let outside = st.analysis.outside_transaction;
         let opens_own = st.analysis.tx_control == Some(TxControl::Begin);
         if self.tx == TxState::Tool && (outside || opens_own) {
-            self.commit_own().await?;
+            if self.commit_own().await? {
+                return Ok(true);
+            }
             self.committed_any = true;
             let elapsed = self.elapsed;
             self.open
                 .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);
         } else if self.tx == TxState::Idle && !outside && st.analysis.tx_control.is_none() {
-            self.client.batch_execute("/*downtime*/ begin").await?;
+            self.client().batch_execute("/*downtime*/ begin").await?;
             self.tx = TxState::Tool;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Follow the patch's own transaction control after `st` succeeded.
@@ -295,91 +351,44 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// downtime's COMMIT, timed as part of the patch.
-    async fn commit_own(&mut self) -> Result<()> {
+    /// downtime's COMMIT, timed as part of the patch and capped like a
+    /// statement (deferred triggers run in it). `true` when it failed: the
+    /// patch then ends at the statement before it.
+    async fn commit_own(&mut self) -> Result<bool> {
         let t0 = Instant::now();
-        self.client.batch_execute("/*downtime*/ commit").await?;
+        let executed = run_capped(
+            self.session,
+            self.watch,
+            "/*downtime*/ commit",
+            self.opts.statement_cap,
+            self.cancel,
+        )
+        .await;
         let dt = t0.elapsed().as_secs_f64();
         // The patch's `SET LOCAL`s end with the transaction.
         self.known_me = false;
         self.run.commit_seconds += dt;
         self.elapsed += dt;
-        self.tx = TxState::Idle;
-        Ok(())
-    }
-
-    /// The patch error for a failed statement, and whether the statement
-    /// ended the session applying the patch.
-    fn failure(&self, e: &tokio_postgres::Error, st: &Statement) -> (PatchError, bool) {
-        let lost =
-            e.is_closed() || self.client.is_closed() || e.code() == Some(&SqlState::ADMIN_SHUTDOWN);
-        let mut error = patch_error(e, st, self.committed_any);
-        if lost && e.as_db_error().is_none() {
-            error.message = "the session applying the patch was closed by this statement".into();
-        }
-        (error, lost)
-    }
-
-    /// End the patch at a failed statement: roll back what is open and
-    /// record the error.
-    #[allow(clippy::too_many_arguments)]
-    async fn fail(
-        &mut self,
-        index: usize,
-        seconds: f64,
-        autocommit: bool,
-        pre: PreCheck,
-        error: PatchError,
-        aborted: Option<Abort>,
-        lost: bool,
-    ) -> Result<()> {
-        self.run.statements.push(StatementRun {
-            index,
-            seconds,
-            rows_affected: None,
-            outside_transaction: autocommit,
-            held: Vec::new(),
-            locks: Vec::new(),
-            rewrites: Vec::new(),
-            new_indexes: Vec::new(),
-            lock_timeout: self.lock_timeout.clone(),
-            pre,
-            scanned_blocks: HashMap::new(),
-            server_seconds: None,
-        });
-        let elapsed = self.elapsed;
-        self.open
-            .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);
-        self.run.error = Some(error);
-        self.run.aborted = aborted;
-        if lost || self.client.is_closed() {
-            self.run.connection_lost = true;
-            if let Some(e) = self.run.error.as_mut() {
-                e.hint.get_or_insert_with(|| {
-                    "the statement ended the session applying the patch; later patches are not run"
-                        .into()
-                });
-            }
-            return Ok(());
-        }
-        if self.tx != TxState::Idle {
-            self.client.batch_execute("/*downtime*/ rollback").await?;
+        if matches!(executed, Executed::Done(_)) {
             self.tx = TxState::Idle;
-            self.known_me = false;
+            return Ok(false);
         }
-        self.run.invalid_indexes = self.new_invalid_indexes().await?;
-        Ok(())
+        self.ended(self.last_index(), executed, &Stage::Commit)
+            .await?;
+        Ok(true)
     }
 
     /// After the last statement: commit downtime's transaction, or refuse a
     /// transaction the patch opened and never closed.
-    async fn finish(mut self, patch: &Patch) -> Result<PatchRun> {
+    async fn finish(&mut self) -> Result<()> {
         if let TxState::Patch(line) = self.tx {
-            self.client.batch_execute("/*downtime*/ rollback").await?;
+            self.client().batch_execute("/*downtime*/ rollback").await?;
+            self.tx = TxState::Idle;
+            self.known_me = false;
             let elapsed = self.elapsed;
             self.open
                 .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);
-            let last = patch.statements.last().map_or(line, |s| s.line);
+            let last = self.patch.statements.last().map_or(line, |s| s.line);
             self.run.error = Some(PatchError {
                 message: format!(
                     "the transaction opened at line {line} is never committed; add COMMIT at the end of the patch"
@@ -390,34 +399,18 @@ impl<'a> Tracer<'a> {
                 detail: None,
                 hint: None,
                 partially_applied: self.committed_any,
+                ended_by: None,
             });
-            return Ok(self.run);
+            return Ok(());
         }
-        if self.tx == TxState::Tool {
-            self.commit_own().await?;
+        if self.tx == TxState::Tool && self.commit_own().await? {
+            return Ok(());
         }
         let elapsed = self.elapsed;
         self.open
             .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);
         self.run.invalid_indexes = self.new_invalid_indexes().await?;
-        Ok(self.run)
-    }
-
-    /// Indexes that are INVALID now and were not before the patch, read as
-    /// downtime.
-    async fn new_invalid_indexes(&mut self) -> Result<Vec<String>> {
-        let (mut all, user) = catalog::invalid_indexes(self.client).await?;
-        self.known_me = user == self.me;
-        let borrowed = self.as_downtime().await?;
-        if borrowed.is_some() {
-            all = catalog::invalid_indexes(self.client).await?.0;
-        }
-        self.back_to_patch(borrowed).await?;
-        Ok(all
-            .into_iter()
-            .filter(|(oid, _)| !self.invalid_before.contains(oid))
-            .map(|(_, name)| name)
-            .collect())
+        Ok(())
     }
 
     /// What the trace after a statement says it did: locks it took,
@@ -518,25 +511,5 @@ impl<'a> Tracer<'a> {
             }
         }
         sr.locks.extend(extra);
-    }
-}
-
-fn patch_error(e: &tokio_postgres::Error, st: &Statement, partially_applied: bool) -> PatchError {
-    let db = e.as_db_error();
-    let line = db
-        .and_then(|d| d.position())
-        .and_then(|p| match p {
-            ErrorPosition::Original(pos) => Some(*pos as usize),
-            ErrorPosition::Internal { .. } => None,
-        })
-        .map_or(st.line, |pos| st.line_of_position(pos));
-    PatchError {
-        message: db.map_or_else(|| e.to_string(), |d| d.message().to_string()),
-        sqlstate: db.map(|d| d.code().code().to_string()),
-        line,
-        statement_line: st.line,
-        detail: db.and_then(|d| d.detail()).map(str::to_string),
-        hint: db.and_then(|d| d.hint()).map(str::to_string),
-        partially_applied,
     }
 }

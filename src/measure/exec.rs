@@ -1,13 +1,25 @@
 //! Sending one statement: capped by the statement cap, cancellable by an
-//! abort, with the server told to stop whatever downtime stops waiting for.
+//! abort, and stopped for certain when downtime stops waiting for it.
+//!
+//! A cancel can be caught: a PL/pgSQL loop with `EXCEPTION WHEN
+//! query_canceled` (or `WHEN SQLSTATE '57014'`; `WHEN OTHERS` does not
+//! catch a cancel) swallows `statement_timeout` and a cancel request alike. So past the cap, or on an abort, downtime
+//! escalates: cancel, then (after [`GRACE`]) terminate the backend from the
+//! admin connection (a terminate cannot be caught), then (after another
+//! grace) stop the server. Whatever the statement does, it ends within a
+//! few seconds, and the step that ended it is known.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use crate::cancel::{Abort, Cancel};
-use crate::error::{Error, Result};
+use super::session::{Session, Watch};
+use crate::cancel::{Abort, Cancel, Ended};
+
+/// How long each step of the escalation waits for the statement to end.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// How a statement ended.
 pub(super) enum Executed {
@@ -15,56 +27,72 @@ pub(super) enum Executed {
     Done(Option<u64>),
     /// The server (or the session) reported an error.
     Failed(tokio_postgres::Error),
-    /// The run was aborted while it ran; it was cancelled on the server.
-    Aborted(Abort),
-}
-
-async fn cancel_on_server(client: &Client) -> Result<()> {
-    client
-        .cancel_token()
-        .cancel_query(NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot cancel the running statement: {e}")))
+    /// downtime stopped it: past the cap (`abort` is `None`) or because
+    /// the run was aborted; `ended` is the step that ended it.
+    Stopped { abort: Option<Abort>, ended: Ended },
 }
 
 /// Run one statement with the client-side cap as a backstop to the server's
-/// statement_timeout: past the cap, or when the run is aborted, the query is
-/// cancelled on the server.
+/// statement_timeout: past the cap (plus [`GRACE`], so the server's own
+/// timeout comes first), or when the run is aborted, the statement is
+/// stopped by escalating steps (see the module documentation).
 pub(super) async fn run_capped(
-    client: &Client,
+    session: &Session,
+    watch: &Watch<'_>,
     sql: &str,
     cap: Duration,
     cancel: &Cancel,
-) -> Result<Executed> {
-    let query = client.simple_query(sql).fuse();
-    let timer = tokio::time::sleep(cap + Duration::from_secs(2)).fuse();
+) -> Executed {
+    let query = session.client.simple_query(sql).fuse();
+    let timer = tokio::time::sleep(cap + GRACE).fuse();
     let aborted = cancel.wait().fuse();
     futures_util::pin_mut!(query, timer, aborted);
-    let result = futures_util::select! {
-        r = query => r,
-        _ = timer => {
-            cancel_on_server(client).await?;
-            query.await
-        }
-        a = aborted => {
-            cancel_on_server(client).await?;
-            // Wait for the server to stop it, so nothing runs on after us.
-            let _ = query.await;
-            return Ok(Executed::Aborted(a));
-        }
-    };
-    match result {
-        Ok(messages) => Ok(Executed::Done(messages.iter().rev().find_map(
-            |m| match m {
+    let abort = futures_util::select! {
+        r = query => return match r {
+            Ok(messages) => Executed::Done(messages.iter().rev().find_map(|m| match m {
                 SimpleQueryMessage::CommandComplete(n) => Some(*n),
                 _ => None,
-            },
-        ))),
-        Err(e) if e.as_db_error().is_some() || e.is_closed() || client.is_closed() => {
-            Ok(Executed::Failed(e))
-        }
-        Err(e) => Err(Error::Database(format!(
-            "the connection to the staging server failed: {e}"
-        ))),
+            })),
+            Err(e) => Executed::Failed(e),
+        },
+        _ = timer => None,
+        a = aborted => Some(a),
+    };
+    let ended = escalate(session, watch, query).await;
+    Executed::Stopped { abort, ended }
+}
+
+/// Stop the running `query`: cancel, terminate, stop the server, each
+/// given [`GRACE`] to end it. Returns the step that did.
+async fn escalate<F: Future + Unpin>(session: &Session, watch: &Watch<'_>, mut query: F) -> Ended {
+    let cancel = session.client.cancel_token();
+    let _ = tokio::time::timeout(GRACE, cancel.cancel_query(NoTls)).await;
+    if ends_within(&mut query, GRACE).await {
+        return Ended::Cancel;
     }
+    crate::ui::warn(&format!(
+        "the statement did not stop when cancelled (does it catch query_canceled?): terminating its backend (pid {})",
+        session.pid
+    ));
+    let pid = session.pid;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pid];
+    let terminate = watch.admin.query(
+        "/*downtime*/ select pg_catalog.pg_terminate_backend($1)",
+        &params,
+    );
+    let _ = tokio::time::timeout(GRACE, terminate).await;
+    if ends_within(&mut query, GRACE).await {
+        return Ended::Terminate;
+    }
+    crate::ui::warn("the backend did not stop when terminated: stopping the staging server");
+    let _ = tokio::time::timeout(GRACE, watch.backend.stop_now()).await;
+    // Whether or not the driver noticed yet, the server is going: stop
+    // waiting for the statement.
+    let _ = ends_within(&mut query, 2 * GRACE).await;
+    Ended::ServerStop
+}
+
+/// Whether `query` completes within `grace`.
+async fn ends_within<F: Future + Unpin>(query: &mut F, grace: Duration) -> bool {
+    tokio::time::timeout(grace, query).await.is_ok()
 }

@@ -5,7 +5,8 @@
 //! not use) or see less. The patch's role, session authorization and search
 //! path are put back afterwards exactly as they were, as `SET LOCAL` inside
 //! a transaction (so its commit keeps what the patch itself set) and as a
-//! session setting outside one.
+//! session setting outside one. Every function is schema-qualified: the
+//! patch's search path is still in effect when these run.
 
 use tokio_postgres::Client;
 
@@ -31,8 +32,8 @@ pub(super) async fn as_downtime(
 ) -> Result<Option<Borrowed>> {
     let row = client
         .query_one(
-            "/*downtime*/ select current_user::text, current_setting('session_authorization'), \
-             current_setting('role'), current_setting('search_path')",
+            "/*downtime*/ select current_user::text, pg_catalog.current_setting('session_authorization'), \
+             pg_catalog.current_setting('role'), pg_catalog.current_setting('search_path')",
             &[],
         )
         .await?;
@@ -48,9 +49,10 @@ pub(super) async fn as_downtime(
     };
     client
         .query_one(
-            "/*downtime*/ select set_config('search_path', \
-               (select coalesce(string_agg(quote_ident(s), ', '), '') from unnest(current_schemas(false)) s), $1), \
-             set_config('session_authorization', $2, $1), set_config('role', 'none', $1)",
+            "/*downtime*/ select pg_catalog.set_config('search_path', \
+               (select coalesce(pg_catalog.string_agg(pg_catalog.quote_ident(s), ', '), '') \
+                from pg_catalog.unnest(pg_catalog.current_schemas(false)) s), $1), \
+             pg_catalog.set_config('session_authorization', $2, $1), pg_catalog.set_config('role', 'none', $1)",
             &[&in_transaction, &me],
         )
         .await?;
@@ -64,8 +66,8 @@ pub(super) async fn back_to_patch(client: &Client, borrowed: Option<Borrowed>) -
     };
     client
         .query_one(
-            "/*downtime*/ select set_config('session_authorization', $1, $4), \
-             set_config('role', $2, $4), set_config('search_path', $3, $4)",
+            "/*downtime*/ select pg_catalog.set_config('session_authorization', $1, $4), \
+             pg_catalog.set_config('role', $2, $4), pg_catalog.set_config('search_path', $3, $4)",
             &[&b.session_authorization, &b.role, &b.search_path, &b.local],
         )
         .await?;

@@ -6,42 +6,26 @@ mod apply;
 mod exec;
 mod identity;
 mod precheck;
+mod session;
 pub mod stats;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Client;
 
-use crate::cancel::Abort;
-use crate::error::Result;
-use crate::pg::catalog;
+use crate::cancel::{Abort, Ended};
 use crate::pg::locks::LockMode;
 pub use crate::pg::{Relation, Snapshot};
 pub use apply::apply;
+pub use exec::GRACE;
+pub use session::{Session, Watch};
 
 /// How patches are applied.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// No statement may run longer than this; it is cancelled on the server.
     pub statement_cap: Duration,
-}
-
-/// The server's own clock for statements: `pg_stat_statements`, read from a
-/// second connection so the reading is not part of the patch's session.
-pub struct ServerClock<'a> {
-    pub admin: &'a Client,
-    /// The copy's database oid.
-    pub dbid: u32,
-}
-
-impl ServerClock<'_> {
-    /// Milliseconds of execution the server has recorded in the copy for
-    /// statements that are not downtime's own.
-    async fn exec_ms(&self) -> Result<f64> {
-        catalog::statements_exec_ms(self.admin, self.dbid).await
-    }
 }
 
 /// A lock first seen after a statement, on a relation that existed before the patch.
@@ -125,6 +109,23 @@ pub struct PatchError {
     /// Earlier transactions of this patch were committed before it failed.
     #[serde(default)]
     pub partially_applied: bool,
+    /// downtime stopped the statement (past its cap, or on an abort): the
+    /// step of the escalation that ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<Ended>,
+}
+
+/// The run cannot go on past this patch: aborted while it ran, or the
+/// staging server (or downtime's connection to it) did not survive it.
+#[derive(Debug, Clone)]
+pub struct Halt {
+    pub reason: Abort,
+    /// The statement it happened at (index into the patch's statements).
+    pub index: usize,
+    /// How a statement downtime stopped was ended.
+    pub ended_by: Option<Ended>,
+    /// What happened, for a broken server or an infrastructure failure.
+    pub message: Option<String>,
 }
 
 /// Everything measured while applying one patch.
@@ -137,9 +138,10 @@ pub struct PatchRun {
     pub snapshot: Snapshot,
     /// Indexes left INVALID by this patch.
     pub invalid_indexes: Vec<String>,
-    /// The run was aborted while this patch was being applied.
-    pub aborted: Option<Abort>,
-    /// The patch ended its own session (the copy is no longer reachable on it).
+    /// The run stops at this patch (aborted, or the server unfit to go on).
+    pub halt: Option<Halt>,
+    /// The session applying the patch is gone (the copy is no longer
+    /// reachable on it): later patches cannot run on it.
     pub connection_lost: bool,
 }
 

@@ -12,51 +12,80 @@ use crate::patch::{Fact, Statement};
 use crate::pg::catalog;
 
 /// Resolve the statement's relations and read the catalogue facts its
-/// classification needs, before it runs.
-pub(super) async fn precheck(client: &Client, st: &Statement) -> Result<PreCheck> {
+/// classification needs, before it runs. Names are resolved with the
+/// patch's own search path (as the statement will resolve them); the
+/// catalogue is read [`catalog::pinned`]. `in_transaction`: the session is
+/// in a transaction block.
+pub(super) async fn precheck(
+    client: &Client,
+    st: &Statement,
+    in_transaction: bool,
+) -> Result<PreCheck> {
     let mut pre = PreCheck::default();
     for fact in &st.analysis.facts {
-        let rel = match fact {
-            Fact::Validates { rel, .. }
-            | Fact::BuildsIndex { rel, .. }
-            | Fact::Writes { rel, .. }
-            | Fact::Truncates { rel }
-            | Fact::AltersTable { rel }
-            | Fact::CreatesTrigger { rel }
-            | Fact::HoldsWhileRunning { rel, .. } => rel,
-            Fact::NewTableReferences { referenced, .. } => referenced,
-        };
+        let rel = relation_of(fact);
         let key = rel.to_string();
-        if !pre.resolved.contains_key(&key) {
-            let oid = catalog::resolve(client, &rel.regclass_text()).await?;
-            pre.resolved.insert(key.clone(), oid);
-        }
-        let Some(Some(oid)) = pre.resolved.get(&key).copied() else {
-            continue;
-        };
-        if let Fact::Validates {
-            validation, name, ..
-        } = fact
-        {
-            if let Entry::Vacant(slot) = pre.blocks_before.entry(oid) {
-                slot.insert(catalog::blocks_fetched(client, oid).await?);
-            }
-            let Some(name) = name else {
-                continue;
-            };
-            match validation {
-                Validation::NotNull => {
-                    let proven = catalog::not_null_proven(client, oid, name).await?;
-                    pre.not_null_proven.insert(name.clone(), proven);
-                }
-                Validation::Constraint => {
-                    if let Some(state) = catalog::constraint_state(client, oid, name).await? {
-                        pre.constraint.insert(name.clone(), state);
-                    }
-                }
-                _ => {}
-            }
+        if let Entry::Vacant(slot) = pre.resolved.entry(key) {
+            slot.insert(catalog::resolve(client, &rel.regclass_text()).await?);
         }
     }
+    let validates = st.analysis.facts.iter().any(|f| {
+        matches!(f, Fact::Validates { rel, .. } if matches!(pre.resolved.get(&rel.to_string()), Some(Some(_))))
+    });
+    if !validates {
+        return Ok(pre);
+    }
+    catalog::pinned(client, in_transaction, validations(client, st, &mut pre)).await?;
     Ok(pre)
+}
+
+/// The relation a fact is about.
+fn relation_of(fact: &Fact) -> &crate::patch::statement::RelRef {
+    match fact {
+        Fact::Validates { rel, .. }
+        | Fact::BuildsIndex { rel, .. }
+        | Fact::Writes { rel, .. }
+        | Fact::Truncates { rel }
+        | Fact::AltersTable { rel }
+        | Fact::CreatesTrigger { rel }
+        | Fact::HoldsWhileRunning { rel, .. } => rel,
+        Fact::NewTableReferences { referenced, .. } => referenced,
+    }
+}
+
+/// For each validation of a resolved relation: the pages read so far, and
+/// what the catalogue already proves.
+async fn validations(client: &Client, st: &Statement, pre: &mut PreCheck) -> Result<()> {
+    for fact in &st.analysis.facts {
+        let Fact::Validates {
+            rel,
+            validation,
+            name,
+        } = fact
+        else {
+            continue;
+        };
+        let Some(Some(oid)) = pre.resolved.get(&rel.to_string()).copied() else {
+            continue;
+        };
+        if let Entry::Vacant(slot) = pre.blocks_before.entry(oid) {
+            slot.insert(catalog::blocks_fetched(client, oid).await?);
+        }
+        let Some(name) = name else {
+            continue;
+        };
+        match validation {
+            Validation::NotNull => {
+                let proven = catalog::not_null_proven(client, oid, name).await?;
+                pre.not_null_proven.insert(name.clone(), proven);
+            }
+            Validation::Constraint => {
+                if let Some(state) = catalog::constraint_state(client, oid, name).await? {
+                    pre.constraint.insert(name.clone(), state);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

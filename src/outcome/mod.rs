@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cancel::Abort;
+use crate::cancel::{Abort, Ended};
 use crate::measure::stats::{Statistic, Stats};
 use crate::measure::{PatchError, PatchRun};
 use crate::patch::{Patch, Refusal};
@@ -294,6 +294,10 @@ pub struct Aborted {
     pub patch: Option<String>,
     pub line: Option<usize>,
     pub statement: Option<String>,
+    /// How the running statement was ended, when downtime stopped one.
+    pub ended_by: Option<Ended>,
+    /// What failed (a broken server, an infrastructure failure).
+    pub message: Option<String>,
 }
 
 impl Aborted {
@@ -304,7 +308,25 @@ impl Aborted {
             patch: None,
             line: None,
             statement: None,
+            ended_by: None,
+            message: None,
         }
+    }
+
+    /// The staging server or a connection to it failed in `phase`: `error`.
+    pub fn infrastructure(phase: Phase, error: &crate::error::Error) -> Aborted {
+        Aborted {
+            message: Some(error.to_string()),
+            ..Aborted::in_phase(Abort::Infrastructure, phase)
+        }
+    }
+
+    /// ... while `patch` was being applied (at `statement`, if one ran).
+    pub fn at(mut self, patch: &Patch, statement: Option<&crate::patch::Statement>) -> Aborted {
+        self.patch = Some(patch.file.id.clone());
+        self.line = statement.map(|s| s.line);
+        self.statement = statement.map(|s| excerpt(&s.sql));
+        self
     }
 }
 

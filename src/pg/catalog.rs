@@ -1,6 +1,15 @@
 //! The catalogue queries downtime sends to a staging copy while it applies
 //! patches, in one place. Each is tagged `/*downtime*/`, so the server-side
 //! clock (`pg_stat_statements`) leaves them out of a patch's time.
+//!
+//! They run on the patch's own session (its locks and transaction-local
+//! counters are only visible there), whose search path the patch may have
+//! set to put its own objects first (`set search_path = public,
+//! pg_catalog` with a `public.pg_class` table, a `public.pg_locks` view, a
+//! `public.pg_relation_size` function, an `=` operator on oids). So each
+//! runs [`pinned`]: with `pg_catalog` first and `pg_temp` last for the
+//! length of the query, the patch's path restored afterwards; and every
+//! function is schema-qualified besides.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -10,46 +19,119 @@ use super::locks::LockMode;
 use super::relation::{Relation, Snapshot};
 use crate::error::Result;
 
+/// The search path of downtime's own connections (the admin connection):
+/// the catalogue first, the session's temporary schema last (not first, as
+/// it is when left out).
+pub const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+/// The search path the patch's session had before [`pin`], to put back.
+#[must_use = "release() puts the patch's search path back"]
+pub struct Pinned {
+    saved: String,
+    /// The session was not in a transaction block: [`pin`] opened one.
+    opened: bool,
+}
+
+/// Pin the search path of the patch's session `client` for downtime's
+/// catalogue queries: `pg_catalog` first, then the patch's own path (so
+/// relation names print as the patch would write them), then `pg_temp`.
+/// Inside a transaction block the setting is local to it and put back by
+/// [`Pinned::release`]; outside one, a transaction of its own holds it and
+/// its end discards it.
+pub async fn pin(client: &Client, in_transaction: bool) -> Result<Pinned> {
+    let mut saved = String::new();
+    for m in client.simple_query("/*downtime*/ show search_path").await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            saved = r.get(0).unwrap_or_default().to_string();
+        }
+    }
+    let path = match saved.trim() {
+        "" | "\"\"" => PINNED_SEARCH_PATH.to_string(),
+        own => format!("pg_catalog, {own}, pg_temp"),
+    };
+    if !in_transaction {
+        client.batch_execute("/*downtime*/ begin").await?;
+    }
+    client
+        .query(
+            "/*downtime*/ select pg_catalog.set_config('search_path', $1, true)",
+            &[&path],
+        )
+        .await?;
+    Ok(Pinned {
+        saved,
+        opened: !in_transaction,
+    })
+}
+
+impl Pinned {
+    /// Put the patch's search path back (or end the transaction [`pin`]
+    /// opened, which does the same).
+    pub async fn release(self, client: &Client) -> Result<()> {
+        if self.opened {
+            client.batch_execute("/*downtime*/ commit").await?;
+        } else {
+            client
+                .query(
+                    "/*downtime*/ select pg_catalog.set_config('search_path', $1, true)",
+                    &[&self.saved],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Run `query` on `client` with the search path [`pin`]ned, and put it back
+/// whatever the query's result.
+pub async fn pinned<T, F>(client: &Client, in_transaction: bool, query: F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let pin = pin(client, in_transaction).await?;
+    let result = query.await;
+    let released = pin.release(client).await;
+    let value = result?;
+    released?;
+    Ok(value)
+}
+
 const USER_RELATIONS: &str = "\
     n.nspname not in ('pg_catalog', 'information_schema') \
     and n.nspname !~ '^pg_toast' and n.nspname !~ '^pg_temp'";
 
-/// Analyse tables that have data but no statistics yet (created and filled
-/// by an earlier patch), so row estimates exist. Runs outside any timing.
-pub async fn analyse_unanalysed(client: &Client) -> Result<()> {
+/// Tables that have data but no statistics yet (created and filled by an
+/// earlier patch), schema-qualified, to be analysed so row estimates exist
+/// (outside any timing). Run it [`pinned`].
+pub async fn unanalysed(client: &Client) -> Result<Vec<String>> {
     let rows = client
         .query(
             &format!(
-                "/*downtime*/ select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-                 where c.relkind in ('r', 'm') and c.reltuples < 0 and pg_relation_size(c.oid) > 0 and {USER_RELATIONS}"
+                "/*downtime*/ select pg_catalog.format('%I.%I', n.nspname, c.relname) \
+                 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                 where c.relkind in ('r', 'm') and c.reltuples < 0 and pg_catalog.pg_relation_size(c.oid) > 0 and {USER_RELATIONS}"
             ),
             &[],
         )
         .await?;
-    for r in rows {
-        let name: String = r.get(0);
-        client
-            .simple_query(&format!("/*downtime*/ analyze {name}"))
-            .await?;
-    }
-    Ok(())
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Record the relations that exist now.
+/// Record the relations that exist now. Run it [`pinned`].
 pub async fn snapshot(client: &Client) -> Result<Snapshot> {
     let rows = client
         .query(
             &format!(
                 "/*downtime*/ select c.oid, n.nspname || '.' || c.relname, c.relkind::text, c.relfilenode, \
                    case when c.relkind = 'p' then \
-                     (select coalesce(sum(greatest(k.reltuples, 0)), 0)::float8 from pg_partition_tree(c.oid) t join pg_class k on k.oid = t.relid where t.isleaf) \
+                     (select coalesce(pg_catalog.sum(greatest(k.reltuples, 0)), 0)::float8 from pg_catalog.pg_partition_tree(c.oid) t join pg_catalog.pg_class k on k.oid = t.relid where t.isleaf) \
                    else greatest(c.reltuples, 0)::float8 end, \
                    case when c.relkind = 'p' then \
-                     (select coalesce(sum(pg_relation_size(t.relid)), 0)::int8 from pg_partition_tree(c.oid) t where t.isleaf) \
-                   else pg_relation_size(c.oid) end, \
+                     (select coalesce(pg_catalog.sum(pg_catalog.pg_relation_size(t.relid)), 0)::int8 from pg_catalog.pg_partition_tree(c.oid) t where t.isleaf) \
+                   else pg_catalog.pg_relation_size(c.oid) end, \
                    i.indrelid, coalesce(i.indisvalid, true) \
-                 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-                 left join pg_index i on i.indexrelid = c.oid \
+                 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                 left join pg_catalog.pg_index i on i.indexrelid = c.oid \
                  where c.relkind in ('r', 'p', 'm', 'i', 'I') and {USER_RELATIONS}"
             ),
             &[],
@@ -88,20 +170,30 @@ pub struct Trace {
     pub lock_timeout: String,
     /// The role the session runs as (`current_user`).
     pub user: String,
+    /// The session timeouts that end a session (idle in transaction,
+    /// idle, transaction), by name, where the server has them.
+    pub timeouts: HashMap<String, String>,
+    /// The names of the watched databases (the templates copies are made
+    /// from) that still exist, by oid, as this session sees them.
+    pub databases: HashMap<u32, String>,
 }
 
-/// Read locks, storage files and indexes for the pre-existing relations `oids`.
-pub async fn trace(client: &Client, oids: &[u32]) -> Result<Trace> {
+/// Read locks, storage files and indexes for the pre-existing relations
+/// `oids`, and the names of the databases `databases`. Run it [`pinned`].
+pub async fn trace(client: &Client, oids: &[u32], databases: &[u32]) -> Result<Trace> {
     let rows = client
         .query(
-            "/*downtime*/ select 'l', l.relation, l.mode from pg_locks l \
-               where l.pid = pg_backend_pid() and l.locktype = 'relation' and l.granted and l.relation = any($1) \
-             union all select 'f', c.oid, c.relfilenode::text from pg_class c where c.oid = any($1) \
-             union all select 'i', i.indexrelid, i.indrelid::text || ' ' || i.indexrelid::regclass::text \
-               from pg_index i where i.indrelid = any($1) \
-             union all select 's', 0::oid, current_setting('lock_timeout') \
+            "/*downtime*/ select 'l', l.relation, l.mode from pg_catalog.pg_locks l \
+               where l.pid = pg_catalog.pg_backend_pid() and l.locktype = 'relation' and l.granted and l.relation = any($1) \
+             union all select 'f', c.oid, c.relfilenode::text from pg_catalog.pg_class c where c.oid = any($1) \
+             union all select 'i', i.indexrelid, pg_catalog.concat(i.indrelid, ' ', i.indexrelid::regclass) \
+               from pg_catalog.pg_index i where i.indrelid = any($1) \
+             union all select 'd', d.oid, d.datname::text from pg_catalog.pg_database d where d.oid = any($2) \
+             union all select 's', 0::oid, pg_catalog.concat(n, '=', pg_catalog.current_setting(n, true)) \
+               from pg_catalog.unnest(array['lock_timeout', 'idle_in_transaction_session_timeout', \
+                 'idle_session_timeout', 'transaction_timeout']) n \
              union all select 'u', 0::oid, current_user::text",
-            &[&oids],
+            &[&oids, &databases],
         )
         .await?;
     let mut t = Trace::default();
@@ -128,17 +220,29 @@ pub async fn trace(client: &Client, oids: &[u32]) -> Result<Trace> {
                 }
             }
             "u" => t.user = value,
-            _ => t.lock_timeout = value,
+            "d" => {
+                t.databases.insert(oid, value);
+            }
+            _ => {
+                if let Some((name, setting)) = value.split_once('=') {
+                    if name == "lock_timeout" {
+                        t.lock_timeout = setting.to_string();
+                    } else if !setting.is_empty() {
+                        t.timeouts.insert(name.to_string(), setting.to_string());
+                    }
+                }
+            }
         }
     }
     Ok(t)
 }
 
-/// Resolve a relation name as the session would.
+/// Resolve a relation name as the session would: with the patch's own
+/// search path, so not [`pinned`]; the function and the type are qualified.
 pub async fn resolve(client: &Client, regclass_text: &str) -> Result<Option<u32>> {
     let row = client
         .query_one(
-            "/*downtime*/ select to_regclass($1)::oid",
+            "/*downtime*/ select pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid",
             &[&regclass_text],
         )
         .await?;
@@ -146,13 +250,14 @@ pub async fn resolve(client: &Client, regclass_text: &str) -> Result<Option<u32>
 }
 
 /// Whether column `column` of `table` is already NOT NULL, or a validated
-/// CHECK constraint proves it (PostgreSQL 12+ then skips the scan).
+/// CHECK constraint proves it (PostgreSQL 12+ then skips the scan). Run it
+/// [`pinned`].
 pub async fn not_null_proven(client: &Client, table: u32, column: &str) -> Result<bool> {
     let rows = client
         .query(
-            "/*downtime*/ select a.attnotnull, coalesce(array_agg(pg_get_constraintdef(k.oid)) filter (where k.oid is not null), '{}') \
-             from pg_attribute a \
-             left join pg_constraint k on k.conrelid = a.attrelid and k.contype = 'c' and k.convalidated \
+            "/*downtime*/ select a.attnotnull, coalesce(pg_catalog.array_agg(pg_catalog.pg_get_constraintdef(k.oid)) filter (where k.oid is not null), '{}') \
+             from pg_catalog.pg_attribute a \
+             left join pg_catalog.pg_constraint k on k.conrelid = a.attrelid and k.contype = 'c' and k.convalidated \
              where a.attrelid = $1 and a.attname = $2 group by a.attnotnull",
             &[&table, &column],
         )
@@ -174,7 +279,7 @@ pub async fn not_null_proven(client: &Client, table: u32, column: &str) -> Resul
 }
 
 /// For `VALIDATE CONSTRAINT`: whether the constraint is already validated
-/// (then nothing is scanned), and its kind.
+/// (then nothing is scanned), and its kind. Run it [`pinned`].
 pub async fn constraint_state(
     client: &Client,
     table: u32,
@@ -182,7 +287,7 @@ pub async fn constraint_state(
 ) -> Result<Option<(bool, String)>> {
     let row = client
         .query_opt(
-            "/*downtime*/ select convalidated, contype::text from pg_constraint where conrelid = $1 and conname = $2",
+            "/*downtime*/ select convalidated, contype::text from pg_catalog.pg_constraint where conrelid = $1 and conname = $2",
             &[&table, &name],
         )
         .await?;
@@ -190,14 +295,14 @@ pub async fn constraint_state(
 }
 
 /// Indexes that are not valid now, by oid and name, and the role the
-/// session runs as (`current_user`).
+/// session runs as (`current_user`). Run it [`pinned`].
 pub async fn invalid_indexes(client: &Client) -> Result<(Vec<(u32, String)>, String)> {
     let row = client
         .query_one(
             "/*downtime*/ select current_user::text, \
-               coalesce(array_agg(i.indexrelid order by i.indexrelid), '{}'), \
-               coalesce(array_agg(i.indexrelid::regclass::text order by i.indexrelid), '{}') \
-             from pg_index i where not i.indisvalid",
+               coalesce(pg_catalog.array_agg(i.indexrelid order by i.indexrelid), '{}'), \
+               coalesce(pg_catalog.array_agg(i.indexrelid::regclass::text order by i.indexrelid), '{}') \
+             from pg_catalog.pg_index i where not i.indisvalid",
             &[],
         )
         .await?;
@@ -209,10 +314,11 @@ pub async fn invalid_indexes(client: &Client) -> Result<(Vec<(u32, String)>, Str
 /// Table pages this transaction has requested from the buffer manager so far
 /// (PostgreSQL's pending, transaction-local statistics). A scan of a populated
 /// table moves this counter; a statement that skipped its scan does not.
+/// Run it [`pinned`].
 pub async fn blocks_fetched(client: &Client, oid: u32) -> Result<i64> {
     let row = client
         .query_one(
-            "/*downtime*/ select pg_stat_get_xact_blocks_fetched($1)",
+            "/*downtime*/ select pg_catalog.pg_stat_get_xact_blocks_fetched($1)",
             &[&oid],
         )
         .await?;
@@ -220,11 +326,12 @@ pub async fn blocks_fetched(client: &Client, oid: u32) -> Result<i64> {
 }
 
 /// Milliseconds of execution `pg_stat_statements` has recorded in database
-/// `dbid` for statements that are not downtime's own.
+/// `dbid` for statements that are not downtime's own (on the admin
+/// connection, where downtime created the extension in `public`).
 pub async fn statements_exec_ms(client: &Client, dbid: u32) -> Result<f64> {
     let row = client
         .query_one(
-            "select coalesce(sum(total_exec_time), 0)::float8 from pg_stat_statements \
+            "select coalesce(pg_catalog.sum(total_exec_time), 0)::float8 from public.pg_stat_statements \
              where dbid = $1 and query not like '/*downtime*/%'",
             &[&dbid],
         )
@@ -235,7 +342,10 @@ pub async fn statements_exec_ms(client: &Client, dbid: u32) -> Result<f64> {
 /// The oid of database `name`.
 pub async fn database_oid(client: &Client, name: &str) -> Result<Option<u32>> {
     Ok(client
-        .query_opt("select oid from pg_database where datname = $1", &[&name])
+        .query_opt(
+            "select oid from pg_catalog.pg_database where datname = $1",
+            &[&name],
+        )
         .await?
         .map(|r| r.get(0)))
 }

@@ -82,6 +82,8 @@ fn abort_report(a: &Aborted) -> AbortReport {
         patch: a.patch.clone(),
         line: a.line,
         statement: a.statement.clone(),
+        ended_by: a.ended_by,
+        message: a.message.clone(),
     }
 }
 
@@ -100,6 +102,7 @@ fn patch_report(p: &Patch, r: &PatchOutcome, a: &Assessed, v: &PatchVerdict) -> 
                 detail: None,
                 hint: None,
                 partially_applied: false,
+                ended_by: None,
             }),
         ),
         PatchState::Applied(_) => match &a.error {

@@ -70,6 +70,9 @@ pub struct Report {
 /// Where a run stopped early.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AbortReport {
+    /// `sigint`, `sigterm`, `runcap`, `broken` (a patch left the staging
+    /// server unfit to go on) or `infrastructure` (the server or a
+    /// connection to it failed).
     pub reason: crate::cancel::Abort,
     /// What the run was doing: "starting the server", "loading the baseline", "applying patches".
     pub phase: String,
@@ -77,6 +80,13 @@ pub struct AbortReport {
     pub patch: Option<String>,
     pub line: Option<usize>,
     pub statement: Option<String>,
+    /// How the running statement was ended: `cancel`, `terminate` or
+    /// `server-stop` (null when none was running).
+    #[serde(default)]
+    pub ended_by: Option<crate::cancel::Ended>,
+    /// What failed, for `broken` and `infrastructure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,6 +270,10 @@ pub struct ErrorReport {
     pub hint: Option<String>,
     #[serde(default)]
     pub partially_applied: bool,
+    /// downtime stopped the statement: `cancel`, `terminate` or
+    /// `server-stop`, the step that ended it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ended_by: Option<crate::cancel::Ended>,
 }
 
 impl From<PatchError> for ErrorReport {
@@ -272,6 +286,7 @@ impl From<PatchError> for ErrorReport {
             detail: e.detail,
             hint: e.hint,
             partially_applied: e.partially_applied,
+            ended_by: e.ended_by,
         }
     }
 }

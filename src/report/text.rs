@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{PatchReport, Report, Status};
+use super::{PatchReport, Report, Status, VerdictKind};
 use crate::verdict::signoff::SignoffState;
 
 fn truncate(s: &str, width: usize) -> String {
@@ -163,6 +163,12 @@ fn summary(out: &mut String, report: &Report) {
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
     }
+    verdict_lines(out, report);
+}
+
+/// The end of every text report (`check`, `bench`, `estimate`):
+/// warnings, failures, and the verdict.
+fn verdict_lines(out: &mut String, report: &Report) {
     for w in &report.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -172,8 +178,41 @@ fn summary(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
         "verdict: {}",
-        if report.passed() { "PASS" } else { "FAIL" }
+        match report.verdict {
+            VerdictKind::Pass => "PASS",
+            VerdictKind::Fail => "FAIL",
+            VerdictKind::Aborted => "ABORTED",
+        }
     );
+}
+
+/// Each failed patch's error, and why later ones did not run, for the
+/// tables that leave them out (`bench`, `estimate`); then the verdict.
+fn errors_and_verdict(out: &mut String, report: &Report) {
+    let mut first = true;
+    for p in &report.patches {
+        let why = match (&p.error, &p.skipped_because) {
+            (Some(e), _) => {
+                let state = e
+                    .sqlstate
+                    .as_deref()
+                    .map(|s| format!(" (SQLSTATE {s})"))
+                    .unwrap_or_default();
+                format!("error {}:{}: {}{state}", p.path, e.line, e.message)
+            }
+            (None, Some(why)) if p.status == Status::Skipped => why.clone(),
+            _ => continue,
+        };
+        if first {
+            out.push('\n');
+            first = false;
+        }
+        let _ = writeln!(out, "{}: {why}", p.id);
+    }
+    if first {
+        out.push('\n');
+    }
+    verdict_lines(out, report);
 }
 
 fn secs(x: f64) -> String {
@@ -265,6 +304,7 @@ pub fn render_bench(report: &Report) -> String {
             }
         }
     }
+    errors_and_verdict(&mut out, report);
     out
 }
 
@@ -349,8 +389,6 @@ pub fn render_estimate(report: &Report) -> String {
             );
         }
     }
-    for f in &report.failures {
-        let _ = writeln!(out, "FAIL: {f}");
-    }
+    errors_and_verdict(&mut out, report);
     out
 }

@@ -184,5 +184,6 @@ fn failure_of(p: &Patch, run: &PatchRun) -> Option<PatchError> {
         detail: None,
         hint: None,
         partially_applied: false,
+        ended_by: None,
     })
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 pub use plan::{load_patches, CacheChoice, RunPlan, TimingOptions, DEFAULT_PATCH_DIR};
 
-use crate::cancel::Cancel;
+use crate::cancel::{Abort, Cancel};
 use crate::error::{Error, Result};
 use crate::outcome::{
     Aborted, BaselineOutcome, CacheState, Outcome, PatchOutcome, PatchState, Phase, Server,
@@ -96,10 +96,14 @@ pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
         }
         Err(e) => return Err(e),
     }
+    let why = match outcome.aborted.as_ref().map(|a| a.reason) {
+        Some(reason @ (Abort::Broken | Abort::Infrastructure)) => {
+            format!("not run: the run was stopped by {reason}")
+        }
+        _ => "not run: the run was aborted".to_string(),
+    };
     while outcome.results.len() < patches.len() {
-        outcome
-            .results
-            .push(PatchOutcome::not_run("not run: the run was aborted"));
+        outcome.results.push(PatchOutcome::not_run(why.clone()));
     }
     outcome.patches = patches;
     Ok(outcome)
@@ -164,21 +168,29 @@ async fn start_and_measure(
     if let Some(a) = cancel.fired() {
         return Err(Error::Aborted(a));
     }
-    let mut backend: Box<dyn Backend> = match plan.backend {
+    let (mut backend, from_cache): (Box<dyn Backend>, bool) = match plan.backend {
         BackendKind::Local => {
             let mut opts = plan.embedded.clone();
             opts.from_data = hit.clone();
             if hit.is_some() {
                 ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
             }
-            Box::new(Embedded::start(&opts, cancel).await?)
+            // The entry may vanish or be incomplete by the time it is
+            // copied (a `cache clear` meanwhile): the cluster is then made
+            // afresh and the baseline loaded, as on a miss.
+            let server = Embedded::start(&opts, cancel).await?;
+            let from_cache = server.started_from_cache();
+            (Box::new(server), from_cache)
         }
-        BackendKind::Docker => Box::new(Docker::start(&plan.docker, cancel).await?),
+        BackendKind::Docker => (Box::new(Docker::start(&plan.docker, cancel).await?), false),
     };
+    if cached.is_some() && !from_cache {
+        outcome.baseline.cache = CacheState::Miss;
+    }
     let loading = schedule::Loading {
         run_started,
-        cached: hit.is_some(),
-        store: if hit.is_some() { None } else { cached.as_ref() },
+        cached: from_cache,
+        store: if from_cache { None } else { cached.as_ref() },
     };
     let result = schedule::measure_all(
         backend.as_mut(),

@@ -4,64 +4,135 @@ use std::time::Instant;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::measure::{self, ApplyOptions};
-use crate::outcome::{excerpt, Aborted, PatchOutcome, Phase};
+use crate::measure::{self, ApplyOptions, Session, Watch};
+use crate::outcome::{Aborted, PatchOutcome, Phase};
 use crate::patch::Patch;
 use crate::pg::catalog;
-use crate::staging::cluster::{Changed, Watch};
-use crate::staging::{self, Backend};
+use crate::staging::cluster::{Changed, ClusterWatch};
+use crate::staging::{self, Admin, Backend};
 use crate::ui;
 
 use super::RunPlan;
 
 /// What one pass produced: a result per patch reached, where it stopped if
-/// it was aborted, and what the patches changed outside the copy.
+/// it was aborted or the staging server could not go on, and what the
+/// patches changed outside the copy.
 pub(super) struct Pass {
     pub results: Vec<PatchOutcome>,
     pub aborted: Option<Aborted>,
     pub changed: Vec<Changed>,
 }
 
+/// Where a pass runs: the server, downtime's admin connection to it, the
+/// copy the patches are applied to, the templates (by oid and name) that
+/// must survive them, and the cluster-level state every run starts from.
+pub(super) struct Copy<'a> {
+    pub backend: &'a dyn Backend,
+    pub admin: &'a Admin,
+    pub name: &'a str,
+    pub templates: &'a [(u32, String)],
+    pub cluster: &'a ClusterWatch,
+}
+
 /// Apply every patch once, on the copy `copy`, each in a session reset to
-/// how it was opened, and note what each changed in the cluster-level state.
+/// how it was opened, and note what each changed in the cluster-level
+/// state. A failure of the server or of a connection is where the pass
+/// stopped, not an `Err`; an `Err` is a patch that changed a template or
+/// made the cluster unreadable (it names the patch).
 pub(super) async fn run_patches(
-    backend: &dyn Backend,
-    admin: &tokio_postgres::Client,
-    copy: &str,
+    copy: &Copy<'_>,
     patches: &[Patch],
     plan: &RunPlan,
     cancel: &Cancel,
-    watch: &Watch,
 ) -> Result<Pass> {
-    let cap = plan.statement_cap;
-    let mut config = backend.config(copy);
-    config.options(format!(
-        "-c statement_timeout={}",
-        cap.as_millis().clamp(1, i32::MAX as u128)
-    ));
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot connect to the staging copy: {e}")))?;
-    let conn = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let apply_opts = ApplyOptions { statement_cap: cap };
-    let copy_oid = catalog::database_oid(admin, copy)
-        .await?
-        .ok_or_else(|| Error::Server(format!("the staging copy {copy} is gone")))?;
-    let clock = backend
-        .has_statement_stats()
-        .then_some(measure::ServerClock {
-            admin,
-            dbid: copy_oid,
-        });
-    let mut cluster = watch.recorded().clone();
     let mut pass = Pass {
         results: Vec::new(),
         aborted: None,
         changed: Vec::new(),
     };
+    let failed = |e: &Error| {
+        let a = Aborted::infrastructure(Phase::Applying, e);
+        match patches.first() {
+            Some(p) => a.at(p, None),
+            None => a,
+        }
+    };
+    let session = match Session::open(copy.backend, copy.name, plan.statement_cap).await {
+        Ok(s) => s,
+        Err(e) => {
+            pass.aborted = Some(failed(&e));
+            return Ok(pass);
+        }
+    };
+    let copy_oid = match catalog::database_oid(copy.admin, copy.name).await {
+        Ok(Some(oid)) => oid,
+        Ok(None) => {
+            let e = Error::Server(format!("the staging copy {} is gone", copy.name));
+            pass.aborted = Some(failed(&e));
+            session.close().await;
+            return Ok(pass);
+        }
+        Err(e) => {
+            pass.aborted = Some(failed(&e));
+            session.close().await;
+            return Ok(pass);
+        }
+    };
+    let watch = Watch {
+        admin: copy.admin,
+        backend: copy.backend,
+        clock_dbid: copy.backend.has_statement_stats().then_some(copy_oid),
+        templates: copy.templates.to_vec(),
+    };
+    let applied = apply_each(
+        &session, &watch, copy, copy_oid, patches, plan, cancel, &mut pass,
+    )
+    .await;
+    let lost = pass
+        .results
+        .iter()
+        .any(|r| r.run().is_some_and(|run| run.connection_lost));
+    if applied.is_ok() && pass.aborted.is_none() && !lost && !session.client.is_closed() {
+        // A subscription a patch created would keep the copy from being
+        // dropped; the session was reset after the last patch. (A patch
+        // that ended the session left the copy to the server: nothing
+        // more is asked on it.)
+        if let Err(e) = staging::drop_subscriptions(&session.client).await {
+            let mut a = Aborted::infrastructure(Phase::Applying, &e);
+            a.message = Some(format!(
+                "dropping the subscriptions the patches created, before dropping the copy: {e}"
+            ));
+            let last = patches
+                .iter()
+                .zip(&pass.results)
+                .rfind(|(_, r)| r.run().is_some());
+            pass.aborted = Some(match last {
+                Some((p, _)) => a.at(p, None),
+                None => a,
+            });
+        }
+    }
+    session.close().await;
+    applied.map(|()| pass)
+}
+
+/// The patches in order on one session, until one stops the pass; after
+/// each, what it changed in the cluster-level state.
+#[allow(clippy::too_many_arguments)]
+async fn apply_each(
+    session: &Session,
+    watch: &Watch<'_>,
+    copy: &Copy<'_>,
+    copy_oid: u32,
+    patches: &[Patch],
+    plan: &RunPlan,
+    cancel: &Cancel,
+    pass: &mut Pass,
+) -> Result<()> {
+    let apply_opts = ApplyOptions {
+        statement_cap: plan.statement_cap,
+    };
+    let mut cluster = copy.cluster.recorded().clone();
     let mut stop_after: Option<String> = None;
     for p in patches {
         if let Some(a) = cancel.fired() {
@@ -74,17 +145,16 @@ pub(super) async fn run_patches(
             continue;
         }
         ui::progress_patch(&p.file.id);
-        // Every patch starts in a session as it was opened: no role or
-        // session authorization, settings, temporary tables, prepared
-        // statements, cursors, advisory locks or LISTENs of the patch before.
-        client.batch_execute("/*downtime*/ discard all").await?;
-        client.clear_type_cache();
+        // The session is as it was opened (measure::apply resets it after
+        // every patch).
         let wall = Instant::now();
-        let run = measure::apply(&client, p, &apply_opts, cancel, clock.as_ref()).await?;
+        let run = measure::apply(session, watch, p, &apply_opts, cancel).await;
         let wall_seconds = wall.elapsed().as_secs_f64();
-        if run.aborted.is_none() {
-            if let Some((now, changes)) =
-                watch.check(admin, copy_oid, &cluster, &p.file.path).await?
+        if run.halt.is_none() {
+            if let Some((now, changes)) = copy
+                .cluster
+                .check(copy.admin, copy_oid, &cluster, &p.file.path)
+                .await?
             {
                 if !changes.is_empty() {
                     pass.changed.push(Changed {
@@ -103,35 +173,34 @@ pub(super) async fn run_patches(
             ));
         }
         if run.connection_lost {
-            stop_after = Some(format!(
-                "not run: {} ended its own session, so the copy's state is unknown",
-                p.file.id
-            ));
+            let terminated = run
+                .error
+                .as_ref()
+                .is_some_and(|e| e.ended_by == Some(crate::cancel::Ended::Terminate));
+            stop_after = Some(if terminated {
+                format!(
+                    "not run: {} would not stop at its cap and its session was terminated",
+                    p.file.id
+                )
+            } else {
+                format!(
+                    "not run: {} ended its own session, so the copy's state is unknown",
+                    p.file.id
+                )
+            });
         }
-        let aborted = run.aborted.map(|reason| {
-            let st = run.statements.last().map(|s| &p.statements[s.index]);
-            Aborted {
-                reason,
-                phase: Phase::Applying,
-                patch: Some(p.file.id.clone()),
-                line: st.map(|s| s.line),
-                statement: st.map(|s| excerpt(&s.sql)),
-            }
+        let halted = run.halt.as_ref().map(|h| Aborted {
+            reason: h.reason,
+            ended_by: h.ended_by,
+            message: h.message.clone(),
+            ..Aborted::in_phase(h.reason, Phase::Applying).at(p, p.statements.get(h.index))
         });
         pass.results.push(PatchOutcome::applied(run, wall_seconds));
         ui::progress_done();
-        if aborted.is_some() {
-            pass.aborted = aborted;
+        if halted.is_some() {
+            pass.aborted = halted;
             break;
         }
     }
-    // A subscription a patch created would keep the copy from being
-    // dropped; the session is the copy's own, reset to how it was opened.
-    if pass.aborted.is_none() && !client.is_closed() {
-        client.batch_execute("/*downtime*/ discard all").await?;
-        staging::drop_subscriptions(&client).await?;
-    }
-    drop(client);
-    let _ = conn.await;
-    Ok(pass)
+    Ok(())
 }

@@ -8,16 +8,17 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use tokio_postgres::Client;
 
-use crate::cancel::{Abort, Cancel};
+use crate::cancel::{Abort, Cancel, Ended};
 use crate::error::{Error, Result};
 use crate::outcome::{Aborted, CacheMode, Outcome, Phase, RunTiming, Scaled, Server};
 use crate::patch::Patch;
-use crate::staging::cluster::{Changed, Watch};
-use crate::staging::{self, cache::Cache, Backend, Baseline};
+use crate::pg::catalog;
+use crate::staging::cluster::{Changed, ClusterWatch};
+use crate::staging::{self, cache::Cache, Admin, Backend, Baseline};
 use crate::ui;
 
 use super::merge::{FailureLog, RunNo, ScaleRuns};
-use super::pass::run_patches;
+use super::pass::{run_patches, Copy};
 use super::RunPlan;
 
 /// How the template gets there: loaded, or already in a cached cluster.
@@ -114,11 +115,12 @@ async fn scaled_templates(
 /// the new admin connection.
 async fn empty_caches(
     backend: &mut dyn Backend,
-    admin: &Client,
+    admin: Admin,
     timing: &mut RunTiming,
-) -> Result<Client> {
+) -> Result<Admin> {
     // The copy's files are written now; empty both caches before timing.
     admin.batch_execute("checkpoint").await?;
+    drop(admin);
     backend.restart().await?;
     timing.server_restarts += 1;
     let dropped = staging::drop_os_cache();
@@ -129,7 +131,7 @@ async fn empty_caches(
         });
     }
     timing.os_cache_dropped = Some(dropped.is_ok());
-    staging::connect(backend, "postgres").await
+    staging::connect_admin(backend).await
 }
 
 /// Everything after the server started: load, scale, run, merge.
@@ -143,7 +145,7 @@ pub(super) async fn measure_all(
     loading: Loading<'_>,
 ) -> Result<()> {
     load_template(backend, baseline, cancel, &loading, outcome).await?;
-    let admin = staging::connect(backend, "postgres").await?;
+    let admin = staging::connect_admin(backend).await?;
     let info = staging::server_info(&admin, backend.name()).await?;
     outcome.server = Server {
         version: info.version.clone(),
@@ -153,56 +155,80 @@ pub(super) async fn measure_all(
     };
     if backend.has_statement_stats() {
         admin
-            .batch_execute("create extension if not exists pg_stat_statements")
+            .batch_execute("create extension if not exists pg_stat_statements schema public")
             .await?;
     }
     let t = &plan.timing;
     let modes = t.cache.modes();
     let scales = plan.scales();
     ui::progress_start(patches.len() * (t.warmup + t.runs) * modes.len() * scales.len());
+    let mut timing = RunTiming {
+        runs: t.runs,
+        warmup: t.warmup,
+        statistic: t.statistic,
+        cache: modes.to_vec(),
+        server_restarts: 0,
+        os_cache_dropped: None,
+    };
     let templates =
         scaled_templates(backend, &admin, &scales, info.version_num, cancel, outcome).await?;
     let mut names: Vec<String> = vec![staging::TEMPLATE_DB.to_string()];
     names.extend(templates.iter().flatten().cloned());
-    let watch = Watch::start(&admin, info.version_num, &names).await?;
-    let mut s = Schedule {
-        runs: scales.iter().map(|_| ScaleRuns::new(modes)).collect(),
+    let cluster = ClusterWatch::start(&admin, info.version_num, &names).await?;
+    let mut runs: Vec<ScaleRuns> = scales.iter().map(|_| ScaleRuns::new(modes)).collect();
+    let mut runner = Runner {
+        admin: Some(admin),
+        version_num: info.version_num,
+        templates: &templates,
+        watched: Vec::new(),
+        last_scale: 0,
+        done: String::new(),
         failures: FailureLog::default(),
-        watch,
-        timing: RunTiming {
-            runs: t.runs,
-            warmup: t.warmup,
-            statistic: t.statistic,
-            cache: modes.to_vec(),
-            server_restarts: 0,
-            os_cache_dropped: None,
-        },
+        cluster,
         noted: BTreeSet::new(),
-        admin,
     };
-    let last_scale = s
-        .run_all(
+    let result = runner
+        .timed_runs(
             backend,
             patches,
             plan,
             outcome,
             cancel,
-            &templates,
             &loading,
-            info.version_num,
+            &mut timing,
+            &mut runs,
         )
-        .await?;
-    for name in templates.iter().flatten() {
-        staging::drop_copy(&s.admin, name).await?;
+        .await;
+    match result {
+        Ok(()) => {}
+        // An abort, or a patch that changed what every run starts from
+        // (named in the error).
+        Err(e @ (Error::Aborted(_) | Error::Input { .. } | Error::InputAt { .. })) => {
+            return Err(e)
+        }
+        // The server or downtime's connection to it failed between passes
+        // (making a copy, restarting, dropping one, undoing a run's
+        // changes): a stopped run that says where it was.
+        Err(e) => {
+            let mut a = Aborted::infrastructure(Phase::Applying, &e);
+            a.message = Some(format!("{}: {e}", runner.done));
+            a.patch = last_applied(&runs[runner.last_scale].last, patches);
+            outcome.aborted.get_or_insert(a);
+        }
+    }
+    if let (None, Some(admin)) = (&outcome.aborted, &runner.admin) {
+        for name in templates.iter().flatten() {
+            staging::drop_copy(admin, name).await?;
+        }
     }
     ui::progress_finish();
     if outcome.aborted.is_some() {
         // A stopped run reports the run it stopped in.
-        outcome.results = std::mem::take(&mut s.runs[last_scale].last);
+        outcome.results = std::mem::take(&mut runs[runner.last_scale].last);
     } else {
         let mut scaled: Vec<Scaled> = scales
             .iter()
-            .zip(s.runs)
+            .zip(runs)
             .map(|(&scale, r)| Scaled {
                 scale,
                 results: r.merge(t),
@@ -214,73 +240,84 @@ pub(super) async fn measure_all(
         outcome.scales = scaled;
     }
     // A failure in any run, at any scale, stays with its patch.
-    s.failures.attach(&mut outcome.results);
+    runner.failures.attach(&mut outcome.results);
     if t.runs > 1 || modes != [CacheMode::Warm] {
-        outcome.timing = Some(s.timing);
+        outcome.timing = Some(timing);
     }
     Ok(())
 }
 
-/// The state of the runs while they happen.
-struct Schedule {
-    /// Per scale, its runs.
-    runs: Vec<ScaleRuns>,
+/// The timed runs and what they need between passes.
+struct Runner<'t> {
+    /// `None` once it could not be had back (a cold run's restart failed).
+    admin: Option<Admin>,
+    version_num: i32,
+    /// One per scale: its scaled template, `None` for the full size.
+    templates: &'t [Option<String>],
+    /// The templates by oid and name, which patches must leave alone.
+    watched: Vec<(u32, String)>,
+    last_scale: usize,
+    /// What the runs have done so far, for an error between passes.
+    done: String,
+    /// Every run in which a patch failed.
     failures: FailureLog,
     /// The cluster-level state every run starts from.
-    watch: Watch,
-    timing: RunTiming,
+    cluster: ClusterWatch,
     /// Patches already named in a note for changing the cluster.
     noted: BTreeSet<String>,
-    admin: Client,
 }
 
-impl Schedule {
-    /// Every run: cache modes × (warm-ups + timed runs) × scales, round
-    /// robin over the scales (a slow spell of the machine then slows every
-    /// scale a little instead of one scale a lot, which would bend the
-    /// fitted curve). Returns the scale of the last run.
+impl Runner<'_> {
+    /// Round robin over the scales, runs × cache modes: each pass on a
+    /// fresh copy, from the same cluster-level state. A slow spell of the
+    /// machine then slows every scale a little instead of one scale a lot,
+    /// which would bend the fitted curve. A pass that stops (aborted, or
+    /// the server unfit to go on) stops them all.
     #[allow(clippy::too_many_arguments)]
-    async fn run_all(
+    async fn timed_runs(
         &mut self,
         backend: &mut dyn Backend,
         patches: &[Patch],
         plan: &RunPlan,
         outcome: &mut Outcome,
         cancel: &Cancel,
-        templates: &[Option<String>],
         loading: &Loading<'_>,
-        version_num: i32,
-    ) -> Result<usize> {
+        timing: &mut RunTiming,
+        runs: &mut [ScaleRuns],
+    ) -> Result<()> {
         let t = &plan.timing;
-        let modes = t.cache.modes();
         let scales = plan.scales();
-        let total = modes.len() * (t.warmup + t.runs) * templates.len();
+        self.watched = self.watched_templates().await?;
+        let total = t.cache.modes().len() * (t.warmup + t.runs) * self.templates.len();
         let mut n = 0;
-        for &mode in modes {
+        for &mode in t.cache.modes() {
             for r in 0..t.warmup + t.runs {
-                for (k, template) in templates.iter().enumerate() {
+                for k in 0..self.templates.len() {
                     n += 1;
                     let copy = format!("downtime_copy_{}_{n}", std::process::id());
-                    let template = template.as_deref().unwrap_or(staging::TEMPLATE_DB);
-                    staging::create_copy_of(&self.admin, &copy, template, version_num).await?;
+                    let after = last_applied(&runs[self.last_scale].last, patches)
+                        .map(|p| format!(", after pass {} applied the patches up to {p}", n - 1))
+                        .unwrap_or_default();
+                    self.done = format!("making staging copy {n}{after}");
+                    let template = self.templates[k].as_deref().unwrap_or(staging::TEMPLATE_DB);
+                    let admin = self.admin()?;
+                    staging::create_copy_of(admin, &copy, template, self.version_num).await?;
                     if mode == CacheMode::Cold {
-                        self.admin = empty_caches(backend, &self.admin, &mut self.timing).await?;
+                        let admin = self.admin.take().ok_or_else(no_admin)?;
+                        self.admin = Some(empty_caches(backend, admin, timing).await?);
                     }
                     if n == 1 {
                         outcome.baseline.first_statement_seconds =
                             loading.run_started.elapsed().as_secs_f64();
                     }
-                    let pass = run_patches(
+                    let place = Copy {
                         backend,
-                        &self.admin,
-                        &copy,
-                        patches,
-                        plan,
-                        cancel,
-                        &self.watch,
-                    )
-                    .await?;
-                    staging::drop_copy(&self.admin, &copy).await?;
+                        admin: self.admin()?,
+                        name: &copy,
+                        templates: &self.watched,
+                        cluster: &self.cluster,
+                    };
+                    let pass = run_patches(&place, patches, plan, cancel).await?;
                     let no = RunNo {
                         mode,
                         run: if r < t.warmup {
@@ -293,24 +330,62 @@ impl Schedule {
                         scale: (scales[k] < 1.0).then_some(scales[k]),
                     };
                     self.failures.record(no, patches, &pass.results);
-                    self.runs[k].add(mode, r >= t.warmup, pass.results);
+                    runs[k].add(mode, r >= t.warmup, pass.results);
+                    self.last_scale = k;
                     if let Some(a) = pass.aborted {
+                        // A server a patch broke, or that failed, is not
+                        // asked for anything more; shutting it down removes
+                        // the copy with it.
+                        let server_gone = matches!(a.reason, Abort::Broken | Abort::Infrastructure)
+                            || a.ended_by == Some(Ended::ServerStop);
+                        if !server_gone {
+                            let _ = staging::drop_copy(self.admin()?, &copy).await;
+                        }
                         outcome.aborted = Some(a);
-                        return Ok(k);
+                        return Ok(());
                     }
+                    let upto = last_applied(&runs[k].last, patches)
+                        .map(|p| format!(" after its patches up to {p}"))
+                        .unwrap_or_default();
+                    self.done = format!("dropping staging copy {n}{upto}");
+                    staging::drop_copy(self.admin()?, &copy).await?;
                     if n < total {
+                        self.done = format!(
+                            "undoing what pass {n}{upto} changed in the cluster's roles, databases and settings"
+                        );
                         self.undo(&pass.changed, outcome).await?;
                     }
                 }
             }
         }
-        Ok(templates.len().saturating_sub(1))
+        Ok(())
+    }
+
+    fn admin(&self) -> Result<&Admin> {
+        self.admin.as_ref().ok_or_else(no_admin)
+    }
+
+    /// The templates of this run, by oid and name.
+    async fn watched_templates(&self) -> Result<Vec<(u32, String)>> {
+        let admin = self.admin()?;
+        let mut watched = Vec::new();
+        let names = self
+            .templates
+            .iter()
+            .map(|t| t.as_deref().unwrap_or(staging::TEMPLATE_DB));
+        for name in names {
+            if let Some(oid) = catalog::database_oid(admin, name).await? {
+                watched.push((oid, name.to_string()));
+            }
+        }
+        Ok(watched)
     }
 
     /// Put the cluster-level state back after a run, and say once per
     /// patch what of it the patch changed.
     async fn undo(&mut self, changed: &[Changed], outcome: &mut Outcome) -> Result<()> {
-        self.watch.restore(&self.admin, changed).await?;
+        let admin = self.admin.as_ref().ok_or_else(no_admin)?;
+        self.cluster.restore(admin, changed).await?;
         for c in changed {
             if self.noted.insert(c.id.clone()) {
                 let mut labels: Vec<&str> = c.changes.iter().map(|x| x.label.as_str()).collect();
@@ -330,4 +405,17 @@ impl Schedule {
         }
         Ok(())
     }
+}
+
+fn no_admin() -> Error {
+    Error::Server("downtime's connection to the staging server is gone".into())
+}
+
+/// The last patch a pass applied, if any did.
+fn last_applied(results: &[crate::outcome::PatchOutcome], patches: &[Patch]) -> Option<String> {
+    patches
+        .iter()
+        .zip(results)
+        .rfind(|(_, r)| r.run().is_some())
+        .map(|(p, _)| p.file.id.clone())
 }

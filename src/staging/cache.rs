@@ -6,11 +6,17 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::child::copy_tree;
 use super::Baseline;
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
 /// How many cached baselines are kept (the least recently stored go first).
 pub const KEEP: usize = 5;
+
+/// The file in an entry listing every file of its data directory with its
+/// size, so a copy can be checked for completeness.
+pub const MANIFEST: &str = "manifest";
 
 /// The cache directory: `$XDG_CACHE_HOME/downtime`, else `~/.cache/downtime`.
 pub fn default_root() -> PathBuf {
@@ -35,7 +41,8 @@ fn hash_file(h: &mut Sha256, path: &Path) -> Result<()> {
 /// change at any time).
 pub fn key(baseline: &Baseline, server_identity: &str) -> Result<Option<String>> {
     let mut h = Sha256::new();
-    h.update(b"downtime baseline cache 1\n");
+    // 2: entries carry a manifest.
+    h.update(b"downtime baseline cache 2\n");
     h.update(server_identity.as_bytes());
     match baseline {
         Baseline::Empty | Baseline::Url(_) => return Ok(None),
@@ -68,9 +75,11 @@ pub struct Cache {
 
 impl Cache {
     /// The cached data directory for `key`, if a complete one is there.
+    /// It may still vanish before it is copied: [`restore`] checks.
     pub fn lookup(&self, key: &str) -> Option<PathBuf> {
         let entry = self.root.join(key);
-        entry.join("complete").is_file().then(|| entry.join("data"))
+        (entry.join("complete").is_file() && entry.join(MANIFEST).is_file())
+            .then(|| entry.join("data"))
     }
 
     /// Where to write a new entry; `commit` makes it visible.
@@ -84,6 +93,8 @@ impl Cache {
     /// Publish an entry written under `staging` (its `data` folder), then
     /// drop the oldest entries beyond [`KEEP`].
     pub fn commit(&self, key: &str, staging: &Path) -> Result<()> {
+        let manifest = manifest(&staging.join("data"))?;
+        std::fs::write(staging.join(MANIFEST), manifest).map_err(|e| Error::io(staging, e))?;
         std::fs::write(staging.join("complete"), b"").map_err(|e| Error::io(staging, e))?;
         let entry = self.root.join(key);
         if entry.exists() {
@@ -106,16 +117,108 @@ impl Cache {
         Ok(())
     }
 
-    /// Remove every entry; returns how many there were.
+    /// Remove every entry; returns how many there were. An entry another
+    /// process removes or renames meanwhile is not an error.
     pub fn clear(&self) -> Result<usize> {
         let Ok(rd) = std::fs::read_dir(&self.root) else {
             return Ok(0);
         };
         let mut n = 0;
         for e in rd.flatten() {
-            std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
-            n += 1;
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => n += 1,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(Error::io(e.path(), err)),
+            }
         }
         Ok(n)
     }
+}
+
+/// Every regular file under `data`, as `size<TAB>relative path` lines, sorted.
+fn manifest(data: &Path) -> Result<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            if meta.is_dir() {
+                walk(&path, root, out)?;
+            } else if meta.is_file() {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                out.push(format!("{}\t{}", meta.len(), rel.display()));
+            }
+        }
+        Ok(())
+    }
+    let mut lines = Vec::new();
+    walk(data, data, &mut lines)?;
+    lines.sort();
+    Ok(lines.join("\n") + "\n")
+}
+
+/// How [`restore`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// The copy has every file of the entry's manifest, at its size.
+    Copied,
+    /// The entry is gone or was incomplete (a `downtime cache clear` while
+    /// it was being copied, say), and why; nothing is left at the
+    /// destination, and the baseline is to be loaded instead.
+    Unusable(String),
+}
+
+/// Copy a cached data directory (`data`, an entry's `data` folder) to
+/// `dest` and check the copy against the entry's manifest. An entry that
+/// vanishes or is incomplete before or while it is copied is
+/// [`Restored::Unusable`], never an error; only an abort is. An entry that
+/// is itself incomplete is removed, so the next run stores a whole one.
+pub async fn restore(data: &Path, dest: &Path, cancel: &Cancel) -> Result<Restored> {
+    let entry = data.parent().unwrap_or(data);
+    let unusable = |why: String, listed: Option<&str>| {
+        let _ = std::fs::remove_dir_all(dest);
+        let damaged = listed.is_none_or(|l| missing_from(data, l).is_some());
+        if damaged && entry.join("complete").exists() {
+            let _ = std::fs::remove_dir_all(entry);
+        }
+        Ok(Restored::Unusable(why))
+    };
+    // Read before copying: an entry removed meanwhile still has a list to
+    // be checked against.
+    let manifest_path = data.with_file_name(MANIFEST);
+    let listed = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(e) => return unusable(format!("{}: {e}", manifest_path.display()), None),
+    };
+    match copy_tree(data, dest, cancel).await {
+        Ok(()) => {}
+        Err(Error::Aborted(a)) => {
+            let _ = std::fs::remove_dir_all(dest);
+            return Err(Error::Aborted(a));
+        }
+        Err(e) => {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            return unusable(first, Some(&listed));
+        }
+    }
+    match missing_from(dest, &listed) {
+        Some(why) => unusable(why, Some(&listed)),
+        None => Ok(Restored::Copied),
+    }
+}
+
+/// The first file of the manifest `listed` that `root` lacks or has at
+/// another size, if any.
+fn missing_from(root: &Path, listed: &str) -> Option<String> {
+    for line in listed.lines().filter(|l| !l.is_empty()) {
+        let Some((size, rel)) = line.split_once('\t') else {
+            return Some(format!("a malformed manifest line: {line}"));
+        };
+        match std::fs::symlink_metadata(root.join(rel)) {
+            Ok(m) if m.is_file() && m.len().to_string() == size => {}
+            Ok(_) => return Some(format!("{rel} is not as the cache entry lists it")),
+            Err(_) => return Some(format!("{rel} is missing")),
+        }
+    }
+    None
 }

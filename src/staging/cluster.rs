@@ -4,8 +4,8 @@
 //! settings, tablespaces, privileges on parameters, and comments and
 //! security labels on these. A copy of the template is thrown away after
 //! each run; this state is not, so it is recorded once the templates are made
-//! ([`Watch::start`]), compared after every patch ([`Watch::check`]) and put
-//! back after each run ([`Watch::restore`]). Both backends get it: it is
+//! ([`ClusterWatch::start`]), compared after every patch ([`ClusterWatch::check`]) and put
+//! back after each run ([`ClusterWatch::restore`]). Both backends get it: it is
 //! plain SQL on the admin connection.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -204,8 +204,10 @@ impl ClusterState {
             .query_one(&state_query(version_num), &[&exclude])
             .await?;
         let text: String = row.get(0);
-        let items: Vec<Item> = serde_json::from_str(&text)
-            .map_err(|e| Error::Database(format!("cannot read the cluster-level state: {e}")))?;
+        let items: Vec<Item> = serde_json::from_str(&text).map_err(|e| Error::Database {
+            message: format!("cannot read the cluster-level state: {e}"),
+            ended: None,
+        })?;
         Ok(ClusterState { items, signature })
     }
 
@@ -414,4 +416,4 @@ fn acl_statements(object: &str, before: Option<&Value>, now: Option<&Value>) -> 
 }
 
 mod restore;
-pub use restore::{Changed, Watch};
+pub use restore::{Changed, ClusterWatch};

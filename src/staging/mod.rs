@@ -7,11 +7,14 @@
 
 pub mod binaries;
 pub mod cache;
+mod child;
 mod cleanup;
 pub mod cluster;
+mod connection;
 pub mod docker;
 pub mod embedded;
 pub mod scale;
+pub mod server_log;
 pub mod settings;
 pub mod source;
 pub mod workdir;
@@ -20,11 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Serialize;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::ui;
+pub(crate) use connection::answers;
+pub use connection::{
+    connect, connect_admin, connect_watched, Admin, ConnectionEnd, EndWatch, ADMIN_DB,
+};
 
 /// Name of the database the baseline is loaded into. Never patched itself.
 pub const TEMPLATE_DB: &str = "downtime_baseline";
@@ -51,12 +58,22 @@ pub trait Backend {
     }
     /// Stop the server and remove everything it left behind.
     async fn shutdown(&mut self) -> Result<()>;
+    /// Stop the server at once, whatever its sessions are doing (the last
+    /// step against a statement that outlives a cancel and a terminate):
+    /// an immediate shutdown. [`Backend::shutdown`] still removes it.
+    async fn stop_now(&self) -> Result<()>;
     /// Stop and start the server again (empties its shared buffers).
     async fn restart(&mut self) -> Result<()>;
     /// `pg_stat_statements` is loaded, so statements can be timed by the server.
     fn has_statement_stats(&self) -> bool;
     /// Copy the server's data directory (server stopped meanwhile) to `dest`.
     async fn snapshot_data(&mut self, dest: &Path) -> Result<()>;
+    /// Why the server process `pid` ended its session, as the server's log
+    /// says (its FATAL message, or the signal that killed it), when the
+    /// log can be read.
+    fn session_end(&self, _pid: i32) -> Option<ConnectionEnd> {
+        None
+    }
 }
 
 /// Which kind of staging server a run uses.
@@ -90,33 +107,6 @@ pub(crate) fn process_alive(pid: i32) -> bool {
 pub fn drop_os_cache() -> std::result::Result<(), String> {
     nix::unistd::sync();
     std::fs::write("/proc/sys/vm/drop_caches", "3\n").map_err(|e| e.to_string())
-}
-
-/// Whether a server answers a query with these settings (readiness probe).
-pub(crate) async fn answers(mut config: tokio_postgres::Config) -> bool {
-    config.connect_timeout(std::time::Duration::from_secs(2));
-    let Ok((client, connection)) = config.connect(NoTls).await else {
-        return false;
-    };
-    let task = tokio::spawn(connection);
-    let ok = client.simple_query("select 1").await.is_ok();
-    drop(client);
-    let _ = task.await;
-    ok
-}
-
-/// Open a connection; the connection task runs on the current runtime.
-pub async fn connect(backend: &dyn Backend, dbname: &str) -> Result<Client> {
-    let (client, connection) = backend
-        .config(dbname)
-        .connect(NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot connect to database {dbname}: {e}")))?;
-    tokio::spawn(async move {
-        // Errors surface on the client's next call.
-        let _ = connection.await;
-    });
-    Ok(client)
 }
 
 /// What a staging baseline is made from.
@@ -206,7 +196,8 @@ pub const TIMING_SETTINGS: &[&str] = &[
 
 /// Settings from the configuration file that only say how to reach or log
 /// the server: not recorded.
-const NOT_TIMING: [&str; 6] = [
+const NOT_TIMING: [&str; 7] = [
+    "log_line_prefix",
     "listen_addresses",
     "port",
     "unix_socket_directories",
@@ -251,7 +242,7 @@ pub async fn prepare_template(
     baseline: &Baseline,
     cancel: &Cancel,
 ) -> Result<()> {
-    let admin = connect(backend, "postgres").await?;
+    let admin = connect_admin(backend).await?;
     admin
         .simple_query(&format!("create database {}", ident(TEMPLATE_DB)))
         .await?;
@@ -431,8 +422,9 @@ pub async fn create_copy_of(
 pub async fn drop_subscriptions(db: &Client) -> Result<()> {
     let names: Vec<String> = db
         .query(
-            "/*downtime*/ select subname::text from pg_subscription \
-             where subdbid = (select oid from pg_database where datname = current_database())",
+            "/*downtime*/ select subname::text from pg_catalog.pg_subscription \
+             where subdbid operator(pg_catalog.=) (select oid from pg_catalog.pg_database \
+               where datname operator(pg_catalog.=) pg_catalog.current_database())",
             &[],
         )
         .await?

@@ -19,6 +19,9 @@ pub const BASE: &[(&str, &str)] = &[
     ("synchronous_commit", "on"),
     ("logging_collector", "off"),
     ("log_min_messages", "warning"),
+    // The process id and SQLSTATE on each line: why a session ended can be
+    // read back from the log (see `Backend::session_end`).
+    ("log_line_prefix", "%m [%p] %e "),
 ];
 
 /// The server's own per-statement clock, as production often has it; added

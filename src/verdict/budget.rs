@@ -153,26 +153,47 @@ pub fn decide(
     }
 }
 
-/// The failure line for a stopped run, and the verdict it gives.
+/// The failure line for a stopped run, and the verdict it gives: a signal
+/// or an infrastructure failure aborts the run; the run cap and a patch
+/// that broke the staging server fail it.
 fn aborted_failure(a: &Aborted, max_run_seconds: Option<f64>) -> (VerdictKind, String) {
     let running = match (&a.patch, a.line) {
         (Some(p), Some(l)) => format!(
             " while running {p} line {l}: {}",
             a.statement.as_deref().unwrap_or("")
         ),
+        (Some(p), None) => format!(" while applying {p}"),
         _ => format!(" while {}", a.phase.as_str()),
     };
-    if a.reason == Abort::RunCap {
-        let cap = max_run_seconds.unwrap_or_default();
-        (
+    let ended = a
+        .ended_by
+        .map(|e| format!(" (the statement was {e})"))
+        .unwrap_or_default();
+    let what = a
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    match a.reason {
+        Abort::RunCap => {
+            let cap = max_run_seconds.unwrap_or_default();
+            (
+                VerdictKind::Fail,
+                format!("the run hit its {cap:.2} s cap (--max-run-seconds){running}{ended}"),
+            )
+        }
+        Abort::Broken => (
             VerdictKind::Fail,
-            format!("the run hit its {cap:.2} s cap (--max-run-seconds){running}"),
-        )
-    } else {
-        (
+            format!("the run stopped{running}, which left the staging server unfit to go on{ended}{what}"),
+        ),
+        Abort::Infrastructure => (
             VerdictKind::Aborted,
-            format!("aborted by {}{running}", a.reason),
-        )
+            format!("the staging server failed{running}{what}"),
+        ),
+        Abort::Sigint | Abort::Sigterm => (
+            VerdictKind::Aborted,
+            format!("aborted by {}{running}{ended}", a.reason),
+        ),
     }
 }
 

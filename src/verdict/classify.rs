@@ -39,6 +39,7 @@ impl Classification {
             detail: None,
             hint: Some(e.hint.clone()),
             partially_applied: false,
+            ended_by: None,
         })
     }
 }

@@ -24,7 +24,7 @@ pub struct Changed {
 /// The recorded state every run starts from, and the templates no patch
 /// may touch.
 #[derive(Debug)]
-pub struct Watch {
+pub struct ClusterWatch {
     version_num: i32,
     before: ClusterState,
     /// Oid and name of each template the runs are copied from.
@@ -44,11 +44,15 @@ fn step(item: &Item, what: &str, sql: impl Into<String>) -> Step {
     }
 }
 
-impl Watch {
+impl ClusterWatch {
     /// Close the templates to connections (copying them needs none, and a
     /// patch can then reach a template only by altering it, which
-    /// [`Watch::check`] sees), and record the state every run starts from.
-    pub async fn start(admin: &Client, version_num: i32, templates: &[String]) -> Result<Watch> {
+    /// [`ClusterWatch::check`] sees), and record the state every run starts from.
+    pub async fn start(
+        admin: &Client,
+        version_num: i32,
+        templates: &[String],
+    ) -> Result<ClusterWatch> {
         let mut sealed = Vec::new();
         for name in templates {
             admin
@@ -66,7 +70,7 @@ impl Watch {
             sealed.push((row.get(0), name.clone()));
         }
         let before = ClusterState::read(admin, version_num, &[]).await?;
-        Ok(Watch {
+        Ok(ClusterWatch {
             version_num,
             before,
             templates: sealed,

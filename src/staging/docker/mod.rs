@@ -235,6 +235,14 @@ impl Backend for Docker {
         self.remove().await
     }
 
+    async fn stop_now(&self) -> Result<()> {
+        // No grace: the engine kills the container's processes at once.
+        self.container()?
+            .stop_with_timeout(Some(0))
+            .await
+            .map_err(|e| Error::Docker(format!("cannot stop container: {e}")))
+    }
+
     fn has_statement_stats(&self) -> bool {
         self.statements_extension
     }

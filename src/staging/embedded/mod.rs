@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::{Pid, User};
 
-mod child;
 mod leftovers;
 
-use super::{binaries, cleanup, settings, Backend};
+use super::cache::{self, Restored};
+pub use super::child::copy_tree;
+use super::child::{kill_group, run_child};
+use super::{binaries, cleanup, settings, Backend, ConnectionEnd};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::ui;
-pub use child::copy_tree;
-use child::{kill_group, run_child};
 pub use leftovers::{leftover_dirs, remove_leftover, LeftoverDir, DIR_PREFIX, OWNER_FILE};
 
 /// How often a starting or stopping process is looked at.
@@ -59,6 +59,9 @@ pub struct Embedded {
     socket_dir: PathBuf,
     child: Option<Child>,
     user: Option<User>,
+    /// The data directory is a copy of the cached baseline (asked for with
+    /// `from_data`, and the copy was complete).
+    from_cache: bool,
 }
 
 /// Find the directory with the server binaries (see [`binaries::find`]).
@@ -204,6 +207,7 @@ impl Embedded {
             socket_dir,
             child: None,
             user,
+            from_cache: false,
         };
         std::fs::create_dir(&me.socket_dir).map_err(|e| Error::io(&me.socket_dir, e))?;
         if let Some(u) = &me.user {
@@ -225,9 +229,20 @@ impl Embedded {
     /// the server on it.
     async fn boot(&mut self, opts: &EmbeddedOptions, conf: &str, cancel: &Cancel) -> Result<()> {
         let data = self.path().join("data");
-        match &opts.from_data {
-            Some(cached) => copy_tree(cached, &data, cancel).await?,
-            None => self.init(&data, conf, cancel).await?,
+        self.from_cache = match &opts.from_data {
+            Some(cached) => match cache::restore(cached, &data, cancel).await? {
+                Restored::Copied => true,
+                Restored::Unusable(why) => {
+                    ui::note(&format!(
+                        "the cached baseline could not be used ({why}); loading the baseline instead"
+                    ));
+                    false
+                }
+            },
+            None => false,
+        };
+        if !self.from_cache {
+            self.init(&data, conf, cancel).await?;
         }
         if let Some(a) = cancel.fired() {
             return Err(Error::Aborted(a));
@@ -405,6 +420,13 @@ impl Embedded {
         self.remove_dir();
     }
 
+    /// The cluster started from a complete copy of the cached baseline (so
+    /// the template is loaded already). False when no cache was asked for,
+    /// or the cached entry vanished or was incomplete and initdb ran instead.
+    pub fn started_from_cache(&self) -> bool {
+        self.from_cache
+    }
+
     fn path(&self) -> &Path {
         self.dir
             .as_ref()
@@ -471,6 +493,20 @@ impl Backend for Embedded {
     async fn shutdown(&mut self) -> Result<()> {
         self.stop_server().await;
         self.remove_dir();
+        Ok(())
+    }
+
+    fn session_end(&self, pid: i32) -> Option<ConnectionEnd> {
+        let log = super::server_log::tail(&self.path().join("server.log"), 256 * 1024)?;
+        super::server_log::session_end(&log, pid)
+    }
+
+    async fn stop_now(&self) -> Result<()> {
+        // Immediate shutdown: the postmaster stops its backends with SIGQUIT
+        // (and SIGKILL after a few seconds), whatever they are doing.
+        if let Some(child) = &self.child {
+            let _ = signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGQUIT);
+        }
         Ok(())
     }
 

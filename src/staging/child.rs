@@ -1,5 +1,6 @@
 //! Child processes of the local backend (initdb, cp) run to their end
 //! without blocking the async runtime, and stopped when a run is cancelled.
+//! The baseline cache copies its entries with them too.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -8,10 +9,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-use super::POLL;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::staging::cleanup;
+
+/// How often a running child is looked at.
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Copy a directory tree, keeping owners and modes, copy-on-write where the
 /// filesystem can (`cp -a --reflink=auto`). A fired `cancel` stops the copy.

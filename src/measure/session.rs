@@ -1,0 +1,102 @@
+//! The session a patch is applied on, and downtime's side of the staging
+//! server that watches over it: the admin connection (to terminate a
+//! backend, read the server's clock, see that downtime's own connection
+//! survives the patch) and the backend (to stop the server).
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::error::Result;
+use crate::staging::{self, Admin, Backend, ConnectionEnd, EndWatch};
+
+/// How long a closed session's connection task may take to finish.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The patch's own connection to its copy.
+pub struct Session {
+    pub client: Client,
+    /// The server process serving it (for `pg_terminate_backend`).
+    pub pid: i32,
+    ended: EndWatch,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Connect to the copy `dbname`, every statement capped on the server
+    /// by `statement_timeout`.
+    pub async fn open(
+        backend: &dyn Backend,
+        dbname: &str,
+        statement_cap: Duration,
+    ) -> Result<Session> {
+        let mut config = backend.config(dbname);
+        config.options(format!(
+            "-c statement_timeout={}",
+            statement_cap.as_millis().clamp(1, i32::MAX as u128)
+        ));
+        let (client, ended, task) = staging::connect_watched(config, dbname).await?;
+        let pid = client
+            .query_one("/*downtime*/ select pg_catalog.pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok(Session {
+            client,
+            pid,
+            ended,
+            task,
+        })
+    }
+
+    /// How the connection ended, if the server said why.
+    pub fn ended(&self) -> Option<ConnectionEnd> {
+        self.ended.get()
+    }
+
+    /// Close the connection and wait (a little) for its task.
+    pub async fn close(self) {
+        drop(self.client);
+        let mut task = self.task;
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// downtime's side of the staging server while patches are applied.
+pub struct Watch<'a> {
+    pub admin: &'a Admin,
+    pub backend: &'a dyn Backend,
+    /// The copy's database oid, when `pg_stat_statements` gives the
+    /// server's own clock.
+    pub clock_dbid: Option<u32>,
+    /// The databases copies are made from, by oid and name: a patch that
+    /// renames or drops one breaks every later copy.
+    pub templates: Vec<(u32, String)>,
+}
+
+impl Watch<'_> {
+    /// Milliseconds of execution the server has recorded in the copy for
+    /// statements that are not downtime's own (`None` without the clock).
+    /// Also shows that the admin connection is still there; without the
+    /// clock a trivial query does that.
+    pub(super) async fn exec_ms(&self) -> Result<Option<f64>> {
+        match self.clock_dbid {
+            Some(dbid) => Ok(Some(
+                crate::pg::catalog::statements_exec_ms(self.admin, dbid).await?,
+            )),
+            None => {
+                self.admin.simple_query("/*downtime*/ select 1").await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Is the staging server still up (a new connection is answered)?
+    pub(super) async fn server_up(&self) -> bool {
+        staging::answers(self.backend.config(staging::ADMIN_DB)).await
+    }
+}
