@@ -17,6 +17,8 @@ pub const FILE_NAME: &str = "downtime.toml";
 pub struct ConfigFile {
     /// Patch files and folders.
     pub patches: Option<Vec<PathBuf>>,
+    /// The layout (and so the tool) the patches are read as.
+    pub layout: Option<crate::patch::Layout>,
     #[serde(default)]
     pub budget: BudgetSection,
     #[serde(default)]

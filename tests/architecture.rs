@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["pg"],
     &["patch"],
+    &["ledger"],
     &["staging"],
     &["measure"],
     &["outcome"],

@@ -10,12 +10,14 @@ use tokio_postgres::Client;
 
 use super::exec::{run_capped, Executed};
 use super::precheck::precheck;
+use super::tool::{mixed, no_transaction_hint};
 use super::{
     ApplyOptions, LockHeld, PatchError, PatchRun, PreCheck, Rewrite, ServerClock, StatementRun,
 };
 use crate::cancel::{Abort, Cancel};
 use crate::error::Result;
-use crate::patch::{Fact, Patch, Statement, TxControl};
+use crate::ledger::Plan as Books;
+use crate::patch::{Fact, Layout, Patch, Statement, Transaction, TxControl};
 use crate::pg::catalog::{self, Trace};
 use crate::pg::locks::LockMode;
 
@@ -83,6 +85,15 @@ struct Tracer<'a> {
     known_indexes: HashSet<u32>,
     open: OpenLocks,
     lock_timeout: String,
+    /// How the statements are sent: downtime's split, or as the tool sends them.
+    mode: Transaction,
+    /// The tool's transaction was opened (it is opened once per migration).
+    opened: bool,
+    /// The layout, for hints that name the tool.
+    layout: Layout,
+    /// The tool's books, and whether its record goes into the patch's transaction.
+    books: Option<&'a Books>,
+    record_inside: bool,
 }
 
 /// Apply `patch` on `client`'s database. Statement failures are returned in
@@ -94,7 +105,40 @@ pub async fn apply(
     cancel: &Cancel,
     clock: Option<&ServerClock<'_>>,
 ) -> Result<PatchRun> {
+    apply_with(client, patch, opts, cancel, clock, None).await
+}
+
+/// Apply `patch` as its layout's tool sends it, keeping the tool's books
+/// (not timed: `bookkeeping_seconds`) when `books` is given.
+pub async fn apply_with(
+    client: &Client,
+    patch: &Patch,
+    opts: &ApplyOptions,
+    cancel: &Cancel,
+    clock: Option<&ServerClock<'_>>,
+    books: Option<&Books>,
+) -> Result<PatchRun> {
     let mut tracer = Tracer::start(client, opts, cancel, clock).await?;
+    tracer.layout = patch.file.layout;
+    tracer.record_inside = matches!(
+        patch.tool.transaction,
+        Transaction::Single | Transaction::Split
+    );
+    tracer.mode = match patch.tool.transaction {
+        Transaction::Implicit if patch.statements.len() <= 1 => Transaction::Split,
+        Transaction::Implicit => Transaction::Single,
+        m => m,
+    };
+    tracer.books = books;
+    if let Transaction::Mixed(line) = patch.tool.transaction {
+        tracer.run.error = Some(mixed(patch, line));
+        return Ok(tracer.run);
+    }
+    if let Some(b) = books {
+        let t0 = Instant::now();
+        b.before(client, patch).await?;
+        tracer.run.bookkeeping_seconds += t0.elapsed().as_secs_f64();
+    }
     for (index, st) in patch.statements.iter().enumerate() {
         if tracer.statement(index, st).await? {
             return Ok(tracer.run);
@@ -139,6 +183,11 @@ impl<'a> Tracer<'a> {
             elapsed: 0.0,
             open: OpenLocks::default(),
             lock_timeout,
+            mode: Transaction::Split,
+            opened: false,
+            layout: Layout::Numbered,
+            books: None,
+            record_inside: true,
         })
     }
 
@@ -213,6 +262,20 @@ impl<'a> Tracer<'a> {
 
     /// Open or close downtime's own transaction before `st`, as it needs.
     async fn enter(&mut self, st: &Statement) -> Result<()> {
+        match self.mode {
+            Transaction::Single => {
+                // The tool's one transaction, opened once; what cannot run in
+                // it fails there, as under the tool.
+                if !self.opened && self.tx == TxState::Idle {
+                    self.client.batch_execute("/*downtime*/ begin").await?;
+                    self.tx = TxState::Tool;
+                    self.opened = true;
+                }
+                return Ok(());
+            }
+            Transaction::Autocommit | Transaction::Mixed(_) => return Ok(()),
+            Transaction::Split | Transaction::Implicit => {}
+        }
         let outside = st.analysis.outside_transaction;
         let opens_own = st.analysis.tx_control == Some(TxControl::Begin);
         if self.tx == TxState::Tool && (outside || opens_own) {
@@ -231,6 +294,8 @@ impl<'a> Tracer<'a> {
     /// Follow the patch's own transaction control after `st` succeeded.
     fn left(&mut self, st: &Statement) {
         match st.analysis.tx_control {
+            // Inside the tool's transaction a BEGIN changes nothing.
+            Some(TxControl::Begin) if self.tx == TxState::Tool => {}
             Some(TxControl::Begin) => self.tx = TxState::Patch(st.line),
             Some(TxControl::Commit) => {
                 self.tx = TxState::Idle;
@@ -260,6 +325,11 @@ impl<'a> Tracer<'a> {
         let mut error = patch_error(e, st, self.committed_any);
         if lost && e.as_db_error().is_none() {
             error.message = "the session applying the patch was closed by this statement".into();
+        }
+        if e.code() == Some(&SqlState::ACTIVE_SQL_TRANSACTION) && self.mode != Transaction::Split {
+            if let Some(h) = no_transaction_hint(self.layout) {
+                error.hint.get_or_insert_with(|| h.to_string());
+            }
         }
         (error, lost)
     }
@@ -335,14 +405,55 @@ impl<'a> Tracer<'a> {
             });
             return Ok(self.run);
         }
+        let mut inside_done = false;
         if self.tx == TxState::Tool {
+            if let Some(b) = self.books.filter(|_| self.record_inside) {
+                let t0 = Instant::now();
+                let refused = b.inside(self.client, patch, self.elapsed).await?;
+                self.run.bookkeeping_seconds += t0.elapsed().as_secs_f64();
+                inside_done = true;
+                if let Some(why) = refused {
+                    self.client.batch_execute("/*downtime*/ rollback").await?;
+                    self.tx = TxState::Idle;
+                    return Ok(self.refused_by_tool(patch, why));
+                }
+            }
             self.commit_own().await?;
         }
         let elapsed = self.elapsed;
         self.open
             .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);
+        if let Some(b) = self.books {
+            let t0 = Instant::now();
+            let refused = b
+                .after(self.client, patch, self.elapsed, inside_done)
+                .await?;
+            self.run.bookkeeping_seconds += t0.elapsed().as_secs_f64();
+            if let Some(why) = refused {
+                self.committed_any = true;
+                return Ok(self.refused_by_tool(patch, why));
+            }
+        }
         self.run.invalid_indexes = self.new_invalid_indexes().await?;
         Ok(self.run)
+    }
+
+    /// The patch fails where the tool fails it: at its bookkeeping.
+    fn refused_by_tool(mut self, patch: &Patch, why: String) -> PatchRun {
+        let elapsed = self.elapsed;
+        self.open
+            .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);
+        let line = patch.statements.last().map_or(1, |s| s.line);
+        self.run.error = Some(PatchError {
+            message: why,
+            sqlstate: None,
+            line,
+            statement_line: line,
+            detail: None,
+            hint: None,
+            partially_applied: self.committed_any,
+        });
+        self.run
     }
 
     /// Indexes that are INVALID now and were not before the patch.

@@ -6,6 +6,7 @@ mod apply;
 mod exec;
 mod precheck;
 pub mod stats;
+mod tool;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::error::Result;
 use crate::pg::catalog;
 use crate::pg::locks::LockMode;
 pub use crate::pg::{Relation, Snapshot};
-pub use apply::apply;
+pub use apply::{apply, apply_with};
 
 /// How patches are applied.
 #[derive(Debug, Clone)]
@@ -131,6 +132,8 @@ pub struct PatchRun {
     pub statements: Vec<StatementRun>,
     /// Time spent in COMMITs issued by downtime.
     pub commit_seconds: f64,
+    /// Time spent keeping the tool's books (its table): not the patch's time.
+    pub bookkeeping_seconds: f64,
     pub error: Option<PatchError>,
     pub snapshot: Snapshot,
     /// Indexes left INVALID by this patch.

@@ -157,6 +157,9 @@ fn summary(out: &mut String, report: &Report) {
         report.postgres.version,
         report.postgres.describe_backend()
     );
+    if let Some(l) = report.layout {
+        let _ = writeln!(out, "layout: {} ({l})", l.name());
+    }
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
     }

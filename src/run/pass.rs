@@ -4,6 +4,8 @@ use std::time::Instant;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
+use crate::ledger::{Plan, Step};
+use crate::measure::PatchError;
 use crate::measure::{self, ApplyOptions};
 use crate::outcome::{excerpt, Aborted, PatchOutcome, Phase};
 use crate::patch::Patch;
@@ -20,15 +22,24 @@ pub(super) struct Pass {
     pub aborted: Option<Aborted>,
 }
 
-/// Apply every patch once, on the copy `copy`.
+/// Where a pass runs: the copy, the tool's books, the server's major version.
+pub(super) struct On<'a> {
+    pub copy: &'a str,
+    pub books: Option<&'a Plan>,
+    pub major: i32,
+}
+
+/// Apply every patch once, on the copy `on.copy`: those the books record
+/// are skipped, the others applied as their tool sends them.
 pub(super) async fn run_patches(
     backend: &dyn Backend,
     admin: &tokio_postgres::Client,
-    copy: &str,
+    on: On<'_>,
     patches: &[Patch],
     plan: &RunPlan,
     cancel: &Cancel,
 ) -> Result<Pass> {
+    let copy = on.copy;
     let cap = plan.statement_cap;
     let mut config = backend.config(copy);
     config.options(format!("-c statement_timeout={}", cap.as_millis().max(1)));
@@ -50,8 +61,12 @@ pub(super) async fn run_patches(
         results: Vec::new(),
         aborted: None,
     };
+    let books = on.books.filter(|b| b.keeps_books());
+    if let Some(b) = books {
+        b.ensure(&client).await?;
+    }
     let mut stop_after: Option<String> = None;
-    for p in patches {
+    for (i, p) in patches.iter().enumerate() {
         if let Some(a) = cancel.fired() {
             pass.aborted = Some(Aborted::in_phase(a, Phase::Applying));
             break;
@@ -61,10 +76,19 @@ pub(super) async fn run_patches(
             ui::progress_done();
             continue;
         }
+        if let Some(Step::Skip(why)) = on.books.and_then(|b| b.steps.get(i)) {
+            pass.results.push(PatchOutcome::not_run(why.clone()));
+            ui::progress_done();
+            continue;
+        }
         ui::progress_patch(&p.file.id);
         client.batch_execute("/*downtime*/ reset all").await?;
         let wall = Instant::now();
-        let run = measure::apply(&client, p, &apply_opts, cancel, clock.as_ref()).await?;
+        let mut run =
+            measure::apply_with(&client, p, &apply_opts, cancel, clock.as_ref(), books).await?;
+        if let Some(e) = run.error.as_mut() {
+            newer_server_hint(e, on.major);
+        }
         let wall_seconds = wall.elapsed().as_secs_f64();
         if run.failed() && !plan.keep_going {
             stop_after = Some(format!(
@@ -98,4 +122,20 @@ pub(super) async fn run_patches(
     drop(client);
     let _ = conn.await;
     Ok(pass)
+}
+
+/// A statement that needs a newer PostgreSQL than the staging server's:
+/// say which, and how to run on it.
+fn newer_server_hint(e: &mut PatchError, major: i32) {
+    let Some((feature, needs)) = crate::pg::versions::needs_newer(&e.message, major) else {
+        return;
+    };
+    let hint = format!(
+        "{feature} needs PostgreSQL {needs}; this staging server is {major}: run on production's \
+         major version with `--backend docker --pg-version {needs}` (or `--image` for an image of your own)"
+    );
+    e.hint = Some(match e.hint.take() {
+        Some(h) => format!("{h}; {hint}"),
+        None => hint,
+    });
 }

@@ -14,8 +14,9 @@ use crate::patch::Patch;
 use crate::staging::{self, cache::Cache, Backend, Baseline};
 use crate::ui;
 
+use super::books::{self, Layouts};
 use super::merge::ScaleRuns;
-use super::pass::run_patches;
+use super::pass::{self, run_patches};
 use super::RunPlan;
 
 /// How the template gets there: loaded, or already in a cached cluster.
@@ -135,13 +136,16 @@ async fn empty_caches(
 pub(super) async fn measure_all(
     backend: &mut dyn Backend,
     baseline: &Baseline,
-    patches: &[Patch],
+    (patches, layouts): (&mut [Patch], &Layouts),
     plan: &RunPlan,
     outcome: &mut Outcome,
     cancel: &Cancel,
     loading: Loading<'_>,
 ) -> Result<()> {
     load_template(backend, baseline, cancel, &loading, outcome).await?;
+    let books = books::settle(backend, patches, layouts, plan.all, &mut outcome.notes).await?;
+    outcome.layout = books.as_ref().map(|b| b.layout).or(outcome.layout);
+    let patches: &[Patch] = patches;
     let mut admin = staging::connect(backend, "postgres").await?;
     let info = staging::server_info(&admin, backend.name()).await?;
     outcome.server = Server {
@@ -190,7 +194,12 @@ pub(super) async fn measure_all(
                     outcome.baseline.first_statement_seconds =
                         loading.run_started.elapsed().as_secs_f64();
                 }
-                let pass = run_patches(backend, &admin, &copy, patches, plan, cancel).await?;
+                let on = pass::On {
+                    copy: &copy,
+                    books: books.as_ref(),
+                    major: info.version_num / 10000,
+                };
+                let pass = run_patches(backend, &admin, on, patches, plan, cancel).await?;
                 staging::drop_copy(&admin, &copy).await?;
                 runs[k].add(mode, r >= t.warmup, pass.results);
                 last_scale = k;
