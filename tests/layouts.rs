@@ -382,7 +382,22 @@ fn golang_migrate_sends_a_file_as_one_query() {
     let (code, report, _) = s.check_json(&["patches"]);
     assert_eq!(code, 1);
     assert_eq!(patch(&report, "2_i")["error"]["sqlstate"], "25001");
+    // A file's own BEGIN … COMMIT is its transaction; the version is set clean after it.
+    let t = Scratch::new();
+    t.patch("1_t.up.sql", "create table t (a int);");
+    t.patch("2_own.up.sql", "BEGIN;\ninsert into t values (1);\nCOMMIT;");
+    t.patch(
+        "3_check_books.up.sql",
+        &assert_query(
+            "select (select string_agg(version || ':' || dirty, ',') from schema_migrations) || ' ' || (select count(*) from t)",
+            "3:true 1",
+        ),
+    );
+    let (code, report, stderr) = t.check_json(&["patches"]);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert!(!stderr.contains("already a transaction"), "{stderr}");
     s.assert_clean();
+    t.assert_clean();
 }
 
 fn flyway_baseline() -> String {

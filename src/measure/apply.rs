@@ -94,6 +94,9 @@ struct Tracer<'a> {
     /// The tool's books, and whether its record goes into the patch's transaction.
     books: Option<&'a Books>,
     record_inside: bool,
+    /// The tool sends the file as one query: its own BEGIN opens the
+    /// transaction (no tool BEGIN before it).
+    implicit: bool,
 }
 
 /// Apply `patch` on `client`'s database. Statement failures are returned in
@@ -130,6 +133,7 @@ pub async fn apply_with(
         m => m,
     };
     tracer.books = books;
+    tracer.implicit = patch.tool.transaction == Transaction::Implicit;
     if let Transaction::Mixed(line) = patch.tool.transaction {
         tracer.run.error = Some(mixed(patch, line));
         return Ok(tracer.run);
@@ -188,6 +192,7 @@ impl<'a> Tracer<'a> {
             layout: Layout::Numbered,
             books: None,
             record_inside: true,
+            implicit: false,
         })
     }
 
@@ -267,9 +272,12 @@ impl<'a> Tracer<'a> {
                 // The tool's one transaction, opened once; what cannot run in
                 // it fails there, as under the tool.
                 if !self.opened && self.tx == TxState::Idle {
+                    self.opened = true;
+                    if self.implicit && st.analysis.tx_control == Some(TxControl::Begin) {
+                        return Ok(());
+                    }
                     self.client.batch_execute("/*downtime*/ begin").await?;
                     self.tx = TxState::Tool;
-                    self.opened = true;
                 }
                 return Ok(());
             }

@@ -2,16 +2,34 @@
 //! statement fails the way an older server fails it, which feature it was
 //! and the first major version that has it.
 
-/// (name, first major version): by the error the older server gives.
-const SYNTAX: &[(&str, &str, i32)] = &[
-    ("COMPRESSION", "column COMPRESSION", 14),
-    ("MERGE", "MERGE", 15),
-    ("NULLS", "UNIQUE NULLS NOT DISTINCT", 15),
-    ("MAINTAIN", "the MAINTAIN privilege", 17),
-    ("EXPRESSION", "ALTER COLUMN … SET EXPRESSION", 17),
-    ("VIRTUAL", "virtual generated columns", 18),
-    ("ENFORCED", "NOT ENFORCED constraints", 18),
-    ("OVERLAPS", "WITHOUT OVERLAPS constraints", 18),
+/// (the word an older server's syntax error points at, words the statement
+/// must hold too, the feature, its first major version).
+const SYNTAX: &[(&str, &str, &str, i32)] = &[
+    ("COMPRESSION", "", "column COMPRESSION", 14),
+    ("MERGE", "", "MERGE", 15),
+    ("NULLS", "", "UNIQUE NULLS NOT DISTINCT", 15),
+    ("JSON", "IS", "the IS JSON predicate", 16),
+    ("COLUMNS", "JSON_TABLE", "JSON_TABLE", 17),
+    ("RETURNING", "MERGE", "MERGE … RETURNING", 17),
+    ("EXPRESSION", "", "ALTER COLUMN … SET EXPRESSION", 17),
+    ("VIRTUAL", "", "virtual generated columns", 18),
+    ("ENFORCED", "", "NOT ENFORCED constraints", 18),
+    ("WITHOUT", "OVERLAPS", "WITHOUT OVERLAPS constraints", 18),
+];
+
+/// COPY options, privileges and columns an older server does not know.
+const WORDS: &[(&str, &str, &str, i32)] = &[
+    ("option \"", "default", "COPY … DEFAULT", 16),
+    ("option \"", "on_error", "COPY … ON_ERROR", 17),
+    ("option \"", "log_verbosity", "COPY … LOG_VERBOSITY", 17),
+    ("option \"", "reject_limit", "COPY … REJECT_LIMIT", 18),
+    (
+        "unrecognized privilege type \"",
+        "maintain",
+        "the MAINTAIN privilege",
+        17,
+    ),
+    ("column \"", "system_user", "SYSTEM_USER", 16),
 ];
 
 const FUNCTIONS: &[(&str, i32)] = &[
@@ -41,6 +59,14 @@ const FUNCTIONS: &[(&str, i32)] = &[
     ("erf", 16),
     ("erfc", 16),
     ("xmltext", 16),
+    ("json_array", 16),
+    ("json_arrayagg", 16),
+    ("json_objectagg", 16),
+    ("json_query", 17),
+    ("json_exists", 17),
+    ("json_value", 17),
+    ("json_scalar", 17),
+    ("json_serialize", 17),
     ("uuid_extract_timestamp", 17),
     ("uuid_extract_version", 17),
     ("to_bin", 17),
@@ -110,20 +136,32 @@ fn quoted<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
     rest.split('"').next()
 }
 
-/// The feature a server error points at and the major version that first
-/// has it, when that is newer than `major`.
-pub fn needs_newer(message: &str, major: i32) -> Option<(String, i32)> {
+/// The feature a server error (for the statement `sql`) points at and the
+/// major version that first has it, when that is newer than `major`.
+pub fn needs_newer(message: &str, sql: &str, major: i32) -> Option<(String, i32)> {
+    let upper = sql.to_ascii_uppercase();
+    let holds = |w: &str| {
+        w.is_empty()
+            || upper
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .any(|t| t == w)
+    };
     let lookup = |table: &[(&str, i32)], word: &str, what: &str| {
         table
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(word))
             .map(|(name, v)| (format!("{what} {name}"), *v))
     };
+    let word_of = WORDS.iter().find(|(prefix, word, ..)| {
+        quoted(message, prefix).is_some_and(|w| w.eq_ignore_ascii_case(word))
+    });
     let found = if let Some(word) = quoted(message, "syntax error at or near \"") {
         SYNTAX
             .iter()
-            .find(|(k, ..)| k.eq_ignore_ascii_case(word))
-            .map(|(_, what, v)| (what.to_string(), *v))
+            .find(|(k, also, ..)| k.eq_ignore_ascii_case(word) && holds(also))
+            .map(|(_, _, what, v)| (what.to_string(), *v))
+    } else if let Some((_, _, what, v)) = word_of {
+        Some((what.to_string(), *v))
     } else if let Some(word) = quoted(message, "unrecognized configuration parameter \"") {
         lookup(SETTINGS, word, "the setting")
     } else if let Some(word) = quoted(message, "unrecognized parameter \"") {
@@ -145,30 +183,44 @@ mod tests {
 
     #[test]
     fn errors_of_an_older_server_name_the_version() {
+        // The messages PostgreSQL 15 gives, and the version that has the feature.
+        let v = |m: &str, sql: &str| needs_newer(m, sql, 15).map(|f| f.1);
         assert_eq!(
-            needs_newer("function uuidv7() does not exist", 17),
+            needs_newer("function uuidv7() does not exist", "", 17),
             Some(("the function uuidv7".into(), 18))
         );
+        assert_eq!(v("syntax error at or near \"expression\"", ""), Some(17));
         assert_eq!(
-            needs_newer("syntax error at or near \"EXPRESSION\"", 15).map(|f| f.1),
-            Some(17)
-        );
-        assert_eq!(
-            needs_newer(
+            v(
                 "unrecognized configuration parameter \"transaction_timeout\"",
-                16
-            )
-            .map(|f| f.1),
+                ""
+            ),
+            Some(17)
+        );
+        let json_table = "select * from json_table('[1]', '$' columns (x int))";
+        assert_eq!(
+            v("syntax error at or near \"columns\"", json_table),
             Some(17)
         );
         assert_eq!(
-            needs_newer("function any_value(integer) does not exist", 16),
+            v("syntax error at or near \"columns\"", "select columns"),
             None
         );
-        assert_eq!(needs_newer("syntax error at or near \"tabel\"", 15), None);
+        let merge = "merge into t using s on true when matched then delete returning *";
+        assert_eq!(v("syntax error at or near \"returning\"", merge), Some(17));
+        assert_eq!(v("option \"on_error\" not recognized", ""), Some(17));
+        assert_eq!(v("unrecognized privilege type \"maintain\"", ""), Some(17));
+        assert_eq!(v("column \"system_user\" does not exist", ""), Some(16));
         assert_eq!(
-            needs_newer("type \"int4multirange\" does not exist", 13).map(|f| f.1),
-            Some(14)
+            v("function json_query(unknown, unknown) does not exist", ""),
+            Some(17)
         );
+        assert_eq!(
+            needs_newer("function any_value(integer) does not exist", "", 16),
+            None
+        );
+        assert_eq!(v("syntax error at or near \"tabel\"", ""), None);
+        let multirange = needs_newer("type \"int4multirange\" does not exist", "", 13);
+        assert_eq!(multirange.map(|f| f.1), Some(14));
     }
 }

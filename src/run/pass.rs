@@ -87,7 +87,8 @@ pub(super) async fn run_patches(
         let mut run =
             measure::apply_with(&client, p, &apply_opts, cancel, clock.as_ref(), books).await?;
         if let Some(e) = run.error.as_mut() {
-            newer_server_hint(e, on.major);
+            let sql = p.statements.iter().find(|s| s.line == e.statement_line);
+            newer_server_hint(e, sql.map_or("", |s| s.sql.as_str()), on.major);
         }
         let wall_seconds = wall.elapsed().as_secs_f64();
         if run.failed() && !plan.keep_going {
@@ -126,8 +127,8 @@ pub(super) async fn run_patches(
 
 /// A statement that needs a newer PostgreSQL than the staging server's:
 /// say which, and how to run on it.
-fn newer_server_hint(e: &mut PatchError, major: i32) {
-    let Some((feature, needs)) = crate::pg::versions::needs_newer(&e.message, major) else {
+fn newer_server_hint(e: &mut PatchError, sql: &str, major: i32) {
+    let Some((feature, needs)) = crate::pg::versions::needs_newer(&e.message, sql, major) else {
         return;
     };
     let hint = format!(
