@@ -619,3 +619,60 @@ fn a_feature_of_a_newer_postgresql_gets_a_hint_to_run_that_version() {
     );
     s.assert_clean();
 }
+
+#[test]
+fn flyway_baseline_migration_stands_in_for_the_versions_up_to_it_on_an_empty_history() {
+    let s = Scratch::new();
+    s.patch("V1__a.sql", "create table a (id int);");
+    s.patch("V2__b.sql", "create table b (id int);");
+    s.patch(
+        "B2__base.sql",
+        "create table a (id int);\ncreate table b (id int);",
+    );
+    s.patch("V3__c.sql", "create table c (id int);");
+    s.patch(
+        "V4__check_books.sql",
+        &assert_query(
+            "select string_agg(installed_rank || ':' || version || ':' || type, ',' order by installed_rank) from flyway_schema_history",
+            "1:2:SQL_BASELINE,2:3:SQL",
+        ),
+    );
+    let (code, report, stderr) = s.check_json(&["patches"]);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert_eq!(
+        statuses(&report),
+        pairs(&[
+            ("V1__a", "skipped"),
+            ("B2__base", "ok"),
+            ("V2__b", "skipped"),
+            ("V3__c", "ok"),
+            ("V4__check_books", "ok"),
+        ])
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn diesel_refuses_what_diesel_refuses() {
+    // A non-empty folder without up.sql: diesel refuses the whole folder.
+    let s = Scratch::new();
+    s.patch("2019-01-01-000000_t/up.sql", "create table t (a int);");
+    s.patch("2019-01-02-000000_notes/notes.txt", "not a migration");
+    let out = s.run(&["check", "patches"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2019-01-02-000000_notes") && stderr.contains("up.sql"),
+        "{stderr}"
+    );
+    // Two folders with one version (diesel would run only one of them).
+    let t = Scratch::new();
+    t.patch("2019-01-01-000000_a/up.sql", "select 1;");
+    t.patch("20190101000000_b/up.sql", "select 2;");
+    let out = t.run(&["check", "patches"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("20190101000000"), "{stderr}");
+    s.assert_clean();
+    t.assert_clean();
+}

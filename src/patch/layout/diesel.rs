@@ -57,7 +57,10 @@ pub(super) fn scan(dir: &Path, exclude: &[PathBuf], out: &mut Scan) -> Result<()
         if !up.is_file() {
             return Err(Error::input(
                 &entry,
-                "diesel migration folder has no up.sql (diesel refuses a migration folder without one)",
+                "diesel migration folder has no up.sql: diesel refuses the migrations folder (\"Invalid \
+                 migration directory: the directory's name should be <timestamp>_<name_of_migration>, \
+                 and it should contain up.sql and optionally down.sql.\"); add up.sql, or move the \
+                 folder out",
             ));
         }
         folder(&entry, up, out);

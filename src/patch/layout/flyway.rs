@@ -165,7 +165,7 @@ pub(super) fn file(path: &Path, location: Option<&Path>, out: &mut Scan) -> Resu
             } else {
                 Kind::Versioned
             },
-            SortKey::numbers(parts.clone()),
+            SortKey::Flyway(super::trimmed(parts.clone()), u8::from(p != 'B')),
             parts,
             Some(text),
         ),

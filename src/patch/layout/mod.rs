@@ -78,17 +78,25 @@ pub enum SortKey {
     Signed(i128),
     /// Text, byte by byte (diesel compares its versions as strings).
     Text(String),
+    /// Flyway: version parts (trailing zeros dropped), then a baseline
+    /// migration (0) before the versioned one (1) of the same version.
+    Flyway(Vec<u128>, u8),
     /// After every versioned migration, by description (Flyway's repeatables).
     Repeatable(String),
 }
 
 impl SortKey {
-    pub fn numbers(mut parts: Vec<u128>) -> SortKey {
-        while parts.len() > 1 && parts.last() == Some(&0) {
-            parts.pop();
-        }
-        SortKey::Numbers(parts)
+    pub fn numbers(parts: Vec<u128>) -> SortKey {
+        SortKey::Numbers(trimmed(parts))
     }
+}
+
+/// Version parts without trailing zero parts (one part at least).
+pub(crate) fn trimmed(mut parts: Vec<u128>) -> Vec<u128> {
+    while parts.len() > 1 && parts.last() == Some(&0) {
+        parts.pop();
+    }
+    parts
 }
 
 /// One migration found on disk, with what its tool knows of it.
