@@ -676,3 +676,17 @@ fn diesel_refuses_what_diesel_refuses() {
     s.assert_clean();
     t.assert_clean();
 }
+
+#[test]
+fn a_flyway_baseline_without_history_is_noted() {
+    let s = Scratch::new();
+    s.baseline("create table a (id int);");
+    s.patch("V1__b.sql", "create table b (id int);");
+    let (code, report, stderr) = s.check_json(&["patches"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(patch(&report, "V1__b")["status"], "ok");
+    assert!(report["notes"]
+        .to_string()
+        .contains("no flyway_schema_history"));
+    s.assert_clean();
+}

@@ -196,6 +196,17 @@ pub(crate) async fn exists(c: &Client, table: &str) -> Result<bool> {
     Ok(row.get(0))
 }
 
+/// Whether the current schema holds any table (Flyway's "non-empty schema").
+pub async fn has_tables(c: &Client) -> Result<bool> {
+    let row = c
+        .query_one(
+            "select exists (select 1 from pg_tables where schemaname = current_schema())",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// What the database's bookkeeping table for `layout` records.
 pub async fn read(c: &Client, layout: Layout) -> Result<State> {
     let Some(table) = layout.table() else {

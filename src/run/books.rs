@@ -52,6 +52,14 @@ pub(super) async fn settle(
             layout = *alt;
         }
     }
+    if layout == Layout::Flyway && !present.contains(&layout) && ledger::has_tables(&db).await? {
+        let note = "the baseline has tables but no flyway_schema_history: Flyway itself would refuse \
+                    to migrate it (\"Found non-empty schema(s) … but no schema history table\") unless \
+                    baselineOnMigrate is set; every migration is applied"
+            .to_string();
+        ui::note(&note);
+        notes.push(note);
+    }
     let state = ledger::read(&db, layout).await;
     drop(db);
     let plan = ledger::plan(layout, &state?, patches, all)?;
