@@ -22,9 +22,12 @@ schema_migrations, flyway_schema_history, refinery_schema_history, \
 LaunchpadDatabaseRevision), migrations the baseline records are skipped \
 (--all applies them anyway) and applied ones are recorded as the tool does.
 
-Each patch runs in one transaction, statement by statement; statements PostgreSQL \
-forbids in a transaction (CREATE INDEX CONCURRENTLY, VACUUM, ...) run outside it, \
-in order, and a patch's own BEGIN/COMMIT is honoured. Patch N is measured on the \
+In downtime's own layouts (numbered, launchpad) each patch runs in one \
+transaction, statement by statement; statements PostgreSQL forbids in a \
+transaction (CREATE INDEX CONCURRENTLY, VACUUM, ...) run outside it, in order, \
+and a patch's own BEGIN/COMMIT is honoured. A tool's migrations are sent as the \
+tool sends them (its transaction, one query, or statement by statement), so \
+what fails under the tool fails here. Patch N is measured on the \
 copy that already has patches 1..N-1. The baseline is loaded once into a template \
 database that is never patched.
 
@@ -32,7 +35,8 @@ A patch may declare `-- downtime: live` or `-- downtime: cold` in its header; a 
 patch declared live but classified cold fails the check.
 
 Exit status: 0 pass; 1 a patch over budget, failed, or declared live but cold; \
-2 usage, input or infrastructure error.";
+2 usage, input or infrastructure error (also: a tool's bookkeeping table that \
+contradicts the migration files, refused in the tool's words).";
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
