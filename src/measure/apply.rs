@@ -121,7 +121,15 @@ pub async fn apply_with(
     clock: Option<&ServerClock<'_>>,
     books: Option<&Books>,
 ) -> Result<PatchRun> {
+    // The tool's books before the patch come before its snapshot: what they
+    // change (golang-migrate truncates its table) is not the patch's doing.
+    let t0 = Instant::now();
+    if let Some(b) = books.filter(|_| !matches!(patch.tool.transaction, Transaction::Mixed(_))) {
+        b.before(client, patch).await?;
+    }
+    let before_seconds = t0.elapsed().as_secs_f64();
     let mut tracer = Tracer::start(client, opts, cancel, clock).await?;
+    tracer.run.bookkeeping_seconds = if books.is_some() { before_seconds } else { 0.0 };
     tracer.layout = patch.file.layout;
     tracer.record_inside = matches!(
         patch.tool.transaction,
@@ -137,11 +145,6 @@ pub async fn apply_with(
     if let Transaction::Mixed(line) = patch.tool.transaction {
         tracer.run.error = Some(mixed(patch, line));
         return Ok(tracer.run);
-    }
-    if let Some(b) = books {
-        let t0 = Instant::now();
-        b.before(client, patch).await?;
-        tracer.run.bookkeeping_seconds += t0.elapsed().as_secs_f64();
     }
     for (index, st) in patch.statements.iter().enumerate() {
         if tracer.statement(index, st).await? {
