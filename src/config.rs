@@ -28,6 +28,8 @@ pub fn value(n: &Number) -> Option<f64> {
 pub struct ConfigFile {
     /// Patch files and folders.
     pub patches: Option<Vec<PathBuf>>,
+    /// The layout (and so the tool) the patches are read as.
+    pub layout: Option<crate::patch::Layout>,
     #[serde(default)]
     pub budget: BudgetSection,
     #[serde(default)]

@@ -41,6 +41,13 @@ pub const CONFIG: Cap = Cap {
     files: "config files",
     hint: "",
 };
+/// A migration tool's settings beside a migration (diesel's
+/// `metadata.toml`, Flyway's `V1__x.sql.conf`).
+pub const MIGRATION_SETTINGS: Cap = Cap {
+    max_bytes: 1024 * 1024,
+    files: "migration settings files",
+    hint: "",
+};
 /// `--pg-conf`.
 pub const PG_CONF: Cap = Cap {
     max_bytes: 1024 * 1024,

@@ -28,6 +28,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod estimate;
+pub mod ledger;
 pub mod measure;
 pub mod outcome;
 pub mod patch;

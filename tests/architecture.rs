@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["limits", "fsutil"],
     &["pg"],
     &["patch"],
+    &["ledger"],
     &["staging"],
     &["measure"],
     &["outcome"],

@@ -26,7 +26,9 @@ fn patches_apply_in_layout_order_on_top_of_each_other() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["V9__create", "V10__fill", "V10_1__index"]);
+    // Flyway's repeatables run after every versioned migration.
+    assert_eq!(ids, ["V9__create", "V10__fill", "V10_1__index", "R__view"]);
+    assert_eq!(report["layout"], "flyway");
     assert!(report["patches"]
         .as_array()
         .unwrap()

@@ -12,14 +12,23 @@ use crate::report::{ChartFormat, Format};
 use crate::verdict::Profile;
 
 pub(super) const CHECK_AFTER_HELP: &str = "\
-Patch layouts (one per run, ordered by version): patch-MAJOR-MINOR-LEVEL.sql \
-(Launchpad), 0001-name.sql / 20240101120000_name.sql (numbered), V2__name.sql / \
-V2_1__name.sql (Flyway; U and R scripts skipped), 000002_name.up.sql \
-(golang-migrate, sqlx; .down.sql skipped), 2019-02-26-002946_name/up.sql (diesel).
+Patch layouts (one per run), each read and ordered as its tool does: \
+patch-MAJOR-MINOR-LEVEL.sql (launchpad), 0001-name.sql (numbered), \
+20210101120000_name.sql / 1_name.up.sql (sqlx), 000002_name.up.sql \
+(golang-migrate), V2__name.sql / V2_1__name.sql / R__name.sql (flyway; U undo \
+not applied), V1__name.sql / U2__name.sql (refinery), VERSION_name/up.sql \
+(diesel, every version format). --layout chooses where names fit several. \
+Where the tool keeps books (__diesel_schema_migrations, _sqlx_migrations, \
+schema_migrations, flyway_schema_history, refinery_schema_history, \
+LaunchpadDatabaseRevision), migrations the baseline records are skipped \
+(--all applies them anyway) and applied ones are recorded as the tool does.
 
-Each patch runs in one transaction, statement by statement; statements PostgreSQL \
-forbids in a transaction (CREATE INDEX CONCURRENTLY, VACUUM, ...) run outside it, \
-in order, and a patch's own BEGIN/COMMIT is honoured. Patch N is measured on the \
+In downtime's own layouts (numbered, launchpad) each patch runs in one \
+transaction, statement by statement; statements PostgreSQL forbids in a \
+transaction (CREATE INDEX CONCURRENTLY, VACUUM, ...) run outside it, in order, \
+and a patch's own BEGIN/COMMIT is honoured. A tool's migrations are sent as the \
+tool sends them (its transaction, one query, or statement by statement), so \
+what fails under the tool fails here. Patch N is measured on the \
 copy that already has patches 1..N-1. The baseline is loaded once into a template \
 database that is never patched.
 
@@ -27,7 +36,8 @@ A patch may declare `-- downtime: live` or `-- downtime: cold` in its header; a 
 patch declared live but classified cold fails the check.
 
 Exit status: 0 pass; 1 a patch over budget, failed, or declared live but cold; \
-2 usage, input or infrastructure error.";
+2 usage, input or infrastructure error (also: a tool's bookkeeping table that \
+contradicts the migration files, refused in the tool's words).";
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -321,6 +331,18 @@ pub struct CommonArgs {
     /// [default: PATH, then the newest /usr/lib/postgresql/*/bin]
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
+
+    /// Read the patches as this tool lays them out and keeps its books
+    /// (where names fit several, e.g. V1__x.sql is Flyway and refinery)
+    /// [default: `layout` in downtime.toml, else what the names and the
+    /// baseline's bookkeeping table show]
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub layout: Option<crate::patch::Layout>,
+
+    /// Apply every migration, also those the baseline's bookkeeping table
+    /// records as applied [default: only the pending ones, as the tool would]
+    #[arg(long)]
+    pub all: bool,
 
     /// postgresql.conf lines for the staging server (mirror production's
     /// shared_buffers, maintenance_work_mem, ...). fsync and full_page_writes

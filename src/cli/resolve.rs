@@ -181,6 +181,8 @@ pub(super) fn check_options(
             timing: crate::check::TimingOptions::default(),
             cache: (!common.no_cache).then(crate::staging::cache::default_root),
             scales: Vec::new(),
+            layout: common.layout.or(file.layout),
+            all: common.all,
         },
         policy,
         signoff_file,

@@ -12,10 +12,12 @@ use super::session::{Session, Watch};
 use super::{ApplyOptions, LockHeld, PatchError, PatchRun, PreCheck, Rewrite, StatementRun};
 use crate::cancel::Cancel;
 use crate::error::Result;
-use crate::patch::{Fact, Patch, Statement, TxControl};
+use crate::ledger::Plan as Books;
+use crate::patch::{Fact, Patch, Statement, Transaction, TxControl};
 use crate::pg::catalog::{self, Trace};
 use crate::pg::locks::LockMode;
 
+mod books;
 mod failure;
 mod own;
 
@@ -107,18 +109,46 @@ struct Tracer<'a> {
     /// The session was last seen running as `me`, and no transaction has
     /// ended since (which can bring back a role the patch `SET` before).
     known_me: bool,
+    /// How the statements are sent: downtime's split (`Split`), or as the
+    /// tool sends them (one transaction, autocommit).
+    mode: Transaction,
+    /// The tool's one transaction was opened (once per migration).
+    opened: bool,
+    /// The tool's books, when it keeps them.
+    books: Option<&'a Books>,
+    /// The tool records the migration inside its transaction.
+    record_inside: bool,
+    /// The tool sends the file as one query: the file's own BEGIN opens
+    /// the transaction (no BEGIN of the tool's before it).
+    implicit: bool,
 }
 
-/// Apply `patch` on `session`'s database. Nothing here is an `Err`: a
-/// failing statement, a connection or server lost, an abort, each ends the
-/// patch with its error at the statement it happened at, and with a
-/// [`super::Halt`] when the run cannot go on.
+/// Apply `patch` on `session`'s database, as downtime sends it. Nothing
+/// here is an `Err`: a failing statement, a connection or server lost, an
+/// abort, each ends the patch with its error at the statement it happened
+/// at, and with a [`super::Halt`] when the run cannot go on.
 pub async fn apply(
     session: &Session,
     watch: &Watch<'_>,
     patch: &Patch,
     opts: &ApplyOptions,
     cancel: &Cancel,
+) -> PatchRun {
+    apply_with(session, watch, patch, opts, cancel, None).await
+}
+
+/// Apply `patch` as its layout's tool sends it (one transaction, statement
+/// by statement, or without a transaction), keeping the tool's books when
+/// `books` is given: their time is `bookkeeping_seconds`, not the
+/// patch's. Everything sent, the books included, is capped like a
+/// statement; nothing here is an `Err` (see [`apply`]).
+pub async fn apply_with(
+    session: &Session,
+    watch: &Watch<'_>,
+    patch: &Patch,
+    opts: &ApplyOptions,
+    cancel: &Cancel,
+    books: Option<&Books>,
 ) -> PatchRun {
     let mut tracer = Tracer {
         session,
@@ -141,7 +171,24 @@ pub async fn apply(
         ran: None,
         me: String::new(),
         known_me: true,
+        mode: match patch.tool.transaction {
+            Transaction::Implicit if patch.statements.len() <= 1 => Transaction::Split,
+            Transaction::Implicit => Transaction::Single,
+            m => m,
+        },
+        opened: false,
+        books,
+        record_inside: matches!(
+            patch.tool.transaction,
+            Transaction::Single | Transaction::Split
+        ),
+        implicit: patch.tool.transaction == Transaction::Implicit,
     };
+    if let Transaction::Mixed(line) = patch.tool.transaction {
+        // The tool refuses the migration before sending anything.
+        tracer.run.error = Some(super::tool::mixed(patch, line));
+        return tracer.run;
+    }
     tracer.statements().await;
     // The next patch starts in a session as it was opened: no role or
     // session authorization, settings, temporary tables, prepared
@@ -201,6 +248,12 @@ impl<'a> Tracer<'a> {
     /// relations that exist, their storage and the indexes. `false` when
     /// the patch ended there (an ANALYZE did not complete).
     async fn start(&mut self) -> Result<bool> {
+        // The tool's books before the patch come before its snapshot: what
+        // they change (golang-migrate truncates its table) is not the
+        // patch's doing.
+        if !self.books_before().await? {
+            return Ok(false);
+        }
         let client = self.client();
         let unanalysed = catalog::pinned(client, false, catalog::unanalysed(client)).await?;
         for name in unanalysed {
@@ -321,6 +374,23 @@ impl<'a> Tracer<'a> {
     /// Open or close downtime's own transaction before `st`, as it needs;
     /// `true` when the patch ended there (its COMMIT failed).
     async fn enter(&mut self, st: &Statement) -> Result<bool> {
+        match self.mode {
+            Transaction::Single => {
+                // The tool's one transaction, opened once; what cannot run
+                // in it fails there, as under the tool.
+                if !self.opened && self.tx == TxState::Idle {
+                    self.opened = true;
+                    if self.implicit && st.analysis.tx_control == Some(TxControl::Begin) {
+                        return Ok(false);
+                    }
+                    self.client().batch_execute("/*downtime*/ begin").await?;
+                    self.tx = TxState::Tool;
+                }
+                return Ok(false);
+            }
+            Transaction::Autocommit | Transaction::Mixed(_) => return Ok(false),
+            Transaction::Split | Transaction::Implicit => {}
+        }
         let outside = st.analysis.outside_transaction;
         let opens_own = st.analysis.tx_control == Some(TxControl::Begin);
         if self.tx == TxState::Tool && (outside || opens_own) {
@@ -341,6 +411,8 @@ impl<'a> Tracer<'a> {
     /// Follow the patch's own transaction control after `st` succeeded.
     fn left(&mut self, st: &Statement) {
         match st.analysis.tx_control {
+            // Inside the tool's transaction a BEGIN changes nothing.
+            Some(TxControl::Begin) if self.tx == TxState::Tool => {}
             Some(TxControl::Begin) => self.tx = TxState::Patch(st.line),
             Some(TxControl::Commit) => {
                 self.tx = TxState::Idle;
@@ -403,12 +475,24 @@ impl<'a> Tracer<'a> {
             });
             return Ok(());
         }
-        if self.tx == TxState::Tool && self.commit_own().await? {
-            return Ok(());
+        let mut inside_done = false;
+        if self.tx == TxState::Tool {
+            if self.record_inside && self.books.is_some() {
+                inside_done = true;
+                if !self.books_inside().await? {
+                    return Ok(());
+                }
+            }
+            if self.commit_own().await? {
+                return Ok(());
+            }
         }
         let elapsed = self.elapsed;
         self.open
             .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);
+        if !self.books_after(inside_done).await? {
+            return Ok(());
+        }
         self.run.invalid_indexes = self.new_invalid_indexes().await?;
         Ok(())
     }

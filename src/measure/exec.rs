@@ -17,6 +17,7 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use super::session::{Session, Watch};
 use crate::cancel::{Abort, Cancel, Ended};
+use crate::error::{Error, Result};
 
 /// How long each step of the escalation waits for the statement to end.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -43,23 +44,72 @@ pub(super) async fn run_capped(
     cap: Duration,
     cancel: &Cancel,
 ) -> Executed {
-    let query = session.client.simple_query(sql).fuse();
+    match capped(
+        session,
+        watch,
+        session.client.simple_query(sql),
+        cap,
+        cancel,
+    )
+    .await
+    {
+        Capped::Done(Ok(messages)) => Executed::Done(messages.iter().rev().find_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })),
+        Capped::Done(Err(e)) => Executed::Failed(e),
+        Capped::Stopped { abort, ended } => Executed::Stopped { abort, ended },
+    }
+}
+
+/// How capped work on the patch's session ended.
+pub(super) enum Capped<T> {
+    /// It completed with this.
+    Done(T),
+    /// downtime stopped it, as [`Executed::Stopped`].
+    Stopped { abort: Option<Abort>, ended: Ended },
+}
+
+/// Run `work` (queries on `session`: a statement, or the tool's
+/// bookkeeping) capped and stopped like a statement.
+pub(super) async fn capped<T, F: Future<Output = T>>(
+    session: &Session,
+    watch: &Watch<'_>,
+    work: F,
+    cap: Duration,
+    cancel: &Cancel,
+) -> Capped<T> {
+    let work = work.fuse();
     let timer = tokio::time::sleep(cap + GRACE).fuse();
     let aborted = cancel.wait().fuse();
-    futures_util::pin_mut!(query, timer, aborted);
+    futures_util::pin_mut!(work, timer, aborted);
     let abort = futures_util::select! {
-        r = query => return match r {
-            Ok(messages) => Executed::Done(messages.iter().rev().find_map(|m| match m {
-                SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                _ => None,
-            })),
-            Err(e) => Executed::Failed(e),
-        },
+        r = work => return Capped::Done(r),
         _ = timer => None,
         a = aborted => Some(a),
     };
-    let ended = escalate(session, watch, query).await;
-    Executed::Stopped { abort, ended }
+    let ended = escalate(session, watch, work).await;
+    Capped::Stopped { abort, ended }
+}
+
+/// downtime's own work on the patch's session outside every patch (the
+/// tool's bookkeeping table, made before the first), capped and stopped
+/// like a statement: an `Err` says what stopped it.
+pub async fn own_work<T>(
+    session: &Session,
+    watch: &Watch<'_>,
+    work: impl Future<Output = Result<T>>,
+    cap: Duration,
+    cancel: &Cancel,
+) -> Result<T> {
+    match capped(session, watch, work, cap, cancel).await {
+        Capped::Done(r) => r,
+        Capped::Stopped { abort: Some(a), .. } => Err(Error::Aborted(a)),
+        Capped::Stopped { abort: None, ended } => Err(Error::Server(format!(
+            "it ran past the statement cap ({:.3} s, --timeout) and was {ended}",
+            cap.as_secs_f64()
+        ))),
+    }
 }
 
 /// Stop the running `query`: cancel, terminate, stop the server, each

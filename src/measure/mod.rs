@@ -8,6 +8,7 @@ mod identity;
 mod precheck;
 mod session;
 pub mod stats;
+mod tool;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::cancel::{Abort, Ended};
 use crate::pg::locks::LockMode;
 pub use crate::pg::{Relation, Snapshot};
-pub use apply::apply;
-pub use exec::GRACE;
+pub use apply::{apply, apply_with};
+pub use exec::{own_work, GRACE};
 pub use session::{Session, Watch};
 
 /// How patches are applied.
@@ -134,6 +135,8 @@ pub struct PatchRun {
     pub statements: Vec<StatementRun>,
     /// Time spent in COMMITs issued by downtime.
     pub commit_seconds: f64,
+    /// Time spent keeping the tool's books (its table): not the patch's time.
+    pub bookkeeping_seconds: f64,
     pub error: Option<PatchError>,
     pub snapshot: Snapshot,
     /// Indexes left INVALID by this patch.

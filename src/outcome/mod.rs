@@ -17,6 +17,8 @@ use crate::staging::docker::ImageInfo;
 pub struct Outcome {
     /// When the run started, RFC 3339 UTC.
     pub started_at: String,
+    /// The layout the patches were read as (None when there were none).
+    pub layout: Option<crate::patch::Layout>,
     pub server: Server,
     pub baseline: BaselineOutcome,
     /// Files passed over during discovery and other context.

@@ -3,7 +3,9 @@
 
 pub mod directives;
 pub mod discover;
+pub mod file;
 pub mod host;
+pub mod layout;
 mod nodes;
 pub mod split;
 pub mod statement;
@@ -16,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 pub use directives::Waiver;
-pub use discover::{discover, Layout, PatchFile};
+pub use discover::{discover, discover_with, Layout, PatchFile};
+pub use layout::{Kind, Migration, Transaction};
 pub use statement::{analyse, Analysis, Fact, RelRef};
 pub use transaction::TxControl;
 
@@ -87,10 +90,24 @@ pub struct Patch {
     pub waivers: Vec<Waiver>,
     /// Set when the patch cannot be applied by downtime at all.
     pub refusal: Option<Refusal>,
+    /// What the layout's tool knows of it: version, description, how it
+    /// runs it (transaction or not).
+    pub tool: Migration,
+    /// The file's text, as read (checksums of the tools are taken over it).
+    pub text: String,
 }
 
-/// Read, split and analyse one patch file.
+/// Read, split and analyse one patch file of downtime's own layouts.
 pub fn load(file: PatchFile) -> Result<Patch> {
+    let tool = Migration {
+        version: Some(file.position.to_string()),
+        ..Migration::default()
+    };
+    load_with(file, tool)
+}
+
+/// Read, split and analyse one migration, with what its tool knows of it.
+pub fn load_with(file: PatchFile, tool: Migration) -> Result<Patch> {
     let bytes = crate::fsutil::read_regular(&file.path, crate::fsutil::PATCHES)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let text = crate::fsutil::text(&file.path, bytes)?;
@@ -99,7 +116,10 @@ pub fn load(file: PatchFile) -> Result<Patch> {
         line: e.line,
         message: e.message,
     })?;
-    if split.statements.is_empty() && split.meta_commands.is_empty() {
+    let comments_only = split.statements.is_empty() && split.meta_commands.is_empty();
+    // A tool runs a file of comments as a no-op; downtime's own layouts call it a mistake.
+    let own_layout = matches!(file.layout, Layout::Numbered | Layout::Launchpad);
+    if comments_only && (own_layout || text.trim().is_empty()) {
         return Err(Error::input(
             &file.path,
             "the patch has no SQL statements (empty, or only comments)",
@@ -175,6 +195,12 @@ pub fn load(file: PatchFile) -> Result<Patch> {
         }
     }
     let refusal = refusals.into_iter().min_by_key(|r| r.line);
+    let mut tool = tool;
+    let lines: Vec<(usize, &str)> = statements
+        .iter()
+        .map(|s| (s.line, s.sql.as_str()))
+        .collect();
+    layout::settle(file.layout, &mut tool, &text, &lines);
 
     Ok(Patch {
         file,
@@ -184,6 +210,8 @@ pub fn load(file: PatchFile) -> Result<Patch> {
         post_deploy,
         waivers: directives.waivers,
         refusal,
+        tool,
+        text,
     })
 }
 
@@ -199,4 +227,18 @@ fn in_post_deploy_folder(path: &Path) -> bool {
                 .any(|name| c.as_os_str() == std::ffi::OsStr::new(name))
         })
     })
+}
+
+impl Patch {
+    /// Read the same file as another layout's tool reads it.
+    pub fn relayout(&mut self, layout: Layout, mut tool: Migration) {
+        let lines: Vec<(usize, &str)> = self
+            .statements
+            .iter()
+            .map(|s| (s.line, s.sql.as_str()))
+            .collect();
+        layout::settle(layout, &mut tool, &self.text, &lines);
+        self.file.layout = layout;
+        self.tool = tool;
+    }
 }

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod locks;
 pub mod relation;
+pub mod versions;
 
 pub use locks::LockMode;
 pub use relation::{Relation, Snapshot};

@@ -72,6 +72,7 @@ pub fn build(
         aborted: outcome.aborted.as_ref().map(abort_report),
         timing: outcome.timing.clone(),
         estimate,
+        layout: outcome.layout,
     }
 }
 
@@ -137,6 +138,7 @@ fn patch_report(p: &Patch, r: &PatchOutcome, a: &Assessed, v: &PatchVerdict) -> 
         commit_seconds: run.map_or(0.0, |run| run.commit_seconds),
         wall_seconds: r.wall_seconds,
         skipped_because: r.skipped_because().map(str::to_string),
+        bookkeeping_seconds: run.map(|run| run.bookkeeping_seconds).filter(|s| *s > 0.0),
         statements: run.map_or_else(Vec::new, |run| statement_reports(p, run, &r.statements)),
     }
 }

@@ -236,9 +236,13 @@ fn tail(report: &Report) -> String {
         .total_seconds
         .map(|t| format!(" of {t:.2} s"))
         .unwrap_or_default();
+    let layout = report
+        .layout
+        .map(|l| format!("; layout `{}`", l.name()))
+        .unwrap_or_default();
     let _ = writeln!(
         tail,
-        "\n**Totals:** all patches {:.3} s{total}; cold window {:.3} s{window}; profile `{}`.\n",
+        "\n**Totals:** all patches {:.3} s{total}; cold window {:.3} s{window}; profile `{}`{layout}.\n",
         report.total_seconds, report.cold_seconds, report.policy.profile
     );
     let _ = writeln!(

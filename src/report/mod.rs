@@ -65,6 +65,11 @@ pub struct Report {
     /// Production-size estimates: the stats file, scales and growth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<crate::estimate::EstimateInfo>,
+    /// The layout the patches were read as, and so the tool whose books were
+    /// kept (`diesel`, `sqlx`, `golang-migrate`, `flyway`, `refinery`,
+    /// `launchpad`, `numbered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<crate::patch::Layout>,
 }
 
 /// Where a run stopped early.
@@ -198,6 +203,10 @@ pub struct PatchReport {
     /// Why a patch was skipped.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub skipped_because: Option<String>,
+    /// Seconds spent keeping the tool's books (its table) for this patch:
+    /// not part of `seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bookkeeping_seconds: Option<f64>,
     pub statements: Vec<StatementReport>,
 }
 

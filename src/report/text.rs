@@ -160,6 +160,13 @@ fn summary(out: &mut String, report: &Report) {
         report.postgres.version,
         report.postgres.describe_backend()
     );
+    if let Some(l) = report.layout {
+        let books = l
+            .table()
+            .map(|t| format!(" (the tool's books: {t})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "layout: {}{books}", l.name());
+    }
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
     }

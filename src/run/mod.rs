@@ -3,6 +3,7 @@
 //! and hand back the [`Outcome`]. It judges nothing: the verdict and the
 //! estimate read the outcome afterwards.
 
+mod books;
 mod merge;
 mod pass;
 mod plan;
@@ -11,7 +12,9 @@ mod schedule;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use plan::{load_patches, CacheChoice, RunPlan, TimingOptions, DEFAULT_PATCH_DIR};
+pub use plan::{
+    load, load_patches, CacheChoice, Loaded, RunPlan, TimingOptions, DEFAULT_PATCH_DIR,
+};
 
 use crate::cancel::{Abort, Cancel};
 use crate::error::{Error, Result};
@@ -43,9 +46,9 @@ pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
         .clone()
         .with_deadline(cap.and_then(|d| run_started.checked_add(d)));
     let baseline = plan.find_baseline()?;
-    let patches = patches(plan, &baseline)?;
-    let (patches, notes) = patches;
+    let (mut patches, notes, layouts) = patches(plan, &baseline)?;
     let mut outcome = Outcome {
+        layout: layouts.layout,
         started_at,
         server: Server {
             backend: match plan.backend {
@@ -76,7 +79,8 @@ pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
     let result = start_and_measure(
         plan,
         &baseline,
-        &patches,
+        &mut patches,
+        &layouts,
         &mut outcome,
         &cancel,
         run_started,
@@ -109,16 +113,29 @@ pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// The patches the plan names, up to `until`, with discovery notes.
-fn patches(plan: &RunPlan, baseline: &Baseline) -> Result<(Vec<Patch>, Vec<String>)> {
+/// The patches the plan names, up to `until`, with discovery notes and
+/// their layout.
+fn patches(
+    plan: &RunPlan,
+    baseline: &Baseline,
+) -> Result<(Vec<Patch>, Vec<String>, books::Layouts)> {
     let exclude: Vec<PathBuf> = match baseline {
         Baseline::Script(p) | Baseline::Archive(p) => vec![p.clone()],
         Baseline::Empty | Baseline::Url(_) => Vec::new(),
     };
-    let (mut patches, notes) = load_patches(&plan.paths, &exclude)?;
+    let loaded = load(&plan.paths, &exclude, plan.layout)?;
+    let (mut patches, notes) = (loaded.patches, loaded.notes);
+    if let Some(l) = loaded.layout {
+        ui::note(&format!("layout {} ({})", l.name(), loaded.reason));
+    }
     for n in &notes {
         ui::note(n);
     }
+    let mut layouts = books::Layouts {
+        layout: loaded.layout,
+        forced: plan.layout.is_some(),
+        alternatives: loaded.alternatives,
+    };
     if let Some(until) = &plan.until {
         let Some(pos) = patches.iter().position(|p| same_file(&p.file.path, until)) else {
             return Err(Error::input(
@@ -127,8 +144,11 @@ fn patches(plan: &RunPlan, baseline: &Baseline) -> Result<(Vec<Patch>, Vec<Strin
             ));
         };
         patches.truncate(pos + 1);
+        for (_, tools) in &mut layouts.alternatives {
+            tools.truncate(pos + 1);
+        }
     }
-    Ok((patches, notes))
+    Ok((patches, notes, layouts))
 }
 
 /// The refused patch, and every other one not run because of it.
@@ -147,7 +167,8 @@ fn refusal_results(patches: &[Patch], refused: &Patch) -> Vec<PatchOutcome> {
 async fn start_and_measure(
     plan: &RunPlan,
     baseline: &Baseline,
-    patches: &[Patch],
+    patches: &mut [Patch],
+    layouts: &books::Layouts,
     outcome: &mut Outcome,
     cancel: &Cancel,
     run_started: Instant,
@@ -195,7 +216,7 @@ async fn start_and_measure(
     let result = schedule::measure_all(
         backend.as_mut(),
         baseline,
-        patches,
+        (patches, layouts),
         plan,
         outcome,
         cancel,

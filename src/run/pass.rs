@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::measure::{self, ApplyOptions, Session, Watch};
+use crate::ledger::{Plan, Step};
+use crate::measure::{self, ApplyOptions, PatchError, Session, Watch};
 use crate::outcome::{Aborted, PatchOutcome, Phase};
 use crate::patch::Patch;
 use crate::pg::catalog;
@@ -25,20 +26,25 @@ pub(super) struct Pass {
 
 /// Where a pass runs: the server, downtime's admin connection to it, the
 /// copy the patches are applied to, the templates (by oid and name) that
-/// must survive them, and the cluster-level state every run starts from.
+/// must survive them, the cluster-level state every run starts from, the
+/// tool's books and the server's major version.
 pub(super) struct Copy<'a> {
     pub backend: &'a dyn Backend,
     pub admin: &'a Admin,
     pub name: &'a str,
     pub templates: &'a [(u32, String)],
     pub cluster: &'a ClusterWatch,
+    pub books: Option<&'a Plan>,
+    pub major: i32,
 }
 
 /// Apply every patch once, on the copy `copy`, each in a session reset to
 /// how it was opened, and note what each changed in the cluster-level
-/// state. A failure of the server or of a connection is where the pass
-/// stopped, not an `Err`; an `Err` is a patch that changed a template or
-/// made the cluster unreadable (it names the patch).
+/// state. Those the tool's books record are skipped, the others applied as
+/// their tool sends them (its table created first, as the tool does). A
+/// failure of the server or of a connection is where the pass stopped, not
+/// an `Err`; an `Err` is a patch that changed a template or made the
+/// cluster unreadable (it names the patch).
 pub(super) async fn run_patches(
     copy: &Copy<'_>,
     patches: &[Patch],
@@ -84,6 +90,31 @@ pub(super) async fn run_patches(
         clock_dbid: copy.backend.has_statement_stats().then_some(copy_oid),
         templates: copy.templates.to_vec(),
     };
+    if let Some(b) = copy.books.filter(|b| b.keeps_books()) {
+        let ensured = measure::own_work(
+            &session,
+            &watch,
+            b.ensure(&session.client),
+            plan.statement_cap,
+            cancel,
+        )
+        .await;
+        if let Err(e) = ensured {
+            pass.aborted = Some(match e {
+                Error::Aborted(a) => Aborted::in_phase(a, Phase::Applying),
+                e => {
+                    let mut a = failed(&e);
+                    a.message = Some(format!(
+                        "creating {}, the tool's bookkeeping table, before the first patch: {e}",
+                        b.layout.table().unwrap_or("the tool's table")
+                    ));
+                    a
+                }
+            });
+            session.close().await;
+            return Ok(pass);
+        }
+    }
     let applied = apply_each(
         &session, &watch, copy, copy_oid, patches, plan, cancel, &mut pass,
     )
@@ -134,7 +165,8 @@ async fn apply_each(
     };
     let mut cluster = copy.cluster.recorded().clone();
     let mut stop_after: Option<String> = None;
-    for p in patches {
+    let books = copy.books.filter(|b| b.keeps_books());
+    for (i, p) in patches.iter().enumerate() {
         if let Some(a) = cancel.fired() {
             pass.aborted = Some(Aborted::in_phase(a, Phase::Applying));
             break;
@@ -144,11 +176,20 @@ async fn apply_each(
             ui::progress_done();
             continue;
         }
+        if let Some(Step::Skip(why)) = copy.books.and_then(|b| b.steps.get(i)) {
+            pass.results.push(PatchOutcome::not_run(why.clone()));
+            ui::progress_done();
+            continue;
+        }
         ui::progress_patch(&p.file.id);
         // The session is as it was opened (measure::apply resets it after
         // every patch).
         let wall = Instant::now();
-        let run = measure::apply(session, watch, p, &apply_opts, cancel).await;
+        let mut run = measure::apply_with(session, watch, p, &apply_opts, cancel, books).await;
+        if let Some(e) = run.error.as_mut() {
+            let sql = p.statements.iter().find(|s| s.line == e.statement_line);
+            newer_server_hint(e, sql.map_or("", |s| s.sql.as_str()), copy.major);
+        }
         let wall_seconds = wall.elapsed().as_secs_f64();
         if run.halt.is_none() {
             if let Some((now, changes)) = copy
@@ -203,4 +244,20 @@ async fn apply_each(
         }
     }
     Ok(())
+}
+
+/// A statement that needs a newer PostgreSQL than the staging server's:
+/// say which, and how to run on it.
+fn newer_server_hint(e: &mut PatchError, sql: &str, major: i32) {
+    let Some((feature, needs)) = crate::pg::versions::needs_newer(&e.message, sql, major) else {
+        return;
+    };
+    let hint = format!(
+        "{feature} needs PostgreSQL {needs}; this staging server is {major}: run on production's \
+         major version with `--backend docker --pg-version {needs}` (or `--image` for an image of your own)"
+    );
+    e.hint = Some(match e.hint.take() {
+        Some(h) => format!("{h}; {hint}"),
+        None => hint,
+    });
 }

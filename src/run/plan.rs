@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::measure::stats::Statistic;
 use crate::outcome::CacheMode;
-use crate::patch::{self, Patch};
+use crate::patch::{self, Layout, Migration, Patch};
 use crate::staging::docker::DockerOptions;
 use crate::staging::embedded::EmbeddedOptions;
 use crate::staging::{source::Source, BackendKind, Baseline};
@@ -44,6 +44,10 @@ pub struct RunPlan {
     pub cache: Option<PathBuf>,
     /// Fractions of the staging data to measure at (empty: full size only).
     pub scales: Vec<f64>,
+    /// Read the patches as this layout's tool does (None: as their names show).
+    pub layout: Option<Layout>,
+    /// Apply every migration, also those the baseline's bookkeeping records.
+    pub all: bool,
 }
 
 /// Which caches a timed run starts with.
@@ -128,9 +132,28 @@ impl RunPlan {
     }
 }
 
+/// The patches of a run, read as their layout's tool reads them.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub patches: Vec<Patch>,
+    pub notes: Vec<String>,
+    pub layout: Option<Layout>,
+    /// Why this layout.
+    pub reason: String,
+    /// Other layouts the same files fit (not when the layout was chosen by hand).
+    pub alternatives: Vec<(Layout, Vec<Migration>)>,
+}
+
 /// Discover and load the patches, refusing bad input before anything starts.
 pub fn load_patches(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<(Vec<Patch>, Vec<String>)> {
-    let found = patch::discover(paths, exclude)?;
+    let loaded = load(paths, exclude, None)?;
+    Ok((loaded.patches, loaded.notes))
+}
+
+/// Discover and load the patches as `layout`'s tool reads them (or as
+/// their names show), refusing bad input before anything starts.
+pub fn load(paths: &[PathBuf], exclude: &[PathBuf], layout: Option<Layout>) -> Result<Loaded> {
+    let found = patch::discover_with(paths, exclude, layout)?;
     if found.patches.is_empty() {
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(Error::Usage(format!(
@@ -142,7 +165,14 @@ pub fn load_patches(paths: &[PathBuf], exclude: &[PathBuf]) -> Result<(Vec<Patch
     let patches = found
         .patches
         .into_iter()
-        .map(patch::load)
+        .zip(found.migrations)
+        .map(|(file, tool)| patch::load_with(file, tool))
         .collect::<Result<Vec<_>>>()?;
-    Ok((patches, found.notes))
+    Ok(Loaded {
+        patches,
+        notes: found.notes,
+        layout: found.layout,
+        reason: found.reason,
+        alternatives: found.alternatives,
+    })
 }

@@ -17,9 +17,11 @@ use crate::staging::cluster::{Changed, ClusterWatch};
 use crate::staging::{self, cache::Cache, Admin, Backend, Baseline};
 use crate::ui;
 
+use super::books::{self, Layouts};
 use super::merge::{FailureLog, RunNo, ScaleRuns};
 use super::pass::{run_patches, Copy};
 use super::RunPlan;
+use crate::ledger::Plan;
 
 /// How the template gets there: loaded, or already in a cached cluster.
 pub(super) struct Loading<'a> {
@@ -138,13 +140,18 @@ async fn empty_caches(
 pub(super) async fn measure_all(
     backend: &mut dyn Backend,
     baseline: &Baseline,
-    patches: &[Patch],
+    (patches, layouts): (&mut [Patch], &Layouts),
     plan: &RunPlan,
     outcome: &mut Outcome,
     cancel: &Cancel,
     loading: Loading<'_>,
 ) -> Result<()> {
     load_template(backend, baseline, cancel, &loading, outcome).await?;
+    // What the baseline's bookkeeping records decides the layout (where
+    // the names fit several) and which patches run.
+    let books = books::settle(backend, patches, layouts, plan.all, &mut outcome.notes).await?;
+    outcome.layout = books.as_ref().map(|b| b.layout).or(outcome.layout);
+    let patches: &[Patch] = patches;
     let admin = staging::connect_admin(backend).await?;
     let info = staging::server_info(&admin, backend.name()).await?;
     outcome.server = Server {
@@ -186,6 +193,7 @@ pub(super) async fn measure_all(
         failures: FailureLog::default(),
         cluster,
         noted: BTreeSet::new(),
+        books,
     };
     let result = runner
         .timed_runs(
@@ -265,6 +273,8 @@ struct Runner<'t> {
     cluster: ClusterWatch,
     /// Patches already named in a note for changing the cluster.
     noted: BTreeSet<String>,
+    /// The tool's books: which patches run, and the records kept.
+    books: Option<Plan>,
 }
 
 impl Runner<'_> {
@@ -316,6 +326,8 @@ impl Runner<'_> {
                         name: &copy,
                         templates: &self.watched,
                         cluster: &self.cluster,
+                        books: self.books.as_ref(),
+                        major: self.version_num / 10000,
                     };
                     let pass = run_patches(&place, patches, plan, cancel).await?;
                     let no = RunNo {

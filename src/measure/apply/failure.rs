@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use tokio_postgres::error::{ErrorPosition, SqlState};
 
@@ -13,7 +14,7 @@ use crate::cancel::{Abort, Ended};
 use crate::error::{Error, Result};
 use crate::measure::exec::Executed;
 use crate::measure::{Halt, PatchError, StatementRun};
-use crate::patch::Statement;
+use crate::patch::{Statement, Transaction};
 use crate::pg::catalog::Trace;
 use crate::staging::{self, ConnectionEnd};
 
@@ -26,6 +27,8 @@ pub(super) enum Stage {
     /// downtime's ANALYZE of this relation before the patch (expression
     /// indexes run functions there).
     Analyze(String),
+    /// The migration tool's bookkeeping, described.
+    Books(String),
 }
 
 impl Stage {
@@ -40,9 +43,18 @@ impl Stage {
             Stage::Analyze(name) => Some(format!(
                 "downtime's ANALYZE of {name} before the patch (statistics for what earlier patches filled)"
             )),
+            Stage::Books(what) => Some(what.clone()),
         }
     }
 }
+
+/// Where the failures of a migration without statements are placed (a
+/// tool runs a file of comments; its bookkeeping can still fail).
+static NO_STATEMENT: LazyLock<Statement> = LazyLock::new(|| Statement {
+    line: 1,
+    sql: String::new(),
+    analysis: Default::default(),
+});
 
 /// What became of the patch's session, downtime's admin connection and
 /// the server after something failed.
@@ -148,7 +160,13 @@ impl Diagnosis {
     }
 }
 
-impl Tracer<'_> {
+impl<'a> Tracer<'a> {
+    /// Statement `index` of the patch (a placeholder at line 1 for a
+    /// migration without statements).
+    fn statement_at(&self, index: usize) -> &'a Statement {
+        self.patch.statements.get(index).unwrap_or(&NO_STATEMENT)
+    }
+
     /// Something downtime sent at `stage` of statement `index` did not
     /// complete: end the patch there.
     pub(super) async fn ended(
@@ -157,11 +175,21 @@ impl Tracer<'_> {
         executed: Executed,
         stage: &Stage,
     ) -> Result<()> {
-        let st = &self.patch.statements[index];
+        let st = self.statement_at(index);
         match executed {
             Executed::Done(_) => Ok(()),
             Executed::Failed(e) if !ends_session(&e) && !self.client().is_closed() => {
                 let mut error = patch_error(&e, st, self.committed_any);
+                if e.code() == Some(&SqlState::ACTIVE_SQL_TRANSACTION)
+                    && self.mode != Transaction::Split
+                {
+                    // The tool's transaction refused it: what to change.
+                    if let Some(h) =
+                        crate::measure::tool::no_transaction_hint(self.patch.file.layout)
+                    {
+                        error.hint.get_or_insert_with(|| h.to_string());
+                    }
+                }
                 if let Some(what) = stage.what() {
                     error.message = format!("{what} failed: {}", error.message);
                     error.line = st.line;
@@ -184,9 +212,6 @@ impl Tracer<'_> {
     /// after statement `index` ran (or, for the first, before it did).
     /// Never fails itself: whatever can be learnt goes into the run.
     pub(super) async fn lost(&mut self, index: usize, e: Error) {
-        if self.patch.statements.is_empty() {
-            return;
-        }
         // The server's last word, when it ended a connection in reply to
         // one of downtime's own queries.
         let said = e.connection_ended().map(|(code, message)| ConnectionEnd {
@@ -205,7 +230,7 @@ impl Tracer<'_> {
         }
         // Everything is still there: one of downtime's own queries failed.
         let message = format!("downtime's own query {when} failed: {e}");
-        let st = &self.patch.statements[index];
+        let st = self.statement_at(index);
         let error = PatchError {
             message: message.clone(),
             sqlstate: None,
@@ -300,13 +325,13 @@ impl Tracer<'_> {
     async fn lost_with(&mut self, index: usize, d: &Diagnosis, when: &str) -> Result<()> {
         let session_state = d.session.as_ref().and_then(|s| s.sqlstate.as_deref());
         let (mut message, sqlstate) = d.describe(when);
-        let mut at = self.patch.statements[index].line;
+        let mut at = self.statement_at(index).line;
         if let Some((set_at, setting)) = self.timeout_set_by(session_state) {
             let st = &self.patch.statements[set_at];
             message = format!("{message}; line {} set {setting}", st.line);
             at = st.line;
         }
-        let st = &self.patch.statements[index];
+        let st = self.statement_at(index);
         let by_patch = d.by_patch();
         let halt = (!(by_patch && d.usable())).then(|| Halt {
             reason: if by_patch {
@@ -345,14 +370,14 @@ impl Tracer<'_> {
 
     /// A statement downtime stopped: past the cap (`abort` is `None`) or
     /// on an abort, ended by `ended`.
-    async fn stopped(
+    pub(super) async fn stopped(
         &mut self,
         index: usize,
         abort: Option<Abort>,
         ended: Ended,
         stage: &Stage,
     ) -> Result<()> {
-        let st = &self.patch.statements[index];
+        let st = self.statement_at(index);
         let what = stage.what().unwrap_or_else(|| "this statement".into());
         let why = match abort {
             Some(a) => format!("aborted by {a} while {what} was running"),
@@ -412,7 +437,7 @@ impl Tracer<'_> {
         let Some((oid, name)) = changed.cloned() else {
             return Ok(false);
         };
-        let st = &self.patch.statements[index];
+        let st = self.statement_at(index);
         let message = match trace.databases.get(&oid) {
             Some(now) => format!(
                 "this statement renamed the database {name} (now {now}), the template every staging copy is made from; a patch must leave other databases alone"
@@ -478,7 +503,7 @@ impl Tracer<'_> {
     /// statement if it ran and is not recorded yet, close its locks, roll
     /// back what is open (unless the session is gone), and read the
     /// indexes it left INVALID. The first error and halt are kept.
-    async fn close_patch(
+    pub(super) async fn close_patch(
         &mut self,
         index: usize,
         error: PatchError,

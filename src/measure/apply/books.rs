@@ -1,0 +1,107 @@
+//! The tool's books around a patch (see [`crate::ledger`]): written as the
+//! tool writes them, on the patch's session (inside its transaction where
+//! the tool records there), capped and stopped like a statement; their time
+//! is `bookkeeping_seconds`, not the patch's. A record the tool would fail
+//! to write fails the patch there, in the tool's words.
+
+use std::future::Future;
+use std::time::Instant;
+
+use super::failure::Stage;
+use super::Tracer;
+use crate::error::{Error, Result};
+use crate::measure::exec::{capped, Capped};
+use crate::measure::PatchError;
+
+impl Tracer<'_> {
+    /// Before the patch and its snapshot, outside its transaction
+    /// (golang-migrate's dirty mark). `false`: the patch ended there.
+    pub(super) async fn books_before(&mut self) -> Result<bool> {
+        let Some(b) = self.books else {
+            return Ok(true);
+        };
+        let (client, patch) = (self.client(), self.patch);
+        let work = async move { b.before(client, patch).await.map(|()| None) };
+        self.book("before the patch", work).await
+    }
+
+    /// The record in the patch's transaction, before downtime commits it.
+    pub(super) async fn books_inside(&mut self) -> Result<bool> {
+        let Some(b) = self.books else {
+            return Ok(true);
+        };
+        let (client, patch, seconds) = (self.client(), self.patch, self.elapsed);
+        self.book(
+            "in the patch's transaction",
+            b.inside(client, patch, seconds),
+        )
+        .await
+    }
+
+    /// After the patch: the record when it was not written inside, and
+    /// what the tool does afterwards.
+    pub(super) async fn books_after(&mut self, inside_done: bool) -> Result<bool> {
+        let Some(b) = self.books else {
+            return Ok(true);
+        };
+        let (client, patch, seconds) = (self.client(), self.patch, self.elapsed);
+        // What the patch did is committed by now.
+        self.committed_any |= !self.run.statements.is_empty();
+        self.book(
+            "after the patch",
+            b.after(client, patch, seconds, inside_done),
+        )
+        .await
+    }
+
+    /// Run one piece of bookkeeping, capped; `false` when the patch ended
+    /// there (the tool refuses, or downtime stopped it). An `Err` is a
+    /// connection or the server lost, as for downtime's own queries.
+    async fn book(
+        &mut self,
+        when: &str,
+        work: impl Future<Output = Result<Option<String>>>,
+    ) -> Result<bool> {
+        let table = self
+            .books
+            .and_then(|b| b.layout.table())
+            .unwrap_or("the tool's table");
+        let t0 = Instant::now();
+        let done = capped(
+            self.session,
+            self.watch,
+            work,
+            self.opts.statement_cap,
+            self.cancel,
+        )
+        .await;
+        self.run.bookkeeping_seconds += t0.elapsed().as_secs_f64();
+        let index = self.last_index();
+        match done {
+            Capped::Done(Ok(None)) => Ok(true),
+            // The session is gone: found out and named as for any query.
+            Capped::Done(Ok(Some(why))) if self.client().is_closed() => Err(Error::Server(why)),
+            Capped::Done(Ok(Some(why))) => {
+                let line = self.patch.statements.last().map_or(1, |s| s.line);
+                let error = PatchError {
+                    message: why,
+                    sqlstate: None,
+                    line,
+                    statement_line: line,
+                    detail: None,
+                    hint: None,
+                    partially_applied: self.committed_any,
+                    ended_by: None,
+                };
+                self.close_patch(index, error, None, false).await?;
+                Ok(false)
+            }
+            Capped::Done(Err(e)) => Err(e),
+            Capped::Stopped { abort, ended } => {
+                let stage = Stage::Books(format!("the tool's bookkeeping in {table} {when}"));
+                self.stopped(index, abort, ended, &stage).await?;
+                Ok(false)
+            }
+        }
+    }
+}
