@@ -48,19 +48,9 @@ const HOST_LANGUAGES: &[&str] = &[
     "pljavau",
 ];
 
-/// Extensions whose purpose is reaching the host's files or running host code.
-const HOST_EXTENSIONS: &[&str] = &[
-    "adminpack",
-    "file_fdw",
-    "plpythonu",
-    "plpython2u",
-    "plpython3u",
-    "plperlu",
-    "pltclu",
-    "plsh",
-    "plr",
-    "plluau",
-];
+/// Extensions whose purpose is reaching the host's files (besides the
+/// untrusted languages of [`HOST_LANGUAGES`], packaged as extensions too).
+const HOST_EXTENSIONS: &[&str] = &["adminpack", "file_fdw"];
 
 /// Settings that make the server load a library from a path.
 const LIBRARY_SETTINGS: &[&str] = &[
@@ -264,7 +254,9 @@ fn statement(node: &NodeEnum) -> Option<String> {
         )),
         NodeEnum::CreateExtensionStmt(e) => {
             let name = e.extname.to_ascii_lowercase();
-            HOST_EXTENSIONS.contains(&name.as_str()).then(|| {
+            let host = HOST_EXTENSIONS.contains(&name.as_str())
+                || (name != "c" && HOST_LANGUAGES.contains(&name.as_str()));
+            host.then(|| {
                 format!(
                     "CREATE EXTENSION {name} gives SQL access to the host's files or runs \
                      unconfined code on it"

@@ -11,7 +11,6 @@ use super::failure::Stage;
 use super::Tracer;
 use crate::error::{Error, Result};
 use crate::measure::exec::{capped, Capped};
-use crate::measure::PatchError;
 
 impl Tracer<'_> {
     /// Before the patch and its snapshot, outside its transaction
@@ -83,16 +82,7 @@ impl Tracer<'_> {
             Capped::Done(Ok(Some(why))) if self.client().is_closed() => Err(Error::Server(why)),
             Capped::Done(Ok(Some(why))) => {
                 let line = self.patch.statements.last().map_or(1, |s| s.line);
-                let error = PatchError {
-                    message: why,
-                    sqlstate: None,
-                    line,
-                    statement_line: line,
-                    detail: None,
-                    hint: None,
-                    partially_applied: self.committed_any,
-                    ended_by: None,
-                };
+                let error = self.own_error(line, why);
                 self.close_patch(index, error, None, false).await?;
                 Ok(false)
             }

@@ -167,6 +167,21 @@ impl<'a> Tracer<'a> {
         self.patch.statements.get(index).unwrap_or(&NO_STATEMENT)
     }
 
+    /// An error downtime itself reports at `line` (no SQLSTATE, nothing
+    /// stopped by downtime).
+    pub(super) fn own_error(&self, line: usize, message: String) -> PatchError {
+        PatchError {
+            message,
+            sqlstate: None,
+            line,
+            statement_line: line,
+            detail: None,
+            hint: None,
+            partially_applied: self.committed_any,
+            ended_by: None,
+        }
+    }
+
     /// Something downtime sent at `stage` of statement `index` did not
     /// complete: end the patch there.
     pub(super) async fn ended(
@@ -230,17 +245,7 @@ impl<'a> Tracer<'a> {
         }
         // Everything is still there: one of downtime's own queries failed.
         let message = format!("downtime's own query {when} failed: {e}");
-        let st = self.statement_at(index);
-        let error = PatchError {
-            message: message.clone(),
-            sqlstate: None,
-            line: st.line,
-            statement_line: st.line,
-            detail: None,
-            hint: None,
-            partially_applied: self.committed_any,
-            ended_by: None,
-        };
+        let error = self.own_error(self.statement_at(index).line, message.clone());
         let halt = Halt {
             reason: Abort::Infrastructure,
             index,
@@ -446,16 +451,7 @@ impl<'a> Tracer<'a> {
                 "this statement dropped the database {name}, the template every staging copy is made from; a patch must leave other databases alone"
             ),
         };
-        let error = PatchError {
-            message: message.clone(),
-            sqlstate: None,
-            line: st.line,
-            statement_line: st.line,
-            detail: None,
-            hint: None,
-            partially_applied: self.committed_any,
-            ended_by: None,
-        };
+        let error = self.own_error(st.line, message.clone());
         self.close_patch(index, error, None, false).await?;
         if !self.restore_template(oid, &name).await {
             self.run.halt.get_or_insert(Halt {
