@@ -38,6 +38,8 @@ pub struct ConfigFile {
     pub classify: ClassifySection,
     #[serde(default)]
     pub signoff: SignoffSection,
+    #[serde(default)]
+    pub probe: ProbeSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +98,22 @@ pub struct ClassifySection {
     pub bulk_write_fraction: Number,
 }
 
+/// `[probe]`: simulated application traffic while each patch applies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProbeSection {
+    pub enabled: Option<bool>,
+    /// The application's own queries (files as `--probe-sql` reads them).
+    pub sql: Option<Vec<PathBuf>>,
+    /// Only those queries: none derived from the schema.
+    pub sql_only: Option<bool>,
+    pub long_query_seconds: Number,
+    pub threshold_seconds: Number,
+    pub rate: Number,
+    pub sessions: Number,
+    pub tables: Number,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SignoffSection {
@@ -140,9 +158,9 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
 
 impl ConfigFile {
     /// Every number in the file: its key as written, its value and what it may be.
-    pub fn numbers(&self) -> [(&'static str, &Number, Quantity); 10] {
-        let (b, st, c) = (&self.budget, &self.staging, &self.classify);
-        [
+    pub fn numbers(&self) -> Vec<(&'static str, &Number, Quantity)> {
+        let (b, st, c, p) = (&self.budget, &self.staging, &self.classify, &self.probe);
+        vec![
             (
                 "budget.per-patch-seconds",
                 &b.per_patch_seconds,
@@ -185,6 +203,19 @@ impl ConfigFile {
                 &c.bulk_write_fraction,
                 limits::FRACTION,
             ),
+            (
+                "probe.long-query-seconds",
+                &p.long_query_seconds,
+                limits::STATEMENT_TIMEOUT,
+            ),
+            (
+                "probe.threshold-seconds",
+                &p.threshold_seconds,
+                limits::SECONDS,
+            ),
+            ("probe.rate", &p.rate, limits::PROBE_RATE),
+            ("probe.sessions", &p.sessions, limits::PROBE_SESSIONS),
+            ("probe.tables", &p.tables, limits::PROBE_TABLES),
         ]
     }
 }

@@ -49,6 +49,13 @@ pub const MIGRATION_SETTINGS: Cap = Cap {
     hint: "",
 };
 /// `--pg-conf`.
+/// `--probe-sql`: the application's queries.
+pub const PROBE_SCRIPTS: Cap = Cap {
+    max_bytes: 1024 * 1024,
+    files: "probe scripts",
+    hint: "",
+};
+
 pub const PG_CONF: Cap = Cap {
     max_bytes: 1024 * 1024,
     files: "server settings files",

@@ -123,6 +123,36 @@ pub const ROWS: Quantity = Quantity {
     range: "from 0 to 1e15",
 };
 
+/// `--probe-rate`, `-- rate:` in a probe script: queries per second.
+pub const PROBE_RATE: Quantity = Quantity {
+    what: "queries per second",
+    min: 0.01,
+    min_inclusive: true,
+    max: 10_000.0,
+    integer: false,
+    range: "from 0.01 to 10000",
+};
+
+/// `--probe-sessions`.
+pub const PROBE_SESSIONS: Quantity = Quantity {
+    what: "a number of sessions",
+    min: 1.0,
+    min_inclusive: true,
+    max: 256.0,
+    integer: true,
+    range: "from 1 to 256",
+};
+
+/// `--probe-tables`.
+pub const PROBE_TABLES: Quantity = Quantity {
+    what: "a number of tables",
+    min: 1.0,
+    min_inclusive: true,
+    max: 10_000.0,
+    integer: true,
+    range: "from 1 to 10000",
+};
+
 /// A number for a message: plain when short, else in exponent form (so
 /// `1e308` is not printed with 309 digits).
 pub fn show(v: f64) -> String {

@@ -39,6 +39,7 @@ rule_ids! {
     BulkWrite => "bulk-write",
     LongLock => "long-lock",
     LockTimeoutMissing => "lock-timeout-missing",
+    MeasuredBlocking => "measured-blocking",
     LaunchpadAlterTable => "launchpad-alter-table",
     LaunchpadTrigger => "launchpad-trigger",
     LaunchpadReferences => "launchpad-references",

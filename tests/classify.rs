@@ -88,6 +88,7 @@ fn stmt(index: usize) -> Stmt {
         pre: PreCheck::default(),
         scanned_blocks: HashMap::new(),
         server_seconds: None,
+        started: None,
     })
 }
 

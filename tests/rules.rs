@@ -80,6 +80,7 @@ rule_tests! {
     bulk_write => "bulk-write",
     long_lock => "long-lock",
     lock_timeout_missing => "lock-timeout-missing",
+    measured_blocking => "measured-blocking",
     launchpad_alter_table => "launchpad-alter-table",
     launchpad_trigger => "launchpad-trigger",
     launchpad_references => "launchpad-references",

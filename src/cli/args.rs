@@ -90,11 +90,63 @@ pub struct CheckArgs {
     pub estimate: EstimateArgs,
 
     #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    #[command(flatten)]
     pub out: OutputArgs,
 
     /// Also write the JSON report to this file.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// Simulated application traffic while each patch applies.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Application probe")]
+pub struct ProbeArgs {
+    /// While each patch applies, run application traffic on the copy (a
+    /// reader and a rolled-back writer per table with rows) and report how
+    /// long it waited, on which relation, behind which lock; a live patch
+    /// that blocks it past the threshold becomes cold (measured-blocking)
+    #[arg(long)]
+    pub probe: bool,
+
+    /// Turn the probe off (overrides `[probe] enabled` in downtime.toml).
+    #[arg(long, conflicts_with = "probe")]
+    pub no_probe: bool,
+
+    /// The application's own queries: one statement per line, or a
+    /// pgbench-style script (`\set id random(1, 1000)`, `:id`); `-- rate: N`
+    /// before a query sets its rate. Repeatable; implies --probe
+    #[arg(long, value_name = "FILE")]
+    pub probe_sql: Vec<PathBuf>,
+
+    /// Send only the --probe-sql queries (none derived from the schema).
+    #[arg(long)]
+    pub probe_sql_only: bool,
+
+    /// When each patch starts, hold a reader on every table it names for
+    /// this long, as a long report query would: shows the queue of
+    /// application queries behind a statement that waits for it; implies --probe
+    #[arg(long, value_name = "SECONDS", value_parser = long_query, allow_hyphen_values = true)]
+    pub probe_long_query: Option<f64>,
+
+    /// A query that waits on the patch's lock longer than this is blocked [default: 0.05]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
+    pub probe_threshold: Option<f64>,
+
+    /// Queries per second, for each query of the workload [default: 10]
+    #[arg(long, value_name = "N", value_parser = probe_rate, allow_hyphen_values = true)]
+    pub probe_rate: Option<f64>,
+
+    /// Application sessions sending the queries [default: 8]
+    #[arg(long, value_name = "N", value_parser = probe_sessions, allow_hyphen_values = true)]
+    pub probe_sessions: Option<u32>,
+
+    /// At most this many tables get derived queries, the ones the patches
+    /// name first [default: 16]
+    #[arg(long, value_name = "N", value_parser = probe_tables, allow_hyphen_values = true)]
+    pub probe_tables: Option<u32>,
 }
 
 /// Repeated, statistically summarised timing.
@@ -405,6 +457,22 @@ fn fraction(s: &str) -> std::result::Result<f64, String> {
 
 fn percent(s: &str) -> std::result::Result<f64, String> {
     limits::PERCENT.parse(s)
+}
+
+fn long_query(s: &str) -> std::result::Result<f64, String> {
+    limits::STATEMENT_TIMEOUT.parse(s)
+}
+
+fn probe_rate(s: &str) -> std::result::Result<f64, String> {
+    limits::PROBE_RATE.parse(s)
+}
+
+fn probe_sessions(s: &str) -> std::result::Result<u32, String> {
+    limits::PROBE_SESSIONS.parse_count(s)
+}
+
+fn probe_tables(s: &str) -> std::result::Result<u32, String> {
+    limits::PROBE_TABLES.parse_count(s)
 }
 
 fn runs(s: &str) -> std::result::Result<u32, String> {

@@ -2,6 +2,7 @@
 //! default decided here, nothing decided later, and every file the run will
 //! write found writable before anything starts.
 
+use crate::measure::probe::ProbeOptions;
 use std::path::PathBuf;
 
 use super::args::image_tag;
@@ -85,8 +86,75 @@ pub fn check_plan(args: &CheckArgs) -> Result<CheckOptions> {
     opts.run.keep_going = args.keep_going;
     args.timing.apply(&mut opts, 1, 0);
     args.estimate.apply(&mut opts, &[0.25, 0.5, 1.0])?;
+    let config = config::load(args.common.config.as_deref())?;
+    opts.run.probe = probe_options(&args.probe, &config, opts.run.statement_cap)?;
     check_targets(&args.out, args.output.as_deref())?;
     Ok(opts)
+}
+
+/// The probe, from its flags and `[probe]` (flags win); `None` when off.
+fn probe_options(
+    args: &super::args::ProbeArgs,
+    config: &config::Config,
+    statement_cap: std::time::Duration,
+) -> Result<Option<ProbeOptions>> {
+    let file = &config.file.probe;
+    let asked = args.probe
+        || !args.probe_sql.is_empty()
+        || args.probe_long_query.is_some()
+        || file.enabled.unwrap_or(false);
+    if args.no_probe || !asked {
+        return Ok(None);
+    }
+    let defaults = ProbeOptions::default();
+    let seconds =
+        |flag: Option<f64>, key: &config::Number| -> Result<Option<std::time::Duration>> {
+            flag.or(config::value(key))
+                .map(|s| crate::limits::duration(s).map_err(Error::Usage))
+                .transpose()
+        };
+    let mut scripts = Vec::new();
+    let files: Vec<std::path::PathBuf> = if args.probe_sql.is_empty() {
+        file.sql
+            .iter()
+            .flatten()
+            .map(|p| config.resolve(p))
+            .collect()
+    } else {
+        args.probe_sql.clone()
+    };
+    for f in &files {
+        scripts.extend(crate::measure::probe::parse_script_file(f)?);
+    }
+    let sql_only = args.probe_sql_only || file.sql_only.unwrap_or(false);
+    if sql_only && scripts.is_empty() {
+        return Err(Error::Usage(
+            "--probe-sql-only needs queries of the application's own (--probe-sql FILE)".into(),
+        ));
+    }
+    Ok(Some(ProbeOptions {
+        sessions: args
+            .probe_sessions
+            .map(|n| n as usize)
+            .or(config::value(&file.sessions).map(|n| n as usize))
+            .unwrap_or(defaults.sessions),
+        rate: args
+            .probe_rate
+            .or(config::value(&file.rate))
+            .unwrap_or(defaults.rate),
+        threshold: seconds(args.probe_threshold, &file.threshold_seconds)?
+            .unwrap_or(defaults.threshold),
+        long_query: seconds(args.probe_long_query, &file.long_query_seconds)?,
+        derived: !sql_only,
+        scripts,
+        max_tables: args
+            .probe_tables
+            .map(|n| n as usize)
+            .or(config::value(&file.tables).map(|n| n as usize))
+            .unwrap_or(defaults.max_tables),
+        idle: defaults.idle,
+        statement_cap,
+    }))
 }
 
 /// `bench`'s plan (see [`check_plan`]).
@@ -183,6 +251,7 @@ pub(super) fn check_options(
             scales: Vec::new(),
             layout: common.layout.or(file.layout),
             all: common.all,
+            probe: None,
         },
         policy,
         signoff_file,

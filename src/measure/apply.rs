@@ -70,6 +70,8 @@ impl OpenLocks {
 /// A statement that has run, until its trace is recorded.
 struct Ran {
     index: usize,
+    /// When it was sent (to place the probe's samples).
+    started: Instant,
     seconds: f64,
     autocommit: bool,
     pre: PreCheck,
@@ -324,6 +326,7 @@ impl<'a> Tracer<'a> {
         self.elapsed += seconds;
         self.ran = Some(Ran {
             index,
+            started: t0,
             seconds,
             autocommit,
             pre,
@@ -359,6 +362,7 @@ impl<'a> Tracer<'a> {
             pre: ran.pre,
             scanned_blocks,
             server_seconds,
+            started: Some(ran.started),
         };
         self.record(&mut sr, st, &trace);
         self.run.statements.push(sr);

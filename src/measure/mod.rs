@@ -6,12 +6,13 @@ mod apply;
 mod exec;
 mod identity;
 mod precheck;
+pub mod probe;
 mod session;
 pub mod stats;
 mod tool;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,9 @@ pub struct StatementRun {
     pub scanned_blocks: HashMap<u32, i64>,
     /// The statement's execution time by the server's clock, when known.
     pub server_seconds: Option<f64>,
+    /// When it was sent, by the monotonic clock (to place what the probe
+    /// saw while it ran).
+    pub started: Option<Instant>,
 }
 
 /// Where a patch failed.
@@ -146,6 +150,9 @@ pub struct PatchRun {
     /// The session applying the patch is gone (the copy is no longer
     /// reachable on it): later patches cannot run on it.
     pub connection_lost: bool,
+    /// What simulated application traffic suffered while it applied
+    /// (`--probe`).
+    pub probe: Option<probe::PatchProbe>,
 }
 
 impl PatchRun {

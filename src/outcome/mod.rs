@@ -36,6 +36,8 @@ pub struct Outcome {
     pub timing: Option<RunTiming>,
     /// Set when the run stopped early.
     pub aborted: Option<Aborted>,
+    /// The simulated application traffic, when it ran (`--probe`).
+    pub probe: Option<crate::measure::probe::ProbeInfo>,
 }
 
 impl Outcome {

@@ -73,6 +73,7 @@ pub fn build(
         timing: outcome.timing.clone(),
         estimate,
         layout: outcome.layout,
+        probe: outcome.probe.clone(),
     }
 }
 
@@ -139,6 +140,7 @@ fn patch_report(p: &Patch, r: &PatchOutcome, a: &Assessed, v: &PatchVerdict) -> 
         wall_seconds: r.wall_seconds,
         skipped_because: r.skipped_because().map(str::to_string),
         bookkeeping_seconds: run.map(|run| run.bookkeeping_seconds).filter(|s| *s > 0.0),
+        probe: run.and_then(|run| run.probe.clone()),
         statements: run.map_or_else(Vec::new, |run| statement_reports(p, run, &r.statements)),
     }
 }
@@ -173,6 +175,12 @@ fn statement_reports(
                 stats: f.and_then(|f| f.stats.clone()),
                 work: work::work_of(p, run, sr),
                 server_seconds: sr.server_seconds,
+                probe: run.probe.as_ref().and_then(|pr| {
+                    pr.statements
+                        .iter()
+                        .find(|s| s.statement_line == st.line)
+                        .cloned()
+                }),
                 rewrites: sr
                     .rewrites
                     .iter()

@@ -70,6 +70,9 @@ pub struct Report {
     /// `launchpad`, `numbered`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<crate::patch::Layout>,
+    /// The simulated application traffic and its settings (`--probe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::measure::probe::ProbeInfo>,
 }
 
 /// Where a run stopped early.
@@ -207,6 +210,9 @@ pub struct PatchReport {
     /// not part of `seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bookkeeping_seconds: Option<f64>,
+    /// What the simulated application traffic felt while the patch applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::measure::probe::PatchProbe>,
     pub statements: Vec<StatementReport>,
 }
 
@@ -325,6 +331,9 @@ pub struct StatementReport {
     /// server cannot say.
     #[serde(default)]
     pub server_seconds: Option<f64>,
+    /// The probe's queries while this statement ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::measure::probe::StatementProbe>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

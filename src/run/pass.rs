@@ -5,6 +5,7 @@ use std::time::Instant;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::ledger::{Plan, Step};
+use crate::measure::probe::{self, Probe, ProbeInfo};
 use crate::measure::{self, ApplyOptions, PatchError, Session, Watch};
 use crate::outcome::{Aborted, PatchOutcome, Phase};
 use crate::patch::Patch;
@@ -22,6 +23,8 @@ pub(super) struct Pass {
     pub results: Vec<PatchOutcome>,
     pub aborted: Option<Aborted>,
     pub changed: Vec<Changed>,
+    /// The probe's workload, when it ran.
+    pub probe: Option<ProbeInfo>,
 }
 
 /// Where a pass runs: the server, downtime's admin connection to it, the
@@ -55,6 +58,7 @@ pub(super) async fn run_patches(
         results: Vec::new(),
         aborted: None,
         changed: Vec::new(),
+        probe: None,
     };
     let failed = |e: &Error| {
         let a = Aborted::infrastructure(Phase::Applying, e);
@@ -115,10 +119,44 @@ pub(super) async fn run_patches(
             return Ok(pass);
         }
     }
+    let probe = match &plan.probe {
+        Some(opts) => {
+            let named = patches.iter().flat_map(probe::tables_named).collect();
+            match Probe::start(
+                copy.backend.config(copy.name),
+                session.pid,
+                named,
+                opts.clone(),
+            )
+            .await
+            {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let mut a = failed(&e);
+                    a.message = Some(format!("starting the application probe: {e}"));
+                    pass.aborted = Some(a);
+                    session.close().await;
+                    return Ok(pass);
+                }
+            }
+        }
+        None => None,
+    };
     let applied = apply_each(
-        &session, &watch, copy, copy_oid, patches, plan, cancel, &mut pass,
+        &session,
+        &watch,
+        copy,
+        copy_oid,
+        (patches, probe.as_ref()),
+        plan,
+        cancel,
+        &mut pass,
     )
     .await;
+    if let Some(p) = probe {
+        pass.probe = Some(p.info.clone());
+        p.stop();
+    }
     let lost = pass
         .results
         .iter()
@@ -155,7 +193,7 @@ async fn apply_each(
     watch: &Watch<'_>,
     copy: &Copy<'_>,
     copy_oid: u32,
-    patches: &[Patch],
+    (patches, probe): (&[Patch], Option<&Probe>),
     plan: &RunPlan,
     cancel: &Cancel,
     pass: &mut Pass,
@@ -184,13 +222,33 @@ async fn apply_each(
         ui::progress_patch(&p.file.id);
         // The session is as it was opened (measure::apply resets it after
         // every patch).
+        if let Some(probe) = probe {
+            if let Err(e) = probe.begin(probe::tables_named(p)).await {
+                let mut a = Aborted::infrastructure(Phase::Applying, &e).at(p, None);
+                a.message = Some(format!("the application probe: {e}"));
+                pass.aborted = Some(a);
+                break;
+            }
+        }
         let wall = Instant::now();
         let mut run = measure::apply_with(session, watch, p, &apply_opts, cancel, books).await;
+        let wall_seconds = wall.elapsed().as_secs_f64();
+        if let Some(probe) = probe {
+            run.probe = Some(match probe.end().await {
+                Ok(rec) => probe::summarise(
+                    &rec,
+                    &probe.queries,
+                    p,
+                    &run.statements,
+                    probe.options.threshold.as_secs_f64(),
+                ),
+                Err(e) => probe::PatchProbe::failed(e.to_string()),
+            });
+        }
         if let Some(e) = run.error.as_mut() {
             let sql = p.statements.iter().find(|s| s.line == e.statement_line);
             newer_server_hint(e, sql.map_or("", |s| s.sql.as_str()), copy.major);
         }
-        let wall_seconds = wall.elapsed().as_secs_f64();
         if run.halt.is_none() {
             if let Some((now, changes)) = copy
                 .cluster

@@ -48,6 +48,8 @@ pub struct RunPlan {
     pub layout: Option<Layout>,
     /// Apply every migration, also those the baseline's bookkeeping records.
     pub all: bool,
+    /// Run simulated application traffic while each patch applies.
+    pub probe: Option<crate::measure::probe::ProbeOptions>,
 }
 
 /// Which caches a timed run starts with.

@@ -341,6 +341,9 @@ impl Runner<'_> {
                         warmup: r < t.warmup,
                         scale: (scales[k] < 1.0).then_some(scales[k]),
                     };
+                    if outcome.probe.is_none() {
+                        outcome.probe = pass.probe.clone();
+                    }
                     self.failures.record(no, patches, &pass.results);
                     runs[k].add(mode, r >= t.warmup, pass.results);
                     self.last_scale = k;

@@ -77,10 +77,18 @@ pub fn classify(patch: &Patch, run: &PatchRun, options: &ClassifyOptions) -> Cla
     let patch_reasons = rules::check_patch(patch, run, options, &reasons);
     reasons.extend(patch_reasons);
     apply_waivers(patch, &mut reasons);
-    let class = if reasons
-        .iter()
-        .any(|r| r.severity == Severity::Cold && r.counts())
-    {
+    let cold = |reasons: &[Reason]| {
+        reasons
+            .iter()
+            .any(|r| r.severity == Severity::Cold && r.counts())
+    };
+    if !cold(&reasons) {
+        // Found live, yet the application was measured waiting on it.
+        let mut measured: Vec<Reason> = rules::measured_blocking::check(run).into_iter().collect();
+        apply_waivers(patch, &mut measured);
+        reasons.extend(measured);
+    }
+    let class = if cold(&reasons) {
         Class::Cold
     } else {
         Class::Live

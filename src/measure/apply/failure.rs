@@ -564,6 +564,7 @@ impl<'a> Tracer<'a> {
             pre: ran.pre,
             scanned_blocks: HashMap::new(),
             server_seconds: None,
+            started: Some(ran.started),
         });
     }
 }

@@ -11,6 +11,7 @@ mod invalid_index;
 mod launchpad;
 mod lock_timeout_missing;
 mod long_lock;
+pub mod measured_blocking;
 mod set_not_null_scan;
 mod table_rewrite;
 mod validation_scan;
@@ -117,6 +118,7 @@ pub const RULES: &[RuleInfo] = &[
     bulk_write::INFO,
     long_lock::INFO,
     lock_timeout_missing::INFO,
+    measured_blocking::INFO,
     launchpad::ALTER_TABLE,
     launchpad::TRIGGER,
     launchpad::REFERENCES,
