@@ -46,12 +46,13 @@ pub(super) fn rules_text() -> String {
 /// (`(file name, SQL)`, bad ones first).
 pub fn rule_page(r: &crate::verdict::RuleInfo, examples: &[(String, String)]) -> String {
     let mut out = format!(
-        "# `{}`\n\nSeverity: **{}**. {}\n\n## Why\n\n{}\n\n## Safer recipe\n\n{}\n",
+        "# `{}`\n\nSeverity: **{}**. {}\n\n## Why\n\n{}\n\n## Safer recipe\n\n{}\n\n## Measured\n\n{}\n",
         r.id,
         r.severity.word(),
         r.summary,
         r.why,
-        r.recipe
+        r.recipe,
+        r.measured.text()
     );
     for (name, sql) in examples {
         let title = if name.contains("bad") {

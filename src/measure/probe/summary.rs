@@ -105,6 +105,12 @@ pub struct RelationStall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatementProbe {
     pub statement_line: usize,
+    /// When the statement started and how long it ran, on the probe's
+    /// clock (seconds from the start of the patch).
+    #[serde(default)]
+    pub at_seconds: f64,
+    #[serde(default)]
+    pub seconds: f64,
     pub queries: u64,
     pub blocked_queries: u64,
     pub max_wait_seconds: f64,
@@ -221,7 +227,7 @@ pub fn summarise(
         idle_p99_seconds: percentile(&idle_l, 0.99),
         threshold_seconds: threshold,
         by_relation: by_relation(&stalls, queries, &spans, statements),
-        statements: per_statement(&during, &spans, &blocked),
+        statements: per_statement(&during, &spans, &blocked, rec.patch_start),
         long_query: long_query(rec, &stalls, &spans, statements),
         errors,
         problem: rec.problem.clone(),
@@ -344,11 +350,17 @@ fn per_statement(
     during: &[&Sample],
     spans: &[Span],
     blocked: &dyn Fn(&Sample) -> bool,
+    patch_start: Instant,
 ) -> Vec<StatementProbe> {
     let mut out: Vec<StatementProbe> = spans
         .iter()
         .map(|sp| StatementProbe {
             statement_line: sp.line,
+            at_seconds: sp
+                .start
+                .saturating_duration_since(patch_start)
+                .as_secs_f64(),
+            seconds: sp.end.saturating_duration_since(sp.start).as_secs_f64(),
             queries: 0,
             blocked_queries: 0,
             max_wait_seconds: 0.0,
@@ -376,7 +388,6 @@ fn per_statement(
             o.max_wait_seconds = o.max_wait_seconds.max(s.latency());
         }
     }
-    out.retain(|o| o.queries > 0);
     out
 }
 

@@ -7,6 +7,7 @@
 mod common;
 mod locks;
 mod patches;
+mod probe;
 mod scaling;
 mod statements;
 mod trend;
@@ -35,6 +36,8 @@ pub enum Kind {
     Trend,
     /// Measured points, fitted curve and production estimate of one patch.
     Scaling(usize),
+    /// The probe's latency timeline during one patch.
+    Probe(usize),
 }
 
 /// A chart to draw: its file stem, title and size.
@@ -89,7 +92,38 @@ pub fn charts(report: &Report) -> Vec<Chart> {
     out.extend(statement_charts(report, &ran));
     out.extend(scaling_charts(&ran));
     out.extend(lock_charts(&ran));
+    out.extend(probe_charts(&ran));
     out
+}
+
+/// Patches the probe saw blocking the application (the first six), or
+/// else the one it watched longest.
+fn probe_charts(ran: &Ran) -> Vec<Chart> {
+    let probed: Vec<&(usize, &PatchReport)> = ran
+        .iter()
+        .filter(|(_, p)| p.probe.as_ref().is_some_and(|pr| !pr.timeline.is_empty()))
+        .collect();
+    let mut chosen: Vec<&(usize, &PatchReport)> = probed
+        .iter()
+        .copied()
+        .filter(|(_, p)| p.probe.as_ref().is_some_and(|pr| pr.blocked_queries > 0))
+        .take(6)
+        .collect();
+    if chosen.is_empty() {
+        chosen.extend(probed.iter().copied().max_by(|a, b| {
+            let w = |p: &PatchReport| p.probe.as_ref().map_or(0.0, |pr| pr.window_seconds);
+            w(a.1).total_cmp(&w(b.1))
+        }));
+    }
+    chosen
+        .into_iter()
+        .map(|(i, p)| Chart {
+            name: format!("probe-{}", file_safe(&p.id)),
+            title: format!("What the application felt: {}", p.id),
+            kind: Kind::Probe(*i),
+            size: (1000, 460),
+        })
+        .collect()
 }
 
 /// Slow patches: over budget, or the three slowest that took measurable
@@ -167,6 +201,7 @@ fn draw<DB: DrawingBackend>(
         Kind::Locks(i) => locks::draw_locks(root, &report.patches[i], &chart.title),
         Kind::Trend => trend::draw_trend(root, report, &chart.title),
         Kind::Scaling(i) => scaling::draw_scaling(root, &report.patches[i], &chart.title),
+        Kind::Probe(i) => probe::draw_probe(root, &report.patches[i], &chart.title),
     }
 }
 

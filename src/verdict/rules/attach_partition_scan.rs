@@ -1,7 +1,7 @@
 //! `attach-partition-scan`: ATTACH PARTITION scans the populated table being
 //! attached to check the partition bound, under a lock that blocks it.
 
-use super::{Reason, RuleInfo, Severity, StatementContext};
+use super::{Measured, Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::statement::Validation;
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
@@ -12,6 +12,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent and ACCESS EXCLUSIVE on the table being attached, and scans that table to check every row fits the partition bound, unless an existing validated CHECK constraint implies the bound. downtime counts the pages read from the attached table.",
     summary: "ATTACH PARTITION scans a populated table to check its rows fit the partition bound, under ACCESS EXCLUSIVE on it",
     recipe: "before attaching, add a CHECK constraint matching the partition bound NOT VALID and VALIDATE it; ATTACH PARTITION then skips the scan",
+    measured: Measured::Stalls,
 };
 
 pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {

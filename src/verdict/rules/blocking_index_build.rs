@@ -1,7 +1,7 @@
 //! `blocking-index-build`: an index is built (or rebuilt) over a populated
 //! table while a lock that blocks the application is held.
 
-use super::{Reason, RuleInfo, Severity, StatementContext};
+use super::{Measured, Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
 
@@ -11,6 +11,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "A plain CREATE INDEX holds SHARE on the table, which blocks INSERT, UPDATE and DELETE for the whole build; ADD PRIMARY KEY, ADD UNIQUE and ADD EXCLUDE build their index under ACCESS EXCLUSIVE; REINDEX holds SHARE on the table and ACCESS EXCLUSIVE on the index. CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY take SHARE UPDATE EXCLUSIVE instead, which does not block reads or writes, at the price of two table scans and running outside a transaction block.",
     summary: "builds an index on a populated table (CREATE INDEX, ADD PRIMARY KEY/UNIQUE, REINDEX) under a lock that blocks writes",
     recipe: "use CREATE INDEX CONCURRENTLY in a patch of its own; for a constraint, CREATE UNIQUE INDEX CONCURRENTLY then ADD CONSTRAINT … USING INDEX",
+    measured: Measured::Stalls,
 };
 
 pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {

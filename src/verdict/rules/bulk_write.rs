@@ -1,7 +1,7 @@
 //! `bulk-write`: one transaction updates or deletes a large part of a table,
 //! row-locking every row it touches until the patch commits.
 
-use super::{Reason, RuleInfo, Severity, StatementContext};
+use super::{Measured, Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
 
@@ -11,6 +11,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "An UPDATE or DELETE takes only ROW EXCLUSIVE on the table, which does not block other writers as such, but it locks every row it touches until the transaction commits: application writes to any of those rows wait for the whole patch. It also writes a new version of every row (table bloat, WAL volume, replication lag). The threshold is --bulk-write-fraction (default 10 % of the table's rows) or no WHERE clause at all.",
     summary: "UPDATE or DELETE of a large part of a populated table in one transaction (every touched row stays locked until commit)",
     recipe: "backfill in batches of a few thousand rows, each in its own transaction, outside the schema patch",
+    measured: Measured::Stalls,
 };
 
 pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {

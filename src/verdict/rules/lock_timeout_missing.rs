@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Reason, RuleInfo, Severity};
+use super::{Measured, Reason, RuleInfo, Severity};
 use crate::measure::PatchRun;
 use crate::patch::Patch;
 use crate::rule_id::RuleId;
@@ -15,6 +15,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "Even a lock held for milliseconds must first be granted: an ALTER TABLE queued behind a long-running query waits for it, and every application query that arrives meanwhile queues behind the ALTER TABLE. With lock_timeout set, the patch gives up after that long instead of stalling the application, and can be retried.",
     summary: "a live patch takes a lock that blocks the application without lock_timeout set",
     recipe: "start the patch with SET lock_timeout = '2s' (and retry on failure) so it gives up instead of queueing behind a long transaction",
+    measured: Measured::NotByItself("the lock itself is brief: the stall needs a long-running query ahead of it, which --probe-long-query provides (see tests/probe.rs)"),
 };
 
 pub fn check(patch: &Patch, run: &PatchRun) -> Vec<Reason> {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Reason, RuleInfo, Severity};
+use super::{Measured, Reason, RuleInfo, Severity};
 use crate::measure::PatchRun;
 use crate::patch::Patch;
 use crate::rule_id::RuleId;
@@ -16,6 +16,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "Whatever the work, a lock that conflicts with the application's statements makes them wait for as long as it is held: until the end of the transaction that took it. An explicit LOCK TABLE followed by slow work, or a brief ALTER TABLE followed by a long data change in the same transaction, blocks the application for the whole transaction. The threshold is --live-lock-threshold (default 1 s on staging; production is usually slower).",
     summary: "holds a lock that blocks the application on an existing table for longer than the live-lock threshold (default 1 s) on staging",
     recipe: "keep blocking locks short: move slow work out of the transaction that holds the lock, or split the patch",
+    measured: Measured::Stalls,
 };
 
 /// `explained` lists relations that already have a cold reason: the long

@@ -3,7 +3,7 @@
 //! was known to block (a row it wrote and kept locked, a lock queue behind
 //! a long reader, a lock the inference does not see).
 
-use super::{Reason, RuleInfo, Severity};
+use super::{Measured, Reason, RuleInfo, Severity};
 use crate::measure::probe::PatchProbe;
 use crate::measure::PatchRun;
 use crate::rule_id::RuleId;
@@ -14,6 +14,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "With --probe, simulated application sessions query every table with rows while the patch applies, and downtime asks the server which lock each slow query waits on and who holds it. A patch the rules found live, yet whose locks kept application queries waiting longer than --probe-threshold (default 50 ms), blocks the application in fact: rows it updated and kept locked in a long transaction, a lock queued behind a long-running query (--probe-long-query) that every later query then queues behind, or a lock taken in a way no rule models. The measurement wins, with its numbers.",
     summary: "application queries sent while the patch applied (--probe) waited on its locks longer than the probe threshold",
     recipe: "keep what blocks short: commit row changes in small batches, set lock_timeout (and retry) before DDL, or move the blocking step to a downtime window",
+    measured: Measured::Stalls,
 };
 
 /// The reason, when the probe saw queries blocked behind the patch.

@@ -85,6 +85,29 @@ pub struct RuleInfo {
     pub why: &'static str,
     /// The safer way to do it, in one line.
     pub recipe: &'static str,
+    /// What the probe (`--probe`) measures of its bad fixture.
+    pub measured: Measured,
+}
+
+/// What simulated application traffic shows of a rule's bad fixture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measured {
+    /// Its work blocks application queries on the relation the rule names
+    /// for as long as it lasts; the good fixtures' does not.
+    Stalls,
+    /// It does not block the application by itself: why.
+    NotByItself(&'static str),
+}
+
+impl Measured {
+    /// The sentence the rule's page gives it.
+    pub fn text(self) -> String {
+        match self {
+            Measured::Stalls => "With --probe, the bad fixtures keep application queries on the relation the rule names waiting past the threshold, and the good ones do not (tests/probe.rs checks both on a larger copy of the fixtures' baseline).".into(),
+            Measured::NotByItself(why) => format!("Not by itself: {why}. With --probe its bad fixtures keep no application query waiting past the threshold unless a rule that measures a stall fires on them too (tests/probe.rs checks this)."),
+        }
+    }
 }
 
 impl RuleInfo {

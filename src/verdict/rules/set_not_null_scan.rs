@@ -1,7 +1,7 @@
 //! `set-not-null-scan`: SET NOT NULL scans a populated table under ACCESS
 //! EXCLUSIVE unless a validated CHECK constraint already proves the column.
 
-use super::{Reason, RuleInfo, Severity, StatementContext};
+use super::{Measured, Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::statement::Validation;
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
@@ -12,6 +12,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "ALTER COLUMN … SET NOT NULL takes ACCESS EXCLUSIVE and scans the whole table to prove there is no NULL, unless the column is already NOT NULL or (PostgreSQL 12+) a validated CHECK (col IS NOT NULL) constraint proves it, in which case the scan is skipped. downtime checks for such a constraint and counts the pages read.",
     summary: "SET NOT NULL scans a populated table under ACCESS EXCLUSIVE",
     recipe: "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it in a separate transaction, then SET NOT NULL (PostgreSQL 12+ skips the scan) and drop the check",
+    measured: Measured::Stalls,
 };
 
 pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {

@@ -1,7 +1,7 @@
 //! `table-rewrite`: a statement rewrote a populated table while holding a lock
 //! that blocks the application.
 
-use super::{bytes, Reason, RuleInfo, Severity, StatementContext};
+use super::{bytes, Measured, Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
 
@@ -11,6 +11,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "Forms that change how rows are stored write a new copy of the table and all its indexes while holding ACCESS EXCLUSIVE: a type change that is not binary-coercible (int to bigint), ADD COLUMN with a volatile default (gen_random_uuid(), clock_timestamp(), a serial) or a stored generated column, SET LOGGED/UNLOGGED, SET TABLESPACE, SET ACCESS METHOD, VACUUM FULL and CLUSTER. Since PostgreSQL 11 a constant default is stored in the catalogue and does not rewrite. downtime sees the rewrite as a new relfilenode.",
     summary: "rewrites a populated table (type change, volatile default, SET LOGGED, VACUUM FULL, CLUSTER…) under a lock that blocks the application",
     recipe: "avoid the rewrite: add a new nullable column (or one with a constant default), backfill it in batches, then switch over",
+    measured: Measured::Stalls,
 };
 
 pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {

@@ -1,7 +1,7 @@
 //! `validation-scan`: a foreign key or CHECK constraint is validated against a
 //! populated table while a lock that blocks the application is held.
 
-use super::{Reason, RuleInfo, Severity, StatementContext};
+use super::{Measured, Reason, RuleInfo, Severity, StatementContext};
 use crate::patch::statement::Validation;
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
@@ -12,6 +12,7 @@ pub const INFO: RuleInfo = RuleInfo {
     why: "ADD CONSTRAINT … FOREIGN KEY takes SHARE ROW EXCLUSIVE on both tables and, unless NOT VALID, scans the referencing table to check every row; ADD CONSTRAINT … CHECK does the same under ACCESS EXCLUSIVE. VALIDATE CONSTRAINT on its own takes only SHARE UPDATE EXCLUSIVE (and ROW SHARE on the referenced table), but locks last until the transaction ends: validating in the same transaction as the ADD scans while the ADD's lock is still held. downtime counts the pages the statement read from the table.",
     summary: "validates a FOREIGN KEY or CHECK constraint over a populated table under a lock that blocks the application",
     recipe: "add the constraint NOT VALID, then VALIDATE CONSTRAINT in a separate transaction (its own patch): validation alone takes SHARE UPDATE EXCLUSIVE",
+    measured: Measured::Stalls,
 };
 
 pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
