@@ -38,6 +38,7 @@ pub fn render(report: &Report) -> String {
     }
     patch_table(&mut o, report);
     reasons(&mut o, report, &charts);
+    probe_section(&mut o, report, &charts);
     chart_section(&mut o, &charts, "Scaling to production size", |k| {
         matches!(k, Kind::Scaling(_))
     });
@@ -228,6 +229,35 @@ fn reason_item(o: &mut String, r: &Reason) {
         esc(&r.message),
         esc(&r.hint)
     );
+}
+
+/// What the application probe saw: the workload, each probed patch's
+/// lines, and the latency timelines.
+fn probe_section(o: &mut String, report: &Report, charts: &Charts) {
+    let Some(info) = &report.probe else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "<h2>What the application felt</h2><p class=\"muted\">{} queries, each {} / s, from {} sessions; a query is blocked when it waits on the patch past {:.3} s. Idle baseline: {:.1} s before each patch.</p>",
+        info.queries.len(),
+        info.rate_per_query,
+        info.sessions,
+        info.threshold_seconds,
+        info.idle_seconds
+    );
+    for (i, p) in report.patches.iter().enumerate() {
+        let lines = p.probe_lines();
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "<h3><code>{}</code></h3><ul class=\"reasons\">", esc(&p.id));
+        for l in lines {
+            let _ = writeln!(o, "<li>{}</li>", esc(l.trim_start()));
+        }
+        let _ = writeln!(o, "</ul>");
+        let _ = write!(o, "{}", charts.svg_of(&Kind::Probe(i)));
+    }
 }
 
 /// A heading and every chart of the kinds `wanted` picks, when there is one.

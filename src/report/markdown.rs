@@ -245,6 +245,7 @@ fn tail(report: &Report) -> String {
         "\n**Totals:** all patches {:.3} s{total}; cold window {:.3} s{window}; profile `{}`{layout}.\n",
         report.total_seconds, report.cold_seconds, report.policy.profile
     );
+    tail.push_str(&probe_table(report));
     let _ = writeln!(
         tail,
         "**Runtime histogram**\n\n| runtime | patches |\n|---|---:|"
@@ -265,6 +266,56 @@ fn tail(report: &Report) -> String {
     }
     let _ = writeln!(tail, "\n</details>");
     tail
+}
+
+/// What the application probe saw, per patch (at most 20 rows: those that
+/// blocked the application first).
+fn probe_table(report: &Report) -> String {
+    let Some(info) = &report.probe else {
+        return String::new();
+    };
+    let mut out = format!(
+        "**What the application felt** ({} queries at {} / s each from {} sessions; blocked = waited on the patch past {:.3} s)\n\n\
+         | patch | queries | blocked | worst wait | p99 (idle) | where |\n|---|---:|---:|---:|---:|---|\n",
+        info.queries.len(),
+        info.rate_per_query,
+        info.sessions,
+        info.threshold_seconds
+    );
+    let mut rows: Vec<&PatchReport> = report.patches.iter().filter(|p| p.probe.is_some()).collect();
+    rows.sort_by_key(|p| std::cmp::Reverse(p.probe.as_ref().map_or(0, |pr| pr.blocked_queries)));
+    for p in rows.iter().take(20) {
+        let Some(pr) = &p.probe else { continue };
+        let mut place: Vec<String> = pr
+            .by_relation
+            .iter()
+            .take(2)
+            .map(|r| {
+                let mode = r.lock_mode.map(|m| m.to_string()).unwrap_or_else(|| "row locks".into());
+                let line = r.statement_line.map(|l| format!(", line {l}")).unwrap_or_default();
+                format!("`{}` ({mode}{line})", r.relation)
+            })
+            .collect();
+        if let Some(q) = &pr.long_query {
+            place.push(format!(
+                "queued behind line {} for {:.1} s ({} queries)",
+                q.statement_line, q.waited_seconds, q.queued_queries
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.3} s | {:.4} s ({:.4} s) | {} |",
+            cell(&p.id),
+            pr.queries,
+            pr.blocked_queries,
+            pr.max_wait_seconds,
+            pr.p99_seconds,
+            pr.idle_p99_seconds,
+            cell(&place.join("; "))
+        );
+    }
+    out.push('\n');
+    out
 }
 
 /// The patch table and the reasons under it, as many patches as fit in

@@ -236,6 +236,71 @@ impl PatchReport {
         Some(t)
     }
 
+    /// What the application probe saw, in lines: the totals against the
+    /// idle baseline, where queries were blocked, the queue behind a long
+    /// reader, failed queries. Empty without a probe.
+    pub fn probe_lines(&self) -> Vec<String> {
+        let Some(p) = &self.probe else {
+            return Vec::new();
+        };
+        if let Some(problem) = p.problem.as_deref().filter(|_| p.queries == 0) {
+            return vec![format!("application probe: {problem}")];
+        }
+        let queued = if p.queued_queries > 0 {
+            format!(" ({} waiting for a session)", p.queued_queries)
+        } else {
+            String::new()
+        };
+        let mut out = vec![format!(
+            "application probe: {} queries, {} blocked past {:.3} s{queued}, worst wait {:.3} s; p50 {:.4} s, p99 {:.4} s (idle: {:.4} s, {:.4} s)",
+            p.queries,
+            p.blocked_queries,
+            p.threshold_seconds,
+            p.max_wait_seconds,
+            p.p50_seconds,
+            p.p99_seconds,
+            p.idle_p50_seconds,
+            p.idle_p99_seconds
+        )];
+        for r in p.by_relation.iter().take(3) {
+            let behind = r
+                .lock_mode
+                .map(|m| format!(" behind the patch's {m}"))
+                .unwrap_or_else(|| " behind rows the patch locked".into());
+            let line = r
+                .statement_line
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            out.push(format!(
+                "  blocked on {}: {} reads up to {:.3} s, {} writes up to {:.3} s{behind}{line}",
+                r.relation,
+                r.reads_blocked,
+                r.reads_blocked_seconds,
+                r.writes_blocked,
+                r.writes_blocked_seconds
+            ));
+        }
+        if let Some(q) = &p.long_query {
+            out.push(format!(
+                "  lock queue: {}",
+                crate::verdict::rules::measured_blocking::queue(q)
+            ));
+        }
+        if self.classification == Some(Class::Cold) && p.blocked_queries == 0 {
+            out.push(format!(
+                "  observed: {}",
+                crate::verdict::rules::measured_blocking::observed(p)
+            ));
+        }
+        for (message, n) in &p.errors {
+            out.push(format!("  {n} queries failed: {message}"));
+        }
+        if let Some(problem) = &p.problem {
+            out.push(format!("  probe: {problem}"));
+        }
+        out
+    }
+
     /// One line per run the patch failed in: "run 2 of 3: line 4: …".
     pub fn failed_run_lines(&self) -> Vec<String> {
         self.failed_runs

@@ -112,6 +112,9 @@ fn patch_details(out: &mut String, p: &PatchReport) {
     for line in p.failed_run_lines() {
         let _ = writeln!(out, "    {line}");
     }
+    for line in p.probe_lines() {
+        let _ = writeln!(out, "    {line}");
+    }
     if let Some(why) = &p.skipped_because {
         let _ = writeln!(out, "    {why}");
     }
