@@ -215,12 +215,15 @@ fn a_long_reader_queues_the_application_behind_a_catalogue_only_alter() {
         "0002-add-bounded.sql",
         "set lock_timeout = '500ms';\nalter table account add column nickname2 text;\n",
     );
+    let saved = s.path().join("report.json");
     let (code, report, stderr) = s.check_json(&[
         "patches",
         "--probe-long-query",
         "3",
         "--keep-going",
         "--no-cache",
+        "--output",
+        saved.to_str().unwrap(),
     ]);
     assert_eq!(code, 1, "the bounded patch gives up: {stderr}");
     let add = patch(&report, "0001-add");
@@ -241,6 +244,29 @@ fn a_long_reader_queues_the_application_behind_a_catalogue_only_alter() {
     let worst = p["max_wait_seconds"].as_f64().unwrap();
     assert!(worst < 1.5, "lock_timeout should bound the queue: {p}");
     assert_eq!(p["long_query"]["lock_timeout"], "500ms", "{p}");
+    // The saved report renders what the application felt.
+    let saved = saved.to_str().unwrap();
+    let md = s.run(&["report", saved, "--format", "markdown"]);
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("What the application felt"), "{md}");
+    assert!(md.contains("queued behind line 1"), "{md}");
+    let text = s.run(&["report", saved, "--format", "text"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("lock queue: the statement at line 1 waited"),
+        "{text}"
+    );
+    assert!(text.contains("SET lock_timeout bounds this"), "{text}");
+    let dir = s.path().join("html");
+    let out = s.run(&["report", saved, "--format", "html", "--output-dir", dir.to_str().unwrap()]);
+    // `report` exits with the saved verdict (a failure here).
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<h2>What the application felt</h2>"), "{html}");
+    assert!(
+        html.contains("What the application felt: 0001-add"),
+        "the timeline chart"
+    );
     s.assert_clean();
 }
 
