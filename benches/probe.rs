@@ -32,8 +32,12 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let server = Embedded::start_blocking(&EmbeddedOptions::default()).expect("embedded server");
     let baseline = Baseline::Script(root.join("patches/baseline.sql"));
-    rt.block_on(staging::prepare_template(&server, &baseline, &Cancel::never()))
-        .expect("baseline");
+    rt.block_on(staging::prepare_template(
+        &server,
+        &baseline,
+        &Cancel::never(),
+    ))
+    .expect("baseline");
     let (patches, _) = downtime::check::load_patches(
         &[root.join("patches")],
         &[root.join("patches/baseline.sql")],
@@ -76,7 +80,8 @@ fn bench(c: &mut Criterion) {
         let mut seconds = 0.0;
         for p in &patches {
             if let Some(pr) = &running {
-                rt.block_on(pr.begin(probe::tables_named(p))).expect("begin");
+                rt.block_on(pr.begin(probe::tables_named(p)))
+                    .expect("begin");
             }
             let run = rt.block_on(measure::apply(&session, &watch, p, &opts, &Cancel::never()));
             assert!(run.error.is_none(), "{:?}", run.error);
@@ -90,7 +95,8 @@ fn bench(c: &mut Criterion) {
             pr.stop();
         }
         rt.block_on(session.close());
-        rt.block_on(staging::drop_copy(&admin, &copy)).expect("drop");
+        rt.block_on(staging::drop_copy(&admin, &copy))
+            .expect("drop");
         seconds
     };
     let without = RefCell::new(Vec::new());

@@ -258,11 +258,26 @@ fn a_long_reader_queues_the_application_behind_a_catalogue_only_alter() {
     );
     assert!(text.contains("SET lock_timeout bounds this"), "{text}");
     let dir = s.path().join("html");
-    let out = s.run(&["report", saved, "--format", "html", "--output-dir", dir.to_str().unwrap()]);
+    let out = s.run(&[
+        "report",
+        saved,
+        "--format",
+        "html",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
     // `report` exits with the saved verdict (a failure here).
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.contains("<h2>What the application felt</h2>"), "{html}");
+    assert!(
+        html.contains("<h2>What the application felt</h2>"),
+        "{html}"
+    );
     assert!(
         html.contains("What the application felt: 0001-add"),
         "the timeline chart"

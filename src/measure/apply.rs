@@ -70,7 +70,6 @@ impl OpenLocks {
 /// A statement that has run, until its trace is recorded.
 struct Ran {
     index: usize,
-    /// When it was sent (to place the probe's samples).
     started: Instant,
     seconds: f64,
     autocommit: bool,
@@ -108,8 +107,7 @@ struct Tracer<'a> {
     ran: Option<Ran>,
     /// downtime's own role: its queries run as this role.
     me: String,
-    /// The session was last seen running as `me`, and no transaction has
-    /// ended since (which can bring back a role the patch `SET` before).
+    /// Last seen running as `me`, no transaction ended since (which can restore a role).
     known_me: bool,
     /// How the statements are sent: downtime's split (`Split`), or as the
     /// tool sends them (one transaction, autocommit).
@@ -120,8 +118,7 @@ struct Tracer<'a> {
     books: Option<&'a Books>,
     /// The tool records the migration inside its transaction.
     record_inside: bool,
-    /// The tool sends the file as one query: the file's own BEGIN opens
-    /// the transaction (no BEGIN of the tool's before it).
+    /// The tool sends the file as one query (its own BEGIN opens the transaction).
     implicit: bool,
 }
 

@@ -251,7 +251,11 @@ fn probe_section(o: &mut String, report: &Report, charts: &Charts) {
         if lines.is_empty() {
             continue;
         }
-        let _ = writeln!(o, "<h3><code>{}</code></h3><ul class=\"reasons\">", esc(&p.id));
+        let _ = writeln!(
+            o,
+            "<h3><code>{}</code></h3><ul class=\"reasons\">",
+            esc(&p.id)
+        );
         for l in lines {
             let _ = writeln!(o, "<li>{}</li>", esc(l.trim_start()));
         }

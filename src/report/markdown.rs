@@ -282,7 +282,11 @@ fn probe_table(report: &Report) -> String {
         info.sessions,
         info.threshold_seconds
     );
-    let mut rows: Vec<&PatchReport> = report.patches.iter().filter(|p| p.probe.is_some()).collect();
+    let mut rows: Vec<&PatchReport> = report
+        .patches
+        .iter()
+        .filter(|p| p.probe.is_some())
+        .collect();
     rows.sort_by_key(|p| std::cmp::Reverse(p.probe.as_ref().map_or(0, |pr| pr.blocked_queries)));
     for p in rows.iter().take(20) {
         let Some(pr) = &p.probe else { continue };
@@ -291,8 +295,14 @@ fn probe_table(report: &Report) -> String {
             .iter()
             .take(2)
             .map(|r| {
-                let mode = r.lock_mode.map(|m| m.to_string()).unwrap_or_else(|| "row locks".into());
-                let line = r.statement_line.map(|l| format!(", line {l}")).unwrap_or_default();
+                let mode = r
+                    .lock_mode
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "row locks".into());
+                let line = r
+                    .statement_line
+                    .map(|l| format!(", line {l}"))
+                    .unwrap_or_default();
                 format!("`{}` ({mode}{line})", r.relation)
             })
             .collect();

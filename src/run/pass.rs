@@ -119,28 +119,15 @@ pub(super) async fn run_patches(
             return Ok(pass);
         }
     }
-    let probe = match &plan.probe {
-        Some(opts) => {
-            let named = patches.iter().flat_map(probe::tables_named).collect();
-            match Probe::start(
-                copy.backend.config(copy.name),
-                session.pid,
-                named,
-                opts.clone(),
-            )
-            .await
-            {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    let mut a = failed(&e);
-                    a.message = Some(format!("starting the application probe: {e}"));
-                    pass.aborted = Some(a);
-                    session.close().await;
-                    return Ok(pass);
-                }
-            }
+    let probe = match start_probe(copy, &session, patches, plan).await {
+        Ok(p) => p,
+        Err(e) => {
+            let mut a = failed(&e);
+            a.message = Some(format!("starting the application probe: {e}"));
+            pass.aborted = Some(a);
+            session.close().await;
+            return Ok(pass);
         }
-        None => None,
     };
     let applied = apply_each(
         &session,
@@ -162,27 +149,49 @@ pub(super) async fn run_patches(
         .iter()
         .any(|r| r.run().is_some_and(|run| run.connection_lost));
     if applied.is_ok() && pass.aborted.is_none() && !lost && !session.client.is_closed() {
-        // A subscription a patch created would keep the copy from being
-        // dropped; the session was reset after the last patch. (A patch
-        // that ended the session left the copy to the server: nothing
-        // more is asked on it.)
-        if let Err(e) = staging::drop_subscriptions(&session.client).await {
-            let mut a = Aborted::infrastructure(Phase::Applying, &e);
-            a.message = Some(format!(
-                "dropping the subscriptions the patches created, before dropping the copy: {e}"
-            ));
-            let last = patches
-                .iter()
-                .zip(&pass.results)
-                .rfind(|(_, r)| r.run().is_some());
-            pass.aborted = Some(match last {
-                Some((p, _)) => a.at(p, None),
-                None => a,
-            });
-        }
+        drop_subscriptions(&session, patches, &mut pass).await;
     }
     session.close().await;
     applied.map(|()| pass)
+}
+
+/// Start the application probe on the copy, when the plan asks for it.
+async fn start_probe(
+    copy: &Copy<'_>,
+    session: &Session,
+    patches: &[Patch],
+    plan: &RunPlan,
+) -> Result<Option<Probe>> {
+    let Some(opts) = &plan.probe else {
+        return Ok(None);
+    };
+    let named = patches.iter().flat_map(probe::tables_named).collect();
+    let config = copy.backend.config(copy.name);
+    Probe::start(config, session.pid, named, opts.clone())
+        .await
+        .map(Some)
+}
+
+/// Drop the subscriptions the patches created (they would keep the copy
+/// from being dropped); a failure is where the pass stopped.
+async fn drop_subscriptions(session: &Session, patches: &[Patch], pass: &mut Pass) {
+    // The session was reset after the last patch. (A patch that ended
+    // the session left the copy to the server: nothing more is asked on
+    // it, and this is not called.)
+    if let Err(e) = staging::drop_subscriptions(&session.client).await {
+        let mut a = Aborted::infrastructure(Phase::Applying, &e);
+        a.message = Some(format!(
+            "dropping the subscriptions the patches created, before dropping the copy: {e}"
+        ));
+        let last = patches
+            .iter()
+            .zip(&pass.results)
+            .rfind(|(_, r)| r.run().is_some());
+        pass.aborted = Some(match last {
+            Some((p, _)) => a.at(p, None),
+            None => a,
+        });
+    }
 }
 
 /// The patches in order on one session, until one stops the pass; after
