@@ -169,7 +169,8 @@ fn failure(out: &mut String, p: &PatchReport) {
     );
 }
 
-/// The patch's class, seconds, estimate and every reason, one per line.
+/// The patch's class, seconds, estimate, every reason and what the
+/// application probe saw, one per line.
 fn system_out(p: &PatchReport, class: &str) -> String {
     let mut system_out = format!("class: {class}; seconds: {:.6}", p.seconds);
     if let Some(e) = p.estimate_text() {
@@ -184,6 +185,9 @@ fn system_out(p: &PatchReport, class: &str) -> String {
             r.statement_line.unwrap_or(0),
             r.message
         );
+    }
+    for line in p.probe_lines() {
+        let _ = write!(system_out, "\n{}", line.trim_start());
     }
     system_out
 }
