@@ -285,6 +285,7 @@ pub struct BenchArgs {
 
 /// Where and how reports are written.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Reports")]
 pub struct OutputArgs {
     /// Report formats, comma-separated (text, json, markdown, html, junit,
     /// github). One format other than html goes to stdout; with several, or
