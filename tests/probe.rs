@@ -378,3 +378,33 @@ fn the_applications_own_queries_are_sent_and_bad_ones_refused() {
     }
     s.assert_clean();
 }
+
+/// Ctrl-C while a probed patch runs (and its long reader holds its lock):
+/// the run stops with 130 and leaves no server, session or file behind.
+#[test]
+fn an_interrupted_probed_run_leaves_nothing_behind() {
+    let s = Scratch::new();
+    s.baseline(
+        "create table t (id int primary key, v int);\n\
+         insert into t select g, g from generate_series(1, 20000) g;\n",
+    );
+    s.patch(
+        "0001-slow.sql",
+        "alter table t add column w int;\nselect pg_sleep(30);\n",
+    );
+    let child = s.spawn_until(
+        &["check", "patches", "--probe-long-query", "20", "--no-cache"],
+        std::process::Stdio::null(),
+        "applying 0001-slow",
+        std::time::Duration::from_secs(60),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    s.assert_clean();
+}
