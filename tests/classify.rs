@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use downtime::measure::probe::{PatchProbe, RelationStall};
 use downtime::measure::{LockHeld, PatchRun, PreCheck, Relation, Rewrite, Snapshot, StatementRun};
 use downtime::patch::discover::{Layout, Position};
 use downtime::patch::{Class, Patch, PatchFile};
@@ -462,6 +463,65 @@ fn a_brief_blocking_lock_with_lock_timeout_is_quiet() {
     let second = Stmt(StatementRun { index: 1, ..s.0 });
     let r = run(1000.0, vec![stmt(0), second]);
     quiet(&standard(&sql, &r), "lock-timeout-missing", Class::Live);
+}
+
+// measured-blocking
+
+/// The probe's record of a patch: `blocked` queries waited on `public.bug`
+/// behind the patch's `mode` (a row lock when `None`).
+fn probe_record(blocked: u64, mode: Option<LockMode>) -> PatchProbe {
+    let mut p = PatchProbe::failed(String::new());
+    p.problem = None;
+    p.queries = 40;
+    p.blocked_queries = blocked;
+    p.threshold_seconds = 0.05;
+    p.max_wait_seconds = if blocked > 0 { 1.2 } else { 0.004 };
+    if blocked > 0 {
+        p.by_relation.push(RelationStall {
+            relation: "public.bug".into(),
+            reads_blocked: blocked,
+            writes_blocked: 0,
+            reads_blocked_seconds: 1.2,
+            writes_blocked_seconds: 0.0,
+            lock_mode: mode,
+            waited_for: vec![if mode.is_some() {
+                "ACCESS SHARE"
+            } else {
+                "row"
+            }
+            .into()],
+            statement_line: Some(1),
+        });
+    }
+    p
+}
+
+#[test]
+fn a_live_patch_the_probe_saw_blocking_is_cold() {
+    let mut r = add_column_run("0");
+    r.probe = Some(probe_record(12, Some(AccessExclusive)));
+    let c = standard(ADD_COLUMN, &r);
+    let got = fires(&c, "measured-blocking", cold("public.bug", AccessExclusive));
+    assert!(got.message.contains("12 of 40"), "{got:#?}");
+    assert_eq!(got.statement_line, Some(1));
+    // Rows it kept locked: no table lock to name.
+    r.probe = Some(probe_record(3, None));
+    let c = standard(ADD_COLUMN, &r);
+    let got = fires(&c, "measured-blocking", cold("public.bug", None));
+    assert!(
+        got.message.contains("rows it had written or locked"),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn no_stall_or_an_already_cold_patch_gives_no_measured_reason() {
+    let mut r = add_column_run("0");
+    r.probe = Some(probe_record(0, None));
+    quiet(&standard(ADD_COLUMN, &r), "measured-blocking", Class::Live);
+    let mut r = rewrite_run(1000.0);
+    r.probe = Some(probe_record(30, Some(AccessExclusive)));
+    quiet(&standard(ALTER_TYPE, &r), "measured-blocking", Class::Cold);
 }
 
 // launchpad-alter-table, launchpad-trigger, launchpad-references
