@@ -234,6 +234,17 @@ fn key_value(o: &CheckOptions, key: &str) -> f64 {
         "staging.max-run-seconds" => o.run.max_run_seconds.unwrap(),
         "classify.live-lock-threshold-seconds" => c.live_lock_threshold_seconds,
         "classify.bulk-write-fraction" => c.bulk_write_fraction,
+        probe if probe.starts_with("probe.") => {
+            let p = o.run.probe.as_ref().expect("[probe] enabled = true");
+            match probe {
+                "probe.long-query-seconds" => p.long_query.unwrap().as_secs_f64(),
+                "probe.threshold-seconds" => p.threshold.as_secs_f64(),
+                "probe.rate" => p.rate,
+                "probe.sessions" => p.sessions as f64,
+                "probe.tables" => p.max_tables as f64,
+                other => panic!("no resolved value for {other}"),
+            }
+        }
         other => panic!("no resolved value for {other}"),
     }
 }
@@ -261,8 +272,10 @@ fn check_key(
     for i in 0..padding {
         text.push_str(if i % 2 == 0 { "# policy\n" } else { "\n" });
     }
-    text.push_str(&format!("[{table}]\n{name} = {value}\n"));
-    let line = padding + 2;
+    // The probe's numbers resolve only when it is on.
+    let on = if table == "probe" { "enabled = true\n" } else { "" };
+    text.push_str(&format!("[{table}]\n{on}{name} = {value}\n"));
+    let line = padding + 2 + usize::from(!on.is_empty());
     std::fs::write(setup.dir.path().join("cfg.toml"), &text).unwrap();
     let file = setup.path("cfg.toml");
     match (setup.resolve("check", "cfg.toml", &[]), expected) {
@@ -348,7 +361,7 @@ proptest! {
 
     #[test]
     fn every_config_number_resolves_in_range_or_is_refused_at_its_line(
-        which in 0..10usize,
+        which in 0..15usize,
         v in prop_oneof![
             any::<f64>(),
             (-10.0f64..10.0),
@@ -361,7 +374,7 @@ proptest! {
     ) {
         thread_local!(static SETUP: Setup = Setup::new());
         let keys = config_keys();
-        prop_assert_eq!(keys.len(), 10);
+        prop_assert_eq!(keys.len(), 15);
         let (key, q) = keys[which];
         let (value, expected) = match form {
             0 => (toml_literal(v), Some(v).filter(|v| q.contains(*v))),
