@@ -173,9 +173,22 @@ pub fn summarise(
         .collect();
     let (idle, during): (Vec<&Sample>, Vec<&Sample>) =
         rec.samples.iter().partition(|s| s.due < rec.patch_start);
+    // Only waiting while a statement ran counts against the patch: between
+    // statements its locks are held while downtime traces, which applying
+    // it without downtime would not do.
+    let patch_wait = |s: &Sample| -> f64 {
+        spans
+            .iter()
+            .map(|sp| {
+                let from = s.due.max(sp.start);
+                let to = s.ended.min(sp.end);
+                to.saturating_duration_since(from).as_secs_f64()
+            })
+            .sum()
+    };
     let waited_on_lock = |s: &Sample| {
         s.error.is_none()
-            && s.latency() > threshold
+            && patch_wait(s) > threshold
             && s.lock.as_ref().is_some_and(|l| l.behind_patch)
     };
     // Queries that found every session blocked waited for one: behind the
@@ -189,7 +202,7 @@ pub fn summarise(
     let queued = |s: &Sample| {
         s.error.is_none()
             && s.lock.is_none()
-            && s.latency() > threshold
+            && patch_wait(s) > threshold
             && s.started.saturating_duration_since(s.due).as_secs_f64() > threshold / 2.0
             && held_up.iter().any(|(a, b)| *a < s.started && *b > s.due)
     };
