@@ -14,6 +14,9 @@ use downtime::measure::{self, ApplyOptions, Session, Watch};
 use downtime::staging::embedded::{Embedded, EmbeddedOptions};
 use downtime::staging::{self, Backend, Baseline};
 
+/// Alternating passes without and with the probe, before criterion's own.
+const PAIRS: usize = 12;
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -99,6 +102,29 @@ fn bench(c: &mut Criterion) {
             .expect("drop");
         seconds
     };
+    // Side by side first: passes without and with the probe alternate, so
+    // a change in the machine's load falls on both alike.
+    // `cargo test --benches` runs each bench once: one pair then.
+    let pairs = if std::env::args().any(|a| a == "--bench") {
+        PAIRS
+    } else {
+        1
+    };
+    let mut ratios = Vec::new();
+    let (mut alone, mut probed) = (Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        let a = pass(false);
+        let b = pass(true);
+        ratios.push(b / a);
+        alone.push(a);
+        probed.push(b);
+    }
+    eprintln!(
+        "{pairs} alternating pairs: apply time without probe {:.4} s, with probe {:.4} s (medians); median of the pairs' ratios {:.3}",
+        median(&alone),
+        median(&probed),
+        median(&ratios)
+    );
     let without = RefCell::new(Vec::new());
     let with = RefCell::new(Vec::new());
     let mut g = c.benchmark_group("probe-cost");

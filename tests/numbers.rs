@@ -273,7 +273,11 @@ fn check_key(
         text.push_str(if i % 2 == 0 { "# policy\n" } else { "\n" });
     }
     // The probe's numbers resolve only when it is on.
-    let on = if table == "probe" { "enabled = true\n" } else { "" };
+    let on = if table == "probe" {
+        "enabled = true\n"
+    } else {
+        ""
+    };
     text.push_str(&format!("[{table}]\n{on}{name} = {value}\n"));
     let line = padding + 2 + usize::from(!on.is_empty());
     std::fs::write(setup.dir.path().join("cfg.toml"), &text).unwrap();
