@@ -12,8 +12,9 @@ use super::Backend;
 use crate::error::{Error, Result};
 use crate::pg::catalog::PINNED_SEARCH_PATH;
 
-/// Database of downtime's admin connection (copies are made and dropped
-/// from it; patches never run there).
+/// Database of downtime's admin connection on a server of its own (copies
+/// are made and dropped from it; patches never run there); see
+/// [`Backend::admin_db`].
 pub const ADMIN_DB: &str = "postgres";
 
 /// Whether a server answers a query with these settings (readiness probe).
@@ -103,7 +104,7 @@ pub async fn connect_watched(
     Ok((client, ended, task))
 }
 
-/// downtime's admin connection: to [`ADMIN_DB`], its search path pinned to
+/// downtime's admin connection: to [`Backend::admin_db`], its search path pinned to
 /// the catalogue (`-c search_path=pg_catalog,pg_temp`, which no role or
 /// database setting a patch makes overrides), so nothing a patch creates
 /// stands in for a catalogue relation, function or operator. It derefs to
@@ -140,12 +141,13 @@ impl std::ops::Deref for Admin {
 
 /// Open downtime's admin connection (see [`Admin`]).
 pub async fn connect_admin(backend: &dyn Backend) -> Result<Admin> {
-    let mut config = backend.config(ADMIN_DB);
+    let dbname = backend.admin_db();
+    let mut config = backend.config(dbname);
     config.options(format!(
         "-c search_path={}",
         PINNED_SEARCH_PATH.replace(' ', "")
     ));
-    let (client, ended, _) = connect_watched(config, ADMIN_DB).await?;
+    let (client, ended, _) = connect_watched(config, dbname).await?;
     let pid = client
         .query_one("select pg_backend_pid()", &[])
         .await?

@@ -247,9 +247,9 @@ impl Backend for Docker {
         self.statements_extension
     }
 
-    async fn snapshot_data(&mut self, _dest: &Path) -> Result<()> {
+    async fn keep_baseline(&mut self, _cache_root: &Path, _key: &str) -> Result<String> {
         Err(Error::Docker(
-            "the baseline cache is kept for the local backend only".into(),
+            "the baseline cache is kept for the local and server backends only".into(),
         ))
     }
 
