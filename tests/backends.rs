@@ -318,6 +318,49 @@ fn the_server_keeps_the_baseline_between_runs_until_cache_clear() {
 }
 
 #[test]
+fn a_server_that_demands_tls_is_reached_with_tls_and_channel_binding() {
+    // RSA with SHA-256, ECDSA with SHA-384: the channel binding hashes
+    // the certificate as its signature says, or the server refuses it.
+    for key in [
+        &["-newkey", "rsa:2048", "-sha256"][..],
+        &[
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-sha384",
+        ][..],
+    ] {
+        let server = TcpServer::with_tls(PASSWORD, key);
+        let before = server.databases();
+        let s = Scratch::new();
+        s.baseline(
+            "create table t (id int primary key);\ninsert into t select generate_series(1, 100);\n",
+        );
+        s.patch("0001-col.sql", "alter table t add column v text;\n");
+        let base = url(&server, "postgres");
+        for query in ["?sslmode=require&channel_binding=require", ""] {
+            let target = format!("{base}{query}");
+            let (code, r, err) = s.check_json(&["--url", &target, "--no-cache"]);
+            assert_eq!(code, 0, "{key:?} {query}: {err}");
+            assert_eq!(r["verdict"], "pass", "{r}");
+            assert_eq!(server.databases(), before);
+        }
+        // Without TLS the server says no; a mode that checks the
+        // certificate is refused before anything is tried.
+        let out = s.run(&["check", "--url", &format!("{base}?sslmode=disable")]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no encryption"), "{err}");
+        assert!(!err.contains("Pl4nted"), "{err}");
+        let out = s.run(&["check", "--url", &format!("{base}?sslmode=verify-full")]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("sslmode=require"));
+        s.assert_clean();
+    }
+}
+
+#[test]
 fn server_options_that_cannot_hold_are_refused_before_anything_starts() {
     let s = Scratch::new();
     s.patch("0001-a.sql", "select 1;\n");
@@ -470,25 +513,34 @@ fn a_provisioner_makes_and_destroys_one_clone_per_run() {
     assert!(!err.contains("Pl4nted"), "{err}");
     assert!(err.contains("ready in"), "{err}");
 
-    // Interrupted in the middle of a pass: the clone is destroyed all the same.
-    std::fs::write(log.as_path(), "").unwrap();
+    // Interrupted in the middle of a pass, once or twice (stop at once):
+    // the clone is destroyed all the same.
     s.patch("patch-0001-07-0.sql", "select pg_sleep(60);\n");
-    let mut run = s.spawn_until(
-        &["check"],
-        Stdio::null(),
-        "ready in",
-        Duration::from_secs(60),
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
-    let status = run.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    let made = calls(&log);
-    assert_eq!(made.len(), 2, "{made:?}");
-    assert_eq!(made[1].0, "destroy");
-    assert_eq!(made[0].1, made[1].1);
-    assert_eq!(server.databases(), before, "a clone was left behind");
-    s.assert_clean();
+    for signals in [1, 2] {
+        std::fs::write(log.as_path(), "").unwrap();
+        let mut run = s.spawn_until(
+            &["check"],
+            Stdio::null(),
+            "ready in",
+            Duration::from_secs(60),
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        for _ in 0..signals {
+            kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(run.wait().unwrap().code(), Some(130));
+        let made = calls(&log);
+        assert_eq!(made.len(), 2, "{signals} Ctrl-C: {made:?}");
+        assert_eq!(made[1].0, "destroy");
+        assert_eq!(made[0].1, made[1].1);
+        assert_eq!(
+            server.databases(),
+            before,
+            "{signals} Ctrl-C: a clone was left behind"
+        );
+        s.assert_clean();
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::Backend;
 use crate::error::{Error, Result};
@@ -17,10 +17,18 @@ use crate::pg::catalog::PINNED_SEARCH_PATH;
 /// [`Backend::admin_db`].
 pub const ADMIN_DB: &str = "postgres";
 
+/// The TLS connector of downtime's connections (see [`super::tls`]).
+fn tls() -> Result<super::tls::Tls> {
+    super::tls::Tls::new().map_err(|e| Error::Server(format!("cannot set up TLS: {e}")))
+}
+
 /// Whether a server answers a query with these settings (readiness probe).
 pub(crate) async fn answers(mut config: tokio_postgres::Config) -> bool {
     config.connect_timeout(Duration::from_secs(2));
-    let Ok((client, connection)) = config.connect(NoTls).await else {
+    let Ok(tls) = tls() else {
+        return false;
+    };
+    let Ok((client, connection)) = config.connect(tls).await else {
         return false;
     };
     let task = tokio::spawn(connection);
@@ -89,10 +97,10 @@ pub async fn connect_watched(
     config: tokio_postgres::Config,
     dbname: &str,
 ) -> Result<(Client, EndWatch, tokio::task::JoinHandle<()>)> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot connect to database {dbname}: {e}")))?;
+    let (client, connection) = config.connect(tls()?).await.map_err(|e| {
+        let why = crate::error::describe_pg_error(&e);
+        Error::Server(format!("cannot connect to database {dbname}: {why}"))
+    })?;
     let ended = EndWatch::default();
     let record = ended.clone();
     let task = tokio::spawn(async move {

@@ -19,6 +19,7 @@ pub mod server;
 pub mod server_log;
 pub mod settings;
 pub mod source;
+pub mod tls;
 pub mod workdir;
 
 use std::path::{Path, PathBuf};

@@ -28,16 +28,23 @@ impl TcpServer {
     /// Superuser `downtime`, trusted on the socket; SCRAM over TCP for
     /// the roles a test makes with [`TcpServer::role`].
     pub fn start() -> TcpServer {
-        TcpServer::boot("downtime", None)
+        TcpServer::boot("downtime", None, None)
     }
 
     /// Superuser `postgres` with `password`, asked for on the socket and
     /// over TCP alike (`initdb --auth=scram-sha-256`).
     pub fn with_password(password: &str) -> TcpServer {
-        TcpServer::boot("postgres", Some(password))
+        TcpServer::boot("postgres", Some(password), None)
     }
 
-    fn boot(superuser: &str, password: Option<&str>) -> TcpServer {
+    /// As [`TcpServer::with_password`], but TCP connections must use TLS
+    /// (`hostssl` only), with a self-signed certificate made by
+    /// `openssl req` with `key_args` (`-newkey rsa:2048 -sha256`, …).
+    pub fn with_tls(password: &str, key_args: &[&str]) -> TcpServer {
+        TcpServer::boot("postgres", Some(password), Some(key_args))
+    }
+
+    fn boot(superuser: &str, password: Option<&str>, tls: Option<&[&str]>) -> TcpServer {
         let bin = find_bin_dir(None).expect("PostgreSQL server binaries");
         let dir = tempfile::Builder::new()
             .prefix("tcp-server-")
@@ -75,6 +82,9 @@ impl TcpServer {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(key_args) = tls {
+            require_tls(&data, key_args);
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -174,6 +184,53 @@ impl TcpServer {
         .map(str::to_string)
         .collect()
     }
+}
+
+/// A self-signed certificate for the server in `data`, `ssl = on`, and
+/// TCP connections without TLS refused.
+fn require_tls(data: &std::path::Path, key_args: &[&str]) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(key_args)
+        .arg("-keyout")
+        .arg(data.join("server.key"))
+        .arg("-out")
+        .arg(data.join("server.crt"))
+        .output()
+        .expect("openssl, to make the server's certificate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        for f in ["server.key", "server.crt"] {
+            nix::unistd::chown(&data.join(f), Some(u.uid), Some(u.gid)).unwrap();
+        }
+    }
+    let conf = data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nssl = on\n");
+    std::fs::write(&conf, text).unwrap();
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
 }
 
 /// Run a server program as `postgres` when the test runs as root.

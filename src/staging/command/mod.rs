@@ -15,6 +15,8 @@ mod record;
 pub mod shell;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::source::Source;
@@ -72,14 +74,24 @@ impl Provisioner {
             record: self.record.path().to_path_buf(),
             destroy: self.opts.destroy.clone(),
             job: None,
+            destroying: Arc::default(),
             source: None,
             base: tokio_postgres::Config::new(),
             dbname: String::new(),
             statements: false,
         };
         let (destroy, job_id) = (self.opts.destroy.clone(), id.clone());
+        let destroying = clone.destroying.clone();
         clone.job = Some(cleanup::add_job(move || {
-            shell::run_blocking(&destroy, &job_id, cleanup_wait());
+            // A `destroy` already running is waited for, not run twice.
+            if destroying.load(Ordering::SeqCst) {
+                let deadline = Instant::now() + cleanup_wait();
+                while destroying.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            } else {
+                shell::run_blocking(&destroy, &job_id, cleanup_wait());
+            }
         }));
         ui::note(&format!("creating clone {id} ([staging.command] create)"));
         let started = Instant::now();
@@ -156,6 +168,8 @@ pub struct Clone {
     destroy: String,
     /// The emergency job destroying it; `None` once destroyed.
     job: Option<u64>,
+    /// `destroy` runs now (the emergency job then waits for it).
+    destroying: Arc<AtomicBool>,
     source: Option<Source>,
     base: tokio_postgres::Config,
     /// The clone's database, as its URL names it.
@@ -201,6 +215,7 @@ impl Clone {
         let Some(job) = self.job.take() else {
             return Ok(());
         };
+        self.destroying.store(true, Ordering::SeqCst);
         let ran = shell::run(
             &self.destroy,
             &self.id,
@@ -208,6 +223,7 @@ impl Clone {
             &Cancel::never(),
         )
         .await;
+        self.destroying.store(false, Ordering::SeqCst);
         cleanup::forget_job(job);
         let ran = ran?;
         record::forget(&self.record, &self.id);

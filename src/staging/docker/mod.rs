@@ -202,7 +202,8 @@ impl Backend for Docker {
             .user(SUPERUSER)
             .password(&self.password)
             .dbname(dbname)
-            .application_name("downtime");
+            .application_name("downtime")
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
         c
     }
 

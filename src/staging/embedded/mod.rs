@@ -478,7 +478,8 @@ impl Backend for Embedded {
             .port(PORT)
             .user(SUPERUSER)
             .dbname(dbname)
-            .application_name("downtime");
+            .application_name("downtime")
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
         c
     }
 

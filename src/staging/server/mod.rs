@@ -67,16 +67,20 @@ pub async fn connect_maintenance(source: &Source) -> Result<Client> {
     config.dbname(&dbname);
     let (client, _, _) = super::connect_watched(config, &dbname)
         .await
-        .map_err(|e| cannot_reach(source, &e.to_string()))?;
+        .map_err(|e| cannot_reach(source, &e))?;
     Ok(client)
 }
 
 /// A connection error, naming the server (no password).
-fn cannot_reach(source: &Source, e: &str) -> Error {
+fn cannot_reach(source: &Source, e: &Error) -> Error {
+    let why = match e {
+        Error::Server(m) => m.clone(),
+        e => e.to_string(),
+    };
     Error::Server(format!(
         "cannot reach {}: {}",
         source.redacted(),
-        source.scrub(e)
+        source.scrub(&why)
     ))
 }
 
@@ -127,7 +131,7 @@ impl Server {
         };
         let keeper = connect_admin(&me)
             .await
-            .map_err(|e| cannot_reach(&me.source, &e.to_string()))?;
+            .map_err(|e| cannot_reach(&me.source, &e))?;
         let row = keeper
             .query_one(
                 "/*downtime*/ select current_setting('server_version_num')::int, \
@@ -239,7 +243,7 @@ impl Server {
             Some(k) if alive => k,
             _ => connect_admin(self)
                 .await
-                .map_err(|e| cannot_reach(&self.source, &e.to_string()))?,
+                .map_err(|e| cannot_reach(&self.source, &e))?,
         };
         let dropped = drop_prefixed(&keeper, &self.prefix).await;
         drop(keeper);

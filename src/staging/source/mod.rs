@@ -81,9 +81,13 @@ impl Source {
     /// resolved as [`Source::new`] resolves a source; its connections are
     /// not read-only.
     pub fn writable(arg: &str, text: &str) -> Result<Source> {
-        let mut me = Source::new(arg, text)?;
-        me.read_only = false;
-        Ok(me)
+        Source::new(arg, text).map(Source::into_writable)
+    }
+
+    /// The same target, its connections not read-only.
+    pub fn into_writable(mut self) -> Source {
+        self.read_only = false;
+        self
     }
 
     /// The flag or setting the text came from.
@@ -328,9 +332,11 @@ impl Source {
         Ok((cmd, passfile))
     }
 
-    /// Connection settings for downtime's own connection to the source
-    /// (`stats export`): the same target, the same read-only options, the
-    /// password given or the one libpq would find in the password file.
+    /// Connection settings for downtime's own connections to the source
+    /// (`stats export`; the server backend's server, a provisioner's clone):
+    /// the same target, the same options (read-only for a source), TLS as
+    /// `sslmode` says, the password given or the one libpq would find in
+    /// the password file.
     pub fn connect_config(&self, application_name: &str) -> Result<tokio_postgres::Config> {
         use std::str::FromStr;
         const SUPPORTED: [&str; 15] = [
@@ -350,13 +356,22 @@ impl Source {
             "channel_binding",
             "load_balance_hosts",
         ];
-        if let Some(mode @ ("require" | "verify-ca" | "verify-full")) = self.get("sslmode") {
-            return Err(Error::Usage(format!(
-                "{}: sslmode={mode}, but downtime's own connections do not use TLS; use \
-                 sslmode=prefer or disable, or a connection without TLS",
-                self.redacted()
-            )));
-        }
+        // TLS as libpq's modes that do not check the certificate (see
+        // `staging::tls`); `allow` tries TLS first, as `prefer` does.
+        let sslmode = match self.get("sslmode") {
+            None | Some("") => None,
+            Some("disable") => Some("disable"),
+            Some("allow" | "prefer") => Some("prefer"),
+            Some("require") => Some("require"),
+            Some(mode) => {
+                return Err(Error::Usage(format!(
+                    "{}: sslmode={mode}, but downtime's own connections do not check the \
+                     server's certificate: use sslmode=require (encrypted, not checked, as \
+                     libpq's require), prefer or disable",
+                    self.redacted()
+                )))
+            }
+        };
         let mut parts = Vec::new();
         for (k, v) in self.ordered() {
             if SUPPORTED.contains(&k.name) {
@@ -365,6 +380,9 @@ impl Source {
         }
         if let Some(v) = self.get("keepalives_count") {
             parts.push(format!("keepalives_retries={}", quote(v)));
+        }
+        if let Some(mode) = sslmode {
+            parts.push(format!("sslmode={mode}"));
         }
         if self.get("password").is_none() {
             if let Some(pw) = self.password_from_file() {
