@@ -202,6 +202,20 @@ fn the_bundled_patches_pass_on_a_password_protected_server_and_leave_it_as_it_wa
     s.assert_clean();
 }
 
+/// `check` of the scratch's patches on the server `target`, started and
+/// left running (its first output is there).
+fn slow_run(s: &Scratch, target: &str) -> std::process::Child {
+    let args = [
+        "check",
+        "--backend",
+        "server",
+        "--url",
+        target,
+        "--no-baseline",
+    ];
+    s.spawn_until(&args, Stdio::null(), "as run", Duration::from_secs(30))
+}
+
 #[test]
 fn a_run_killed_outright_leaves_databases_that_clean_drops_but_a_live_runs_are_kept() {
     let server = TcpServer::with_password(PASSWORD);
@@ -209,19 +223,7 @@ fn a_run_killed_outright_leaves_databases_that_clean_drops_but_a_live_runs_are_k
     let s = Scratch::new();
     s.patch("0001-slow.sql", "select pg_sleep(60);\n");
     let target = url(&server, "postgres");
-    let mut run = s.spawn_until(
-        &[
-            "check",
-            "--backend",
-            "server",
-            "--url",
-            &target,
-            "--no-baseline",
-        ],
-        Stdio::null(),
-        "as run",
-        Duration::from_secs(30),
-    );
+    let mut run = slow_run(&s, &target);
     let ours = wait_for_databases(&server, Duration::from_secs(30));
     // The run is going: its databases stay.
     let out = s.run(&["clean", "--url", &target]);
@@ -249,19 +251,7 @@ fn a_run_killed_outright_leaves_databases_that_clean_drops_but_a_live_runs_are_k
     // Ctrl-C, and Ctrl-C twice (at once: the databases are dropped from
     // a thread of their own, also one whose CREATE DATABASE still runs).
     for signals in [1, 2] {
-        let mut run = s.spawn_until(
-            &[
-                "check",
-                "--backend",
-                "server",
-                "--url",
-                &target,
-                "--no-baseline",
-            ],
-            Stdio::null(),
-            "as run",
-            Duration::from_secs(30),
-        );
+        let mut run = slow_run(&s, &target);
         wait_for_databases(&server, Duration::from_secs(30));
         for _ in 0..signals {
             kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();

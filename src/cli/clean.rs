@@ -36,6 +36,7 @@ pub(super) async fn run(
     Ok(EXIT_PASS)
 }
 
+/// "removed", or "would remove" for a dry run.
 fn verb(dry_run: bool) -> &'static str {
     if dry_run {
         "would remove"
@@ -44,6 +45,8 @@ fn verb(dry_run: bool) -> &'static str {
     }
 }
 
+/// Containers of runs killed outright (those of live runs are kept
+/// unless `all`).
 async fn containers(dry_run: bool, all: bool, count: &mut Count) -> Result<()> {
     use crate::staging::docker;
     let engine = match docker::engine().await {

@@ -372,7 +372,13 @@ fn server_source(url: Option<&str>, file: &config::ConfigFile) -> Result<Option<
 /// the policy file (`config`, or the one found) names for the server
 /// backend; `None` when neither names one.
 pub(super) fn server_named(url: Option<&str>, config: Option<PathBuf>) -> Result<Option<Source>> {
-    let config = config::load(config.as_deref())?;
+    let config = match config::load(config.as_deref()) {
+        Ok(c) => c,
+        // Nothing asked of the file: one that cannot be read is no reason
+        // to leave the rest uncleaned.
+        Err(_) if url.is_none() && config.is_none() => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let named_in_file = config.file.staging.backend == Some(BackendKind::Server);
     if url.is_none() && !named_in_file {
         return Ok(None);

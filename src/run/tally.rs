@@ -28,6 +28,7 @@ pub(super) struct Tally {
 }
 
 impl Tally {
+    /// No passes yet, for the scales and cache modes of `plan`.
     pub fn new(plan: &RunPlan) -> Tally {
         let modes = plan.timing.cache.modes();
         Tally {

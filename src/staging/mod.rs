@@ -156,6 +156,16 @@ pub fn emergency_cleanup() {
     cleanup::run();
 }
 
+/// Run `work` to its end on a small runtime of its own (`None` when none
+/// can be made): for `Drop` and an emergency exit, on a thread of their own.
+pub(crate) fn on_own_runtime<F: std::future::Future>(work: F) -> Option<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    Some(rt.block_on(work))
+}
+
 /// `n` random bytes from the kernel, as hex.
 pub(crate) fn random_hex(n: usize) -> Result<String> {
     use std::io::Read;

@@ -47,8 +47,11 @@ pub struct CommandOptions {
 /// Makes the clones of one run, each named `downtime-<run>-<n>`.
 pub struct Provisioner {
     opts: CommandOptions,
+    /// Eight hex digits naming the run's clones.
     run: String,
+    /// How many clones were asked for so far.
     made: usize,
+    /// The record `downtime clean` reads after a run killed outright.
     record: Record,
 }
 
@@ -162,18 +165,23 @@ fn cleanup_wait() -> Duration {
 /// A clone the provisioner made: one database on a server of its own (or
 /// shared with other clones). Dropping it destroys it.
 pub struct Clone {
+    /// `$DOWNTIME_CLONE`.
     id: String,
     /// The run's record of its clones.
     record: PathBuf,
+    /// The `destroy` command.
     destroy: String,
     /// The emergency job destroying it; `None` once destroyed.
     job: Option<u64>,
     /// `destroy` runs now (the emergency job then waits for it).
     destroying: Arc<AtomicBool>,
+    /// The URL `create` printed, resolved (once it did).
     source: Option<Source>,
+    /// downtime's connection settings for it.
     base: tokio_postgres::Config,
     /// The clone's database, as its URL names it.
     dbname: String,
+    /// `pg_stat_statements` times statements there.
     statements: bool,
 }
 

@@ -105,11 +105,13 @@ pub fn run_blocking(script: &str, clone: &str, within: Duration) -> Option<ExitS
     None
 }
 
+/// Another handle on a temporary file, for a child's output.
 fn clone_file(f: &std::fs::File) -> Result<std::fs::File> {
     f.try_clone()
         .map_err(|e| Error::Server(format!("cannot open a temporary file: {e}")))
 }
 
+/// What was written to a temporary file.
 fn read_back(f: &mut std::fs::File) -> String {
     let mut text = String::new();
     let _ = f.rewind();

@@ -94,12 +94,16 @@ pub struct Server {
     run: RunId,
     /// What this run's databases' names start with.
     prefix: String,
+    /// This run's template (`<prefix>baseline`).
     template: String,
+    /// The server's `server_version_num`.
     version_num: i32,
     /// The connection holding the run's advisory lock, also used to make
     /// and drop databases outside the runs.
     keeper: Option<Admin>,
+    /// Where `psql` and `pg_restore` are taken from.
     client_dir: PathBuf,
+    /// `pg_stat_statements` times statements.
     statements: bool,
     /// The emergency job dropping this run's databases.
     job: Option<u64>,
@@ -135,7 +139,7 @@ impl Server {
         let row = keeper
             .query_one(
                 "/*downtime*/ select current_setting('server_version_num')::int, \
-                 current_user::text, r.rolsuper, r.rolcreatedb \
+                 current_user::text, r.rolsuper \
                  from pg_roles r where r.rolname = current_user",
                 &[],
             )
@@ -162,6 +166,14 @@ impl Server {
         me.run = take_run_number(&keeper).await?;
         me.prefix = me.run.prefix();
         me.template = format!("{}baseline", me.prefix);
+        let (config, prefix) = (me.config(&me.maintenance), me.prefix.clone());
+        me.job = Some(cleanup::add_job(move || drop_blocking(config, prefix)));
+        ui::note(&format!(
+            "staging on {} as run {} (databases {}*)",
+            me.source.redacted(),
+            me.run,
+            me.prefix
+        ));
         me.statements = statement_stats(&keeper).await?;
         if !me.statements {
             ui::note(&format!(
@@ -170,15 +182,7 @@ impl Server {
                 me.maintenance
             ));
         }
-        let (config, prefix) = (me.config(&me.maintenance), me.prefix.clone());
-        me.job = Some(cleanup::add_job(move || drop_blocking(config, prefix)));
         me.keeper = Some(keeper);
-        ui::note(&format!(
-            "staging on {} as run {} (databases {}*)",
-            me.source.redacted(),
-            me.run,
-            me.prefix
-        ));
         Ok(me)
     }
 
@@ -192,11 +196,7 @@ impl Server {
         )
     }
 
-    /// This run's number.
-    pub fn run(&self) -> RunId {
-        self.run
-    }
-
+    /// The connection holding the run's lock.
     fn keeper(&self) -> Result<&Admin> {
         self.keeper
             .as_ref()
@@ -383,13 +383,7 @@ async fn end_creations(admin: &Client, prefix: &str) -> Result<()> {
 /// for `Drop` and an emergency exit.
 fn drop_blocking(config: tokio_postgres::Config, prefix: String) {
     let work = move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
+        super::on_own_runtime(async {
             let drop = async {
                 let (client, _, _) = super::connect_watched(config, "maintenance").await?;
                 end_creations(&client, &prefix).await?;
