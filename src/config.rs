@@ -75,7 +75,7 @@ impl std::fmt::Display for PgVersion {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StagingSection {
     pub baseline: Option<PathBuf>,
-    /// `local` (also `embedded`) or `docker`.
+    /// `local` (also `embedded`), `docker`, `server` or `command`.
     pub backend: Option<crate::staging::BackendKind>,
     /// For the Docker backend: run `postgres:<pg-version>`.
     pub pg_version: Option<PgVersion>,
@@ -87,6 +87,22 @@ pub struct StagingSection {
     pub max_run_seconds: Number,
     /// Words in a --from-url host or database name that mean production.
     pub production_patterns: Option<Vec<String>>,
+    /// For the server backend: the server to stage on (`--url`).
+    pub url: Option<String>,
+    /// For the command backend: the provisioner's commands.
+    pub command: Option<CommandSection>,
+}
+
+/// `[staging.command]`: the external provisioner of the command backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CommandSection {
+    /// Run with `sh -c` for each fresh copy, `DOWNTIME_CLONE` naming it;
+    /// its last line of output is the clone's connection URL.
+    pub create: Option<String>,
+    /// Run with `sh -c` when the copy is done with, the same
+    /// `DOWNTIME_CLONE` set.
+    pub destroy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,19 +7,19 @@
 //! `downtime clean` removes.
 
 mod common;
+#[path = "common/tcp.rs"]
+mod tcp;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{processes_mentioning, Scratch};
+use common::{files_under, processes_mentioning, Scratch};
 use downtime::staging::embedded::find_bin_dir;
 use downtime::staging::source::resolve::Environment;
 use downtime::staging::source::Source;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use tcp::TcpServer;
 
 /// Environment variables for one case.
 type Vars<'a> = Vec<(&'a str, &'a str)>;
@@ -27,136 +27,15 @@ type Vars<'a> = Vec<(&'a str, &'a str)>;
 /// Every password planted here contains this; no output may.
 const MARK: &str = "Pl4nted";
 
-/// A PostgreSQL server of its own: Unix socket with trust for the test's
-/// setup, TCP on 127.0.0.1 with SCRAM passwords for downtime.
-struct TcpServer {
-    dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl TcpServer {
-    fn start() -> TcpServer {
-        let bin = find_bin_dir(None).expect("PostgreSQL server binaries");
-        let dir = tempfile::Builder::new()
-            .prefix("secrets-source-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let as_server = |cmd: &mut Command| {
-            if nix::unistd::geteuid().is_root() {
-                let u = nix::unistd::User::from_name("postgres")
-                    .unwrap()
-                    .expect("a postgres user to run the server as");
-                cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-            }
-        };
-        let data = dir.path().join("data");
-        let mut initdb = Command::new(bin.join("initdb"));
-        initdb.arg("-D").arg(&data).args([
-            "-U",
-            "downtime",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
-        as_server(&mut initdb);
-        let out = initdb.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                &format!("port={port}"),
-            ])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-c", "fsync=off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        as_server(&mut postgres);
-        unsafe {
-            postgres.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
-            });
-        }
-        let child = postgres.spawn().unwrap();
-        let me = TcpServer { dir, child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !me.psql_raw("postgres", "select 1").status.success() {
-            assert!(Instant::now() < deadline, "the source server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        me
-    }
-
-    fn psql_raw(&self, db: &str, sql: &str) -> std::process::Output {
-        let bin = find_bin_dir(None).unwrap();
-        Command::new(bin.join("psql"))
-            .env_clear()
-            .arg("-h")
-            .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-U", "downtime", "-d", db])
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .unwrap()
-    }
-
-    /// Run SQL as the superuser over the socket; returns stdout.
-    fn psql(&self, db: &str, sql: &str) -> String {
-        let out = self.psql_raw(db, sql);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A login role with this password (superuser: a write the read-only
-    /// session lets through would succeed).
-    fn role(&self, name: &str, password: &str) {
-        self.psql(
-            "postgres",
-            &format!(
-                "create role {name} login superuser password '{}'",
-                password.replace('\'', "''")
-            ),
-        );
-    }
-
-    /// The tables of `db` and a checksum of their rows.
-    fn contents(&self, db: &str) -> String {
-        self.psql(
-            db,
-            "select string_agg(c.relname, ',' order by c.relname) || ' ' || \
-             (select md5(string_agg(t::text, ',' order by t::text)) from customer t) \
-             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-             where n.nspname = 'public'",
-        )
-    }
-}
-
-impl Drop for TcpServer {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGQUIT);
-        let _ = self.child.wait();
-    }
+/// The tables of `db` and a checksum of their rows.
+fn contents(server: &TcpServer, db: &str) -> String {
+    server.psql(
+        db,
+        "select string_agg(c.relname, ',' order by c.relname) || ' ' || \
+         (select md5(string_agg(t::text, ',' order by t::text)) from customer t) \
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = 'public'",
+    )
 }
 
 /// A source with databases `shop` and `prod_shop`, 500 customers each.
@@ -289,23 +168,6 @@ impl DumpCall {
     }
 }
 
-/// Every file under `dir` (but `skip`), as text.
-fn files_under(dir: &Path, skip: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.starts_with(skip) {
-            continue;
-        }
-        if p.is_dir() {
-            out.extend(files_under(&p, skip));
-        } else if let Ok(bytes) = std::fs::read(&p) {
-            out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
-        }
-    }
-    out
-}
-
 fn assert_no_password(what: &str, texts: &[(PathBuf, String)], password: &str) {
     let encoded = downtime::staging::source::conninfo::encodings(password);
     for (p, t) in texts {
@@ -397,7 +259,7 @@ fn no_password_form_reaches_an_output_a_report_or_a_command_line() {
     for (role, password, _) in &forms {
         server.role(role, password);
     }
-    let before = server.contents("shop");
+    let before = contents(&server, "shop");
     for (role, password, from) in &forms {
         let s = Scratch::new();
         s.patch(
@@ -443,7 +305,7 @@ fn no_password_form_reaches_an_output_a_report_or_a_command_line() {
         dump_call(&bin).assert_clean(role);
         s.assert_clean();
     }
-    assert_eq!(server.contents("shop"), before, "the source changed");
+    assert_eq!(contents(&server, "shop"), before, "the source changed");
 }
 
 /// The settings of the connection string pg_dump was given.
@@ -479,7 +341,7 @@ fn the_guard_judges_what_libpq_would_connect_to_and_the_dump_connects_there() {
         ),
         ("service=shop", vec![("PGSERVICEFILE", svc)], svc),
     ];
-    let before = server.contents("prod_shop");
+    let before = contents(&server, "prod_shop");
     for (from, env, origin) in &cases {
         let what = format!("{from} with {env:?}");
         let s = Scratch::new();
@@ -536,7 +398,7 @@ fn the_guard_judges_what_libpq_would_connect_to_and_the_dump_connects_there() {
     );
     assert_eq!(dumped(&dump_call(&bin), "dbname").as_deref(), Some("shop"));
     s.assert_clean();
-    assert_eq!(server.contents("prod_shop"), before, "the source changed");
+    assert_eq!(contents(&server, "prod_shop"), before, "the source changed");
 
     // downtime's own connection (stats export) resolves the same way.
     let s = Scratch::new();
@@ -619,7 +481,7 @@ fn no_options_can_turn_the_read_only_session_off() {
         ),
         ("service=ro".into(), vec![("PGSERVICEFILE", svc)]),
     ];
-    let before = server.contents("shop");
+    let before = contents(&server, "shop");
     for (from, env) in &cases {
         let what = format!("{from} with {env:?}");
         let s = Scratch::new();
@@ -639,7 +501,7 @@ fn no_options_can_turn_the_read_only_session_off() {
         );
         s.assert_clean();
     }
-    assert_eq!(server.contents("shop"), before, "the source changed");
+    assert_eq!(contents(&server, "shop"), before, "the source changed");
 }
 
 /// libpq's own answer (psql given the string and the environment) and the

@@ -258,8 +258,17 @@ pub enum StatsAction {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheAction {
-    /// Remove every cached baseline.
-    Clear,
+    /// Remove every cached baseline: the local ones, and with --url (or
+    /// `url` under [staging] in downtime.toml) those the server keeps
+    /// (databases downtime_cache_...).
+    Clear {
+        /// A server of the server backend whose cached baselines go too.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Policy file [default: downtime.toml in this directory or a parent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print the cache directory.
     Dir,
 }
@@ -363,10 +372,24 @@ pub struct CommonArgs {
     pub max_run_seconds: Option<f64>,
 
     /// Where the staging copies run: `local`, a private cluster from this
-    /// machine's PostgreSQL server binaries, or `docker`, a container started
-    /// with testcontainers [default: from downtime.toml, else local]
+    /// machine's PostgreSQL server binaries; `docker`, a container started
+    /// with testcontainers; `server`, databases made and dropped on the
+    /// server --url names; `command`, clones made and destroyed by the
+    /// commands of [staging.command] in downtime.toml [default: from
+    /// downtime.toml, else server with --url, else local]
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub backend: Option<crate::staging::BackendKind>,
+
+    /// The server of the server backend: a URL, a key/value connection
+    /// string or a database name, completed as libpq completes it
+    /// (PGPASSWORD, ~/.pgpass, service file). Its database is where
+    /// downtime connects to make and drop databases of its own
+    /// (downtime_<run>_...); nothing else on the server is touched. The
+    /// role must be a superuser; a production-looking name is refused
+    /// (`[staging] production-patterns`). The password is never printed
+    /// nor put on a command line [default: `url` under [staging]]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 
     /// With the Docker backend: run the official image `postgres:VERSION`
     /// (mirror production's major version) [default: the local psql's major version]

@@ -1,22 +1,42 @@
-//! `downtime cache`: the baseline cache.
+//! `downtime cache`: the baseline cache, here and on a server.
 
 use super::CacheAction;
 use crate::error::{Result, EXIT_PASS};
 use crate::staging::cache::{default_root, Cache};
+use crate::staging::server;
 
-pub(super) fn run(action: CacheAction) -> Result<i32> {
+pub(super) async fn run(action: CacheAction) -> Result<i32> {
     let cache = Cache {
         root: default_root(),
     };
     match action {
-        CacheAction::Clear => {
+        CacheAction::Clear { url, config } => {
+            let source = super::resolve::server_named(url.as_deref(), config)?;
             let n = cache.clear()?;
             println!(
                 "removed {n} cached baseline(s) from {}",
                 cache.root.display()
             );
+            if let Some(source) = source {
+                clear_server(&source).await?;
+            }
         }
         CacheAction::Dir => println!("{}", cache.root.display()),
     }
     Ok(EXIT_PASS)
+}
+
+/// Drop the cached baselines the server keeps.
+async fn clear_server(source: &crate::staging::source::Source) -> Result<()> {
+    let client = server::connect_maintenance(source).await?;
+    let cached = server::cached_baselines(&client).await?;
+    for name in &cached {
+        server::drop_cached(&client, name).await?;
+    }
+    println!(
+        "removed {} cached baseline(s) from {}",
+        cached.len(),
+        source.redacted()
+    );
+    Ok(())
 }

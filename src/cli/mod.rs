@@ -63,15 +63,24 @@ pub enum Command {
         action: StatsAction,
     },
     /// Remove what runs killed outright (SIGKILL, power loss) left behind:
-    /// their containers (labelled io.downtime.run) and their clusters'
-    /// temporary directories. What a running downtime still uses is kept.
+    /// their containers (labelled io.downtime.run), their clusters'
+    /// temporary directories, the clones they asked a provisioner for, and
+    /// with --url their databases on that server (downtime_<run>_...). What
+    /// a running downtime still uses is kept.
     Clean {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
-        /// Also remove containers and directories of runs that are still going.
+        /// Also remove what runs that are still going use.
         #[arg(long)]
         all: bool,
+        /// A server of the server backend to clean too [default: `url`
+        /// under [staging] in downtime.toml, when the backend is server]
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Policy file [default: downtime.toml in this directory or a parent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Manage the baseline cache.
     Cache {
@@ -106,8 +115,13 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<i32> {
         Command::Bench(args) => runs::bench(args, &cancel).await,
         Command::Estimate(args) => runs::estimate(args, &cancel).await,
         Command::Stats { action } => stats::run(action).await,
-        Command::Clean { dry_run, all } => clean::run(dry_run, all).await,
-        Command::Cache { action } => cache::run(action),
+        Command::Clean {
+            dry_run,
+            all,
+            url,
+            config,
+        } => clean::run(dry_run, all, url, config).await,
+        Command::Cache { action } => cache::run(action).await,
         Command::History { patch, file } => history::run(patch, &file),
         Command::Report(args) => runs::rerender(args),
         Command::Signoff(args) => signoff::run(args, &cancel).await,

@@ -13,8 +13,10 @@ use crate::config::{self, Overrides};
 use crate::error::{Error, Result};
 use crate::measure::stats::Statistic;
 use crate::run::RunPlan;
+use crate::staging::command::CommandOptions;
 use crate::staging::docker::DockerOptions;
 use crate::staging::embedded::EmbeddedOptions;
+use crate::staging::server::ServerOptions;
 use crate::staging::source::{Source, DEFAULT_PRODUCTION_PATTERNS};
 use crate::staging::BackendKind;
 use crate::{fsutil, limits};
@@ -88,6 +90,7 @@ pub fn check_plan(args: &CheckArgs) -> Result<CheckOptions> {
     args.estimate.apply(&mut opts, &[0.25, 0.5, 1.0])?;
     let config = config::load(args.common.config.as_deref())?;
     opts.run.probe = probe_options(&args.probe, &config, opts.run.statement_cap)?;
+    restart_fits(&opts)?;
     check_targets(&args.out, args.output.as_deref())?;
     Ok(opts)
 }
@@ -162,6 +165,7 @@ pub fn bench_plan(args: &BenchArgs) -> Result<CheckOptions> {
     let mut opts = check_options(&args.common, &args.paths, &Overrides::default())?;
     opts.run.keep_going = true;
     args.timing.apply(&mut opts, 5, 1);
+    restart_fits(&opts)?;
     check_targets(&args.out, args.output.as_deref())?;
     Ok(opts)
 }
@@ -177,6 +181,7 @@ pub fn estimate_plan(args: &EstimateCmdArgs) -> Result<CheckOptions> {
     opts.run.keep_going = true;
     args.timing.apply(&mut opts, 1, 0);
     args.estimate.apply(&mut opts, &[0.1, 0.25, 0.5, 1.0])?;
+    restart_fits(&opts)?;
     check_targets(&args.out, args.output.as_deref())?;
     Ok(opts)
 }
@@ -227,7 +232,7 @@ pub(super) fn check_options(
     };
     policy.signoff_file = signoff_file.display().to_string();
     let statement_cap = statement_cap(common, file, &policy)?;
-    let (backend, embedded, docker) = staging_options(common, &config)?;
+    let staging = staging_options(common, &config)?;
     Ok(CheckOptions {
         run: RunPlan {
             paths,
@@ -238,9 +243,11 @@ pub(super) fn check_options(
             no_baseline: common.no_baseline,
             source: source(common, file)?,
             statement_cap,
-            backend,
-            embedded,
-            docker,
+            backend: staging.backend,
+            embedded: staging.embedded,
+            docker: staging.docker,
+            server: staging.server,
+            command: staging.command,
             keep_going: false,
             until: None,
             max_run_seconds: common
@@ -252,6 +259,7 @@ pub(super) fn check_options(
             layout: common.layout.or(file.layout),
             all: common.all,
             probe: None,
+            notes: staging.notes,
         },
         policy,
         signoff_file,
@@ -264,11 +272,33 @@ pub(super) fn check_options(
     })
 }
 
+/// A cold cache restarts the server: only one downtime starts itself.
+fn restart_fits(opts: &CheckOptions) -> Result<()> {
+    let backend = opts.run.backend;
+    if backend.owns_server() || opts.run.timing.cache == CacheChoice::Warm {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "--cache cold and both restart the staging server before each run, and the {} \
+         backend's server is not downtime's to restart: use --cache warm, or --backend local \
+         or docker",
+        backend.report_name()
+    )))
+}
+
+/// The staging server, resolved: which backend, its options, and what the
+/// report is to note.
+struct Staging {
+    backend: BackendKind,
+    embedded: EmbeddedOptions,
+    docker: DockerOptions,
+    server: Option<ServerOptions>,
+    command: Option<CommandOptions>,
+    notes: Vec<String>,
+}
+
 /// The staging server: which backend, and its options.
-fn staging_options(
-    common: &CommonArgs,
-    config: &config::Config,
-) -> Result<(BackendKind, EmbeddedOptions, DockerOptions)> {
+fn staging_options(common: &CommonArgs, config: &config::Config) -> Result<Staging> {
     let file = &config.file;
     let pg_conf = common
         .pg_conf
@@ -296,32 +326,176 @@ fn staging_options(
     if let Some(v) = &pg_version {
         image_tag(v).map_err(|e| Error::Usage(format!("pg-version: {e}")))?;
     }
-    let backend = match common.backend.or(file.staging.backend) {
-        Some(b) => b,
-        // Asking for an image or a version means the Docker backend.
-        None if common.image.is_some() || common.pg_version.is_some() => BackendKind::Docker,
-        None => BackendKind::Local,
+    // Asking for an image or a version means the Docker backend; a server
+    // URL the server backend.
+    let implied = if common.image.is_some() || common.pg_version.is_some() {
+        Some(BackendKind::Docker)
+    } else {
+        common.url.as_ref().map(|_| BackendKind::Server)
     };
-    if backend == BackendKind::Local && (common.image.is_some() || common.pg_version.is_some()) {
-        return Err(Error::Usage(
+    let backend = common
+        .backend
+        .or(implied)
+        .or(file.staging.backend)
+        .unwrap_or(BackendKind::Local);
+    if backend != BackendKind::Docker && (common.image.is_some() || common.pg_version.is_some()) {
+        return Err(Error::Usage(format!(
             "--image and --pg-version choose the container image of the Docker backend; \
-             add --backend docker (the local backend uses this machine's server binaries, \
-             see --pg-bin)"
+             add --backend docker (the {} backend {})",
+            backend.report_name(),
+            match backend {
+                BackendKind::Local => "uses this machine's server binaries, see --pg-bin",
+                _ => "uses a server that is there already",
+            }
+        )));
+    }
+    if backend != BackendKind::Server && common.url.is_some() {
+        return Err(Error::Usage(format!(
+            "--url names the server of the server backend, and this run's backend is {}: add \
+             --backend server (or drop --url)",
+            backend.report_name()
+        )));
+    }
+    let mut notes = Vec::new();
+    if !backend.owns_server() {
+        if common.pg_conf.is_some() {
+            return Err(Error::Usage(format!(
+                "--pg-conf sets the settings of a server downtime starts; the {} backend's \
+                 server keeps its own (read and recorded in the report): set them there, or \
+                 use --backend local or docker",
+                backend.report_name()
+            )));
+        }
+        if let Some(p) = &pg_conf {
+            notes.push(format!(
+                "{} (`pg-conf` under [staging]) not applied: the {} backend's server keeps its \
+                 own settings, recorded in this report",
+                p.display(),
+                backend.report_name()
+            ));
+        }
+    }
+    let patterns = production_patterns(file);
+    let server = match backend {
+        BackendKind::Server => Some(ServerOptions {
+            url: server_source(common.url.as_deref(), file)?.ok_or_else(|| {
+                Error::Usage(
+                    "--backend server needs --url URL (or `url` under [staging] in \
+                     downtime.toml): the server to make the staging databases on"
+                        .into(),
+                )
+            })?,
+            client_bin_dir: pg_bin.clone(),
+            needs_clients: true,
+        }),
+        _ => None,
+    };
+    let command = match backend {
+        BackendKind::Command => Some(command_options(common, config, patterns)?),
+        _ => None,
+    };
+    Ok(Staging {
+        backend,
+        embedded: EmbeddedOptions {
+            bin_dir: pg_bin.clone(),
+            extra_conf: pg_conf.clone(),
+            from_data: None,
+        },
+        docker: DockerOptions {
+            image,
+            pg_version,
+            extra_conf: pg_conf,
+            client_bin_dir: pg_bin,
+        },
+        server,
+        command,
+        notes,
+    })
+}
+
+/// `[staging] production-patterns`, else downtime's own.
+fn production_patterns(file: &config::ConfigFile) -> Vec<String> {
+    file.staging.production_patterns.clone().unwrap_or_else(|| {
+        DEFAULT_PRODUCTION_PATTERNS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    })
+}
+
+/// The server backend's server: `url` (a flag), else `url` under
+/// [staging]; resolved as libpq resolves it and refused when it looks like
+/// production.
+fn server_source(url: Option<&str>, file: &config::ConfigFile) -> Result<Option<Source>> {
+    let (arg, text) = match (url, &file.staging.url) {
+        (Some(u), _) => ("--url", u),
+        (None, Some(u)) => ("[staging] url", u.as_str()),
+        (None, None) => return Ok(None),
+    };
+    let source = Source::writable(arg, text)?;
+    source.guard(&production_patterns(file), false)?;
+    Ok(Some(source))
+}
+
+/// The server of `clean` and `cache clear`: `url` (a flag), else the one
+/// the policy file (`config`, or the one found) names for the server
+/// backend; `None` when neither names one.
+pub(super) fn server_named(url: Option<&str>, config: Option<PathBuf>) -> Result<Option<Source>> {
+    let config = match config::load(config.as_deref()) {
+        Ok(c) => c,
+        // Nothing asked of the file: one that cannot be read is no reason
+        // to leave the rest uncleaned.
+        Err(_) if url.is_none() && config.is_none() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let named_in_file = config.file.staging.backend == Some(BackendKind::Server);
+    if url.is_none() && !named_in_file {
+        return Ok(None);
+    }
+    server_source(url, &config.file)
+}
+
+/// `[staging.command]`, both commands given; the command backend loads no
+/// baseline, so one asked for is an error.
+fn command_options(
+    common: &CommonArgs,
+    config: &config::Config,
+    production_patterns: Vec<String>,
+) -> Result<CommandOptions> {
+    let where_ = config
+        .path
+        .as_ref()
+        .map_or("downtime.toml".to_string(), |p| p.display().to_string());
+    let section = config.file.staging.command.as_ref();
+    let command = |name: &str, value: Option<&String>| {
+        value
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--backend command needs `{name}` under [staging.command] in {where_}: the \
+                 command (run with sh -c, DOWNTIME_CLONE naming the clone) that {}",
+                    if name == "create" {
+                        "makes a clone and prints its connection URL as its last line"
+                    } else {
+                        "removes the clone"
+                    }
+                ))
+            })
+    };
+    let opts = CommandOptions {
+        create: command("create", section.and_then(|s| s.create.as_ref()))?,
+        destroy: command("destroy", section.and_then(|s| s.destroy.as_ref()))?,
+        production_patterns,
+    };
+    if common.baseline.is_some() || common.from_url.is_some() {
+        return Err(Error::Usage(
+            "--baseline and --from-url load a baseline, and the command backend loads none: \
+             each clone is the starting point"
                 .into(),
         ));
     }
-    let embedded = EmbeddedOptions {
-        bin_dir: pg_bin.clone(),
-        extra_conf: pg_conf.clone(),
-        from_data: None,
-    };
-    let docker = DockerOptions {
-        image,
-        pg_version,
-        extra_conf: pg_conf,
-        client_bin_dir: pg_bin,
-    };
-    Ok((backend, embedded, docker))
+    Ok(opts)
 }
 
 /// `--from-url`, resolved as libpq resolves it and checked against the
@@ -331,12 +505,6 @@ fn source(common: &CommonArgs, file: &config::ConfigFile) -> Result<Option<Sourc
         return Ok(None);
     };
     let source = Source::new("--from-url", url)?;
-    let patterns: Vec<String> = file.staging.production_patterns.clone().unwrap_or_else(|| {
-        DEFAULT_PRODUCTION_PATTERNS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    });
-    source.guard(&patterns, common.i_know_this_is_production)?;
+    source.guard(&production_patterns(file), common.i_know_this_is_production)?;
     Ok(Some(source))
 }

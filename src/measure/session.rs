@@ -97,6 +97,6 @@ impl Watch<'_> {
 
     /// Is the staging server still up (a new connection is answered)?
     pub(super) async fn server_up(&self) -> bool {
-        staging::answers(self.backend.config(staging::ADMIN_DB)).await
+        staging::answers(self.backend.config(self.backend.admin_db())).await
     }
 }

@@ -29,7 +29,7 @@ pub(super) async fn settle(
     let Some(mut layout) = layouts.layout else {
         return Ok(None);
     };
-    let db = staging::connect(backend, staging::TEMPLATE_DB).await?;
+    let db = staging::connect(backend, backend.template_db()).await?;
     let present = ledger::tables(&db).await?;
     if !layouts.forced && !present.contains(&layout) {
         if let Some((alt, tools)) = layouts

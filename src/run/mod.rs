@@ -4,10 +4,12 @@
 //! estimate read the outcome afterwards.
 
 mod books;
+mod clones;
 mod merge;
 mod pass;
 mod plan;
 mod schedule;
+mod tally;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,13 +21,14 @@ pub use plan::{
 use crate::cancel::{Abort, Cancel};
 use crate::error::{Error, Result};
 use crate::outcome::{
-    Aborted, BaselineOutcome, CacheState, Outcome, PatchOutcome, PatchState, Phase, Server,
+    Aborted, BaselineOutcome, CacheState, Outcome, PatchOutcome, PatchState, Phase,
 };
 use crate::patch::discover::same_file;
 use crate::patch::Patch;
 use crate::staging::cache::{self, Cache};
 use crate::staging::docker::Docker;
 use crate::staging::embedded::{self, Embedded};
+use crate::staging::server::Server;
 use crate::staging::{Backend, BackendKind, Baseline};
 use crate::ui;
 
@@ -50,20 +53,20 @@ pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
     let mut outcome = Outcome {
         layout: layouts.layout,
         started_at,
-        server: Server {
-            backend: match plan.backend {
-                BackendKind::Local => "embedded".into(),
-                BackendKind::Docker => "docker".into(),
-            },
-            ..Server::default()
+        server: crate::outcome::Server {
+            backend: plan.backend.report_name().into(),
+            ..Default::default()
         },
         baseline: BaselineOutcome {
-            source: baseline.describe(),
+            source: match plan.backend {
+                BackendKind::Command => "each clone, as [staging.command] create makes it".into(),
+                _ => baseline.describe(),
+            },
             load_seconds: 0.0,
             cache: CacheState::Off,
             first_statement_seconds: 0.0,
         },
-        notes,
+        notes: plan.notes.iter().cloned().chain(notes).collect(),
         patches: Vec::new(),
         results: Vec::new(),
         scales: Vec::new(),
@@ -164,7 +167,8 @@ fn refusal_results(patches: &[Patch], refused: &Patch) -> Vec<PatchOutcome> {
 }
 
 /// Start the staging server (from the baseline cache when it has the
-/// baseline), measure, and stop the server again.
+/// baseline), measure, and stop the server again. The command backend has
+/// no server of its own: each pass gets a clone.
 async fn start_and_measure(
     plan: &RunPlan,
     baseline: &Baseline,
@@ -174,48 +178,38 @@ async fn start_and_measure(
     cancel: &Cancel,
     run_started: Instant,
 ) -> Result<()> {
-    let cached = match (&plan.cache, plan.backend) {
-        (Some(root), BackendKind::Local) => {
-            cache::key(baseline, &embedded::server_identity(&plan.embedded)?)?
-                .map(|key| (Cache { root: root.clone() }, key))
+    if plan.backend == BackendKind::Command {
+        if *baseline != Baseline::Empty {
+            let note = format!(
+                "{} is not loaded: with the command backend each clone is the starting point",
+                baseline.describe()
+            );
+            ui::note(&note);
+            outcome.notes.push(note);
         }
-        _ => None,
-    };
-    let hit = cached.as_ref().and_then(|(c, k)| c.lookup(k));
-    outcome.baseline.cache = match (&cached, &hit) {
-        (None, _) => CacheState::Off,
-        (Some(_), Some(_)) => CacheState::Hit,
-        (Some(_), None) => CacheState::Miss,
-    };
+        let patches = (patches, layouts);
+        return clones::measure_all(plan, patches, outcome, cancel, run_started).await;
+    }
     if let Some(a) = cancel.fired() {
         return Err(Error::Aborted(a));
     }
-    let (mut backend, from_cache): (Box<dyn Backend>, bool) = match plan.backend {
-        BackendKind::Local => {
-            let mut opts = plan.embedded.clone();
-            opts.from_data = hit.clone();
-            if hit.is_some() {
-                ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
-            }
-            // The entry may vanish or be incomplete by the time it is
-            // copied (a `cache clear` meanwhile): the cluster is then made
-            // afresh and the baseline loaded, as on a miss.
-            let server = Embedded::start(&opts, cancel).await?;
-            let from_cache = server.started_from_cache();
-            (Box::new(server), from_cache)
-        }
-        BackendKind::Docker => (Box::new(Docker::start(&plan.docker, cancel).await?), false),
+    let mut started = start(plan, baseline, cancel).await?;
+    outcome.baseline.cache = match (&started.cached, started.from_cache) {
+        (None, _) => CacheState::Off,
+        (Some(_), true) => CacheState::Hit,
+        (Some(_), false) => CacheState::Miss,
     };
-    if cached.is_some() && !from_cache {
-        outcome.baseline.cache = CacheState::Miss;
-    }
     let loading = schedule::Loading {
         run_started,
-        cached: from_cache,
-        store: if from_cache { None } else { cached.as_ref() },
+        cached: started.from_cache,
+        store: if started.from_cache {
+            None
+        } else {
+            started.cached.as_ref()
+        },
     };
     let result = schedule::measure_all(
-        backend.as_mut(),
+        started.backend.as_mut(),
         baseline,
         (patches, layouts),
         plan,
@@ -225,6 +219,77 @@ async fn start_and_measure(
     )
     .await;
     ui::progress_finish();
-    let stopped = backend.shutdown().await;
+    let stopped = started.backend.shutdown().await;
     result.and(stopped)
+}
+
+/// A started staging server, and how the baseline cache met it.
+struct Started {
+    backend: Box<dyn Backend>,
+    /// The cache and this baseline's key in it, when the cache is used.
+    cached: Option<(Cache, String)>,
+    /// The template came from the cache.
+    from_cache: bool,
+}
+
+/// Start the plan's server: the local one from the cached cluster when the
+/// cache has the baseline, the user's with this run's template copied
+/// from the cached one when it keeps the baseline.
+async fn start(plan: &RunPlan, baseline: &Baseline, cancel: &Cancel) -> Result<Started> {
+    match plan.backend {
+        BackendKind::Local => {
+            let cached = match &plan.cache {
+                Some(root) => cache::key(baseline, &embedded::server_identity(&plan.embedded)?)?
+                    .map(|key| (Cache { root: root.clone() }, key)),
+                None => None,
+            };
+            let mut opts = plan.embedded.clone();
+            opts.from_data = cached.as_ref().and_then(|(c, k)| c.lookup(k));
+            if opts.from_data.is_some() {
+                ui::note("baseline cache hit: starting from the cached, loaded cluster (--no-cache to load it again)");
+            }
+            // The entry may vanish or be incomplete by the time it is
+            // copied (a `cache clear` meanwhile): the cluster is then made
+            // afresh and the baseline loaded, as on a miss.
+            let server = Embedded::start(&opts, cancel).await?;
+            let from_cache = server.started_from_cache();
+            Ok(Started {
+                backend: Box::new(server),
+                cached,
+                from_cache,
+            })
+        }
+        BackendKind::Docker => Ok(Started {
+            backend: Box::new(Docker::start(&plan.docker, cancel).await?),
+            cached: None,
+            from_cache: false,
+        }),
+        BackendKind::Command => Err(Error::Usage(
+            "the command backend starts no server: each pass gets a clone".into(),
+        )),
+        BackendKind::Server => {
+            let mut opts = plan.server.clone().ok_or_else(|| {
+                Error::Usage("--backend server needs --url (or `url` under [staging])".into())
+            })?;
+            opts.needs_clients = *baseline != Baseline::Empty;
+            let mut server = Server::start(&opts).await?;
+            let cached = match &plan.cache {
+                Some(root) => cache::key(baseline, &server.identity())?
+                    .map(|key| (Cache { root: root.clone() }, key)),
+                None => None,
+            };
+            let from_cache = match &cached {
+                Some((_, key)) => server.template_from_cache(key).await?,
+                None => false,
+            };
+            if from_cache {
+                ui::note("baseline cache hit: this run's template is a copy of the baseline the server keeps (--no-cache to load it again)");
+            }
+            Ok(Started {
+                backend: Box::new(server),
+                cached,
+                from_cache,
+            })
+        }
+    }
 }

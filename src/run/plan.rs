@@ -8,8 +8,10 @@ use crate::error::{Error, Result};
 use crate::measure::stats::Statistic;
 use crate::outcome::CacheMode;
 use crate::patch::{self, Layout, Migration, Patch};
+use crate::staging::command::CommandOptions;
 use crate::staging::docker::DockerOptions;
 use crate::staging::embedded::EmbeddedOptions;
+use crate::staging::server::ServerOptions;
 use crate::staging::{source::Source, BackendKind, Baseline};
 use crate::ui;
 
@@ -28,10 +30,15 @@ pub struct RunPlan {
     pub source: Option<Source>,
     /// No statement may run longer than this.
     pub statement_cap: Duration,
-    /// Which staging server: a local cluster or a container.
+    /// Which staging server: a local cluster, a container, the user's
+    /// server, or a provisioner's clones.
     pub backend: BackendKind,
     pub embedded: EmbeddedOptions,
     pub docker: DockerOptions,
+    /// The server backend's server (`--url`).
+    pub server: Option<ServerOptions>,
+    /// The command backend's commands (`[staging.command]`).
+    pub command: Option<CommandOptions>,
     /// Go on with later patches after one fails (it is rolled back).
     pub keep_going: bool,
     /// Apply patches only up to and including this one.
@@ -50,6 +57,9 @@ pub struct RunPlan {
     pub all: bool,
     /// Run simulated application traffic while each patch applies.
     pub probe: Option<crate::measure::probe::ProbeOptions>,
+    /// What resolving the options decided that the report records (a
+    /// setting not applied, say).
+    pub notes: Vec<String>,
 }
 
 /// Which caches a timed run starts with.

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use crate::cancel::{Abort, Cancel, Ended};
 use crate::error::{Error, Result};
-use crate::outcome::{Aborted, CacheMode, Outcome, Phase, RunTiming, Scaled, Server};
+use crate::outcome::{Aborted, CacheMode, Outcome, Phase, RunTiming, Server};
 use crate::patch::Patch;
 use crate::pg::catalog;
 use crate::staging::cluster::{Changed, ClusterWatch};
@@ -18,8 +18,8 @@ use crate::staging::{self, cache::Cache, Admin, Backend, Baseline};
 use crate::ui;
 
 use super::books::{self, Layouts};
-use super::merge::{FailureLog, RunNo, ScaleRuns};
 use super::pass::{run_patches, Copy};
+use super::tally::{run_timing, PassNo, Tally};
 use super::RunPlan;
 use crate::ledger::Plan;
 
@@ -46,15 +46,8 @@ async fn load_template(
     staging::prepare_template(backend, baseline, cancel).await?;
     outcome.baseline.load_seconds = load_started.elapsed().as_secs_f64();
     if let Some((cache, key)) = loading.store {
-        let stored = match cache.staging_dir(key) {
-            Ok(dir) => match backend.snapshot_data(&dir.join("data")).await {
-                Ok(()) => cache.commit(key, &dir),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match stored {
-            Ok(()) => ui::note(&format!("baseline cached in {}", cache.root.display())),
+        match backend.keep_baseline(&cache.root, key).await {
+            Ok(place) => ui::note(&format!("baseline cached in {place}")),
             Err(e) => ui::warn(&format!("the baseline was not cached: {e}")),
         }
     }
@@ -87,7 +80,7 @@ async fn scaled_templates(
             templates.push(None);
             continue;
         }
-        let name = format!("downtime_scaled_{}_{k}", std::process::id());
+        let name = backend.db_name("scaled", k);
         ui::note(&format!(
             "scaling a copy to {:.0} % of the staging rows",
             scale * 100.0
@@ -95,7 +88,7 @@ async fn scaled_templates(
         if let Some(a) = cancel.fired() {
             return Err(aborted_while_scaling(outcome, a));
         }
-        staging::create_copy(admin, &name, version_num).await?;
+        staging::create_copy_of(admin, &name, backend.template_db(), version_num).await?;
         let c = staging::connect(backend, &name).await?;
         // Scaling a large table takes a while: a signal cancels it.
         let scaling = staging::scale::scale_copy(&c, scale).fuse();
@@ -153,44 +146,24 @@ pub(super) async fn measure_all(
     outcome.layout = books.as_ref().map(|b| b.layout).or(outcome.layout);
     let patches: &[Patch] = patches;
     let admin = staging::connect_admin(backend).await?;
-    let info = staging::server_info(&admin, backend.name()).await?;
-    outcome.server = Server {
-        version: info.version.clone(),
-        backend: info.backend.clone(),
-        image: backend.image(),
-        settings: info.settings.clone(),
-    };
-    if backend.has_statement_stats() {
-        admin
-            .batch_execute("create extension if not exists pg_stat_statements schema public")
-            .await?;
-    }
+    let info = record_server(backend, &admin, outcome).await?;
     let t = &plan.timing;
-    let modes = t.cache.modes();
     let scales = plan.scales();
-    ui::progress_start(patches.len() * (t.warmup + t.runs) * modes.len() * scales.len());
-    let mut timing = RunTiming {
-        runs: t.runs,
-        warmup: t.warmup,
-        statistic: t.statistic,
-        cache: modes.to_vec(),
-        server_restarts: 0,
-        os_cache_dropped: None,
-    };
+    ui::progress_start(patches.len() * (t.warmup + t.runs) * t.cache.modes().len() * scales.len());
+    let mut timing = run_timing(plan);
     let templates =
         scaled_templates(backend, &admin, &scales, info.version_num, cancel, outcome).await?;
-    let mut names: Vec<String> = vec![staging::TEMPLATE_DB.to_string()];
+    let mut names: Vec<String> = vec![backend.template_db().to_string()];
     names.extend(templates.iter().flatten().cloned());
-    let cluster = ClusterWatch::start(&admin, info.version_num, &names).await?;
-    let mut runs: Vec<ScaleRuns> = scales.iter().map(|_| ScaleRuns::new(modes)).collect();
+    let foreign = backend.foreign_databases();
+    let cluster = ClusterWatch::start(&admin, info.version_num, &names, &foreign).await?;
     let mut runner = Runner {
         admin: Some(admin),
         version_num: info.version_num,
         templates: &templates,
         watched: Vec::new(),
-        last_scale: 0,
         done: String::new(),
-        failures: FailureLog::default(),
+        tally: Tally::new(plan),
         cluster,
         noted: BTreeSet::new(),
         books,
@@ -204,7 +177,6 @@ pub(super) async fn measure_all(
             cancel,
             &loading,
             &mut timing,
-            &mut runs,
         )
         .await;
     match result {
@@ -220,7 +192,7 @@ pub(super) async fn measure_all(
         Err(e) => {
             let mut a = Aborted::infrastructure(Phase::Applying, &e);
             a.message = Some(format!("{}: {e}", runner.done));
-            a.patch = last_applied(&runs[runner.last_scale].last, patches);
+            a.patch = runner.tally.last_applied(patches);
             outcome.aborted.get_or_insert(a);
         }
     }
@@ -229,30 +201,30 @@ pub(super) async fn measure_all(
             staging::drop_copy(admin, name).await?;
         }
     }
-    ui::progress_finish();
-    if outcome.aborted.is_some() {
-        // A stopped run reports the run it stopped in.
-        outcome.results = std::mem::take(&mut runs[runner.last_scale].last);
-    } else {
-        let mut scaled: Vec<Scaled> = scales
-            .iter()
-            .zip(runs)
-            .map(|(&scale, r)| Scaled {
-                scale,
-                results: r.merge(t),
-            })
-            .collect();
-        // The outcome's own figures are those of the largest scale measured.
-        scaled.sort_by(|a, b| a.scale.total_cmp(&b.scale));
-        outcome.results = scaled.last().map(|s| s.results.clone()).unwrap_or_default();
-        outcome.scales = scaled;
-    }
-    // A failure in any run, at any scale, stays with its patch.
-    runner.failures.attach(&mut outcome.results);
-    if t.runs > 1 || modes != [CacheMode::Warm] {
-        outcome.timing = Some(timing);
-    }
+    runner.tally.finish(plan, timing, outcome);
     Ok(())
+}
+
+/// Read the server's version and settings into the outcome, and ready the
+/// server's clock (`pg_stat_statements`) where the backend has it.
+pub(super) async fn record_server(
+    backend: &dyn Backend,
+    admin: &Admin,
+    outcome: &mut Outcome,
+) -> Result<staging::ServerInfo> {
+    let info = staging::server_info(admin, backend.name()).await?;
+    outcome.server = Server {
+        version: info.version.clone(),
+        backend: info.backend.clone(),
+        image: backend.image(),
+        settings: info.settings.clone(),
+    };
+    if backend.has_statement_stats() {
+        admin
+            .batch_execute("create extension if not exists pg_stat_statements schema public")
+            .await?;
+    }
+    Ok(info)
 }
 
 /// The timed runs and what they need between passes.
@@ -264,11 +236,10 @@ struct Runner<'t> {
     templates: &'t [Option<String>],
     /// The templates by oid and name, which patches must leave alone.
     watched: Vec<(u32, String)>,
-    last_scale: usize,
     /// What the runs have done so far, for an error between passes.
     done: String,
-    /// Every run in which a patch failed.
-    failures: FailureLog,
+    /// The passes' results and failures.
+    tally: Tally,
     /// The cluster-level state every run starts from.
     cluster: ClusterWatch,
     /// Patches already named in a note for changing the cluster.
@@ -293,25 +264,27 @@ impl Runner<'_> {
         cancel: &Cancel,
         loading: &Loading<'_>,
         timing: &mut RunTiming,
-        runs: &mut [ScaleRuns],
     ) -> Result<()> {
         let t = &plan.timing;
-        let scales = plan.scales();
-        self.watched = self.watched_templates().await?;
+        self.watched = self.watched_templates(backend.template_db()).await?;
         let total = t.cache.modes().len() * (t.warmup + t.runs) * self.templates.len();
         let mut n = 0;
         for &mode in t.cache.modes() {
             for r in 0..t.warmup + t.runs {
                 for k in 0..self.templates.len() {
                     n += 1;
-                    let copy = format!("downtime_copy_{}_{n}", std::process::id());
-                    let after = last_applied(&runs[self.last_scale].last, patches)
+                    let copy = backend.db_name("copy", n);
+                    let after = self
+                        .tally
+                        .last_applied(patches)
                         .map(|p| format!(", after pass {} applied the patches up to {p}", n - 1))
                         .unwrap_or_default();
                     self.done = format!("making staging copy {n}{after}");
-                    let template = self.templates[k].as_deref().unwrap_or(staging::TEMPLATE_DB);
+                    let template = self.templates[k]
+                        .clone()
+                        .unwrap_or_else(|| backend.template_db().to_string());
                     let admin = self.admin()?;
-                    staging::create_copy_of(admin, &copy, template, self.version_num).await?;
+                    staging::create_copy_of(admin, &copy, &template, self.version_num).await?;
                     if mode == CacheMode::Cold {
                         let admin = self.admin.take().ok_or_else(no_admin)?;
                         self.admin = Some(empty_caches(backend, admin, timing).await?);
@@ -330,23 +303,11 @@ impl Runner<'_> {
                         major: self.version_num / 10000,
                     };
                     let pass = run_patches(&place, patches, plan, cancel).await?;
-                    let no = RunNo {
-                        mode,
-                        run: if r < t.warmup {
-                            r + 1
-                        } else {
-                            r - t.warmup + 1
-                        },
-                        runs: if r < t.warmup { t.warmup } else { t.runs },
-                        warmup: r < t.warmup,
-                        scale: (scales[k] < 1.0).then_some(scales[k]),
-                    };
                     if outcome.probe.is_none() {
                         outcome.probe = pass.probe.clone();
                     }
-                    self.failures.record(no, patches, &pass.results);
-                    runs[k].add(mode, r >= t.warmup, pass.results);
-                    self.last_scale = k;
+                    let no = PassNo { mode, r, k };
+                    self.tally.add(plan, no, patches, pass.results);
                     if let Some(a) = pass.aborted {
                         // A server a patch broke, or that failed, is not
                         // asked for anything more; shutting it down removes
@@ -359,7 +320,9 @@ impl Runner<'_> {
                         outcome.aborted = Some(a);
                         return Ok(());
                     }
-                    let upto = last_applied(&runs[k].last, patches)
+                    let upto = self
+                        .tally
+                        .last_applied_at(k, patches)
                         .map(|p| format!(" after its patches up to {p}"))
                         .unwrap_or_default();
                     self.done = format!("dropping staging copy {n}{upto}");
@@ -380,14 +343,11 @@ impl Runner<'_> {
         self.admin.as_ref().ok_or_else(no_admin)
     }
 
-    /// The templates of this run, by oid and name.
-    async fn watched_templates(&self) -> Result<Vec<(u32, String)>> {
+    /// The templates of this run (`full` the full-size one), by oid and name.
+    async fn watched_templates(&self, full: &str) -> Result<Vec<(u32, String)>> {
         let admin = self.admin()?;
         let mut watched = Vec::new();
-        let names = self
-            .templates
-            .iter()
-            .map(|t| t.as_deref().unwrap_or(staging::TEMPLATE_DB));
+        let names = self.templates.iter().map(|t| t.as_deref().unwrap_or(full));
         for name in names {
             if let Some(oid) = catalog::database_oid(admin, name).await? {
                 watched.push((oid, name.to_string()));
@@ -424,13 +384,4 @@ impl Runner<'_> {
 
 fn no_admin() -> Error {
     Error::Server("downtime's connection to the staging server is gone".into())
-}
-
-/// The last patch a pass applied, if any did.
-fn last_applied(results: &[crate::outcome::PatchOutcome], patches: &[Patch]) -> Option<String> {
-    patches
-        .iter()
-        .zip(results)
-        .rfind(|(_, r)| r.run().is_some())
-        .map(|(p, _)| p.file.id.clone())
 }

@@ -1,7 +1,8 @@
 //! What this process has started and must remove if it has to stop at once
-//! (a second Ctrl-C): local clusters (a process and its directory) and
-//! containers. Backends register what they start and forget it once they
-//! have removed it themselves.
+//! (a second Ctrl-C): local clusters (a process and its directory),
+//! containers, and jobs that remove what lives elsewhere (a run's databases
+//! on a server it does not own, a provisioner's clone). Backends register
+//! what they start and forget it once they have removed it themselves.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,6 +22,64 @@ enum Item {
 }
 
 static LIVE: Mutex<Vec<Item>> = Mutex::new(Vec::new());
+
+/// Work that removes something at an emergency exit, on a thread of its own.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The jobs registered, by number.
+static JOBS: Mutex<Vec<(u64, Job)>> = Mutex::new(Vec::new());
+static NEXT_JOB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// How long an emergency exit waits for the jobs.
+const JOB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Run `job` at an emergency exit (unless forgotten first); returns its number.
+pub fn add_job(job: impl FnOnce() + Send + 'static) -> u64 {
+    let id = NEXT_JOB.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut jobs = match JOBS.lock() {
+        Ok(j) => j,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    jobs.push((id, Box::new(job)));
+    id
+}
+
+/// The job's work is done: nothing to do for it any more.
+pub fn forget_job(id: u64) {
+    let mut jobs = match JOBS.lock() {
+        Ok(j) => j,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    jobs.retain(|(j, _)| *j != id);
+}
+
+/// Run every registered job, each on its own thread, and wait for them
+/// (at most [`JOB_TIMEOUT`] in all).
+fn run_jobs() {
+    let jobs = {
+        let mut jobs = match JOBS.lock() {
+            Ok(j) => j,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::take(&mut *jobs)
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let n = jobs.len();
+    for (_, job) in jobs {
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            job();
+            let _ = done.send(());
+        });
+    }
+    let deadline = Instant::now() + JOB_TIMEOUT;
+    for _ in 0..n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+}
 
 fn with_live(f: impl FnOnce(&mut Vec<Item>)) {
     let mut live = match LIVE.lock() {
@@ -90,10 +149,12 @@ pub fn run() {
     }
     let removing = (!containers.is_empty())
         .then(|| std::thread::spawn(move || super::docker::remove_at_once(&containers)));
+    let jobs = std::thread::spawn(run_jobs);
     remove_clusters(&clusters);
     if let Some(worker) = removing {
         let _ = worker.join();
     }
+    let _ = jobs.join();
 }
 
 /// Wait for the clusters' processes (3 s in all), kill what is left, and
@@ -143,5 +204,19 @@ mod tests {
             .iter()
             .any(|i| matches!(i, Item::Cluster { dir: d, .. } if *d == dir)));
         assert!(!live.contains(&Item::Container("registry-test-container".into())));
+    }
+
+    #[test]
+    fn jobs_run_once_unless_forgotten() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ran = tx.clone();
+        let kept = add_job(move || ran.send("kept").unwrap());
+        let gone = add_job(move || tx.send("forgotten").unwrap());
+        forget_job(gone);
+        run_jobs();
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec!["kept"]);
+        forget_job(kept);
+        run_jobs();
+        assert!(rx.try_recv().is_err());
     }
 }

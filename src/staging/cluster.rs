@@ -100,21 +100,34 @@ fn acl(column: &str, kind: char, owner: &str, skip: &str) -> String {
 /// state is read from: any insert, update or delete changes it, while the
 /// in-place updates PostgreSQL makes itself (`datfrozenxid` after a
 /// vacuum) do not. About 0.3 ms against 2 ms for the whole state, so it is
-/// what runs after every patch. `$1` is the databases to leave out.
+/// what runs after every patch. `$1` is the databases to leave out, `$2`
+/// the patterns of names to leave out (see [`left_out`]).
 fn signature_query(version_num: i32) -> String {
     let mut parts = vec![
-        "select 'a' || xmin || ctid from pg_authid",
-        "select 'm' || xmin || ctid from pg_auth_members",
-        "select 'd' || xmin || ctid from pg_database where oid <> all($1)",
-        "select 's' || xmin || ctid from pg_db_role_setting where setdatabase <> all($1)",
-        "select 't' || xmin || ctid from pg_tablespace",
-        "select 'c' || xmin || ctid from pg_shdescription \
-           where not (classoid = 'pg_database'::regclass and objoid = any($1))",
-        "select 'l' || xmin || ctid from pg_shseclabel \
-           where not (classoid = 'pg_database'::regclass and objoid = any($1))",
+        "select 'a' || xmin || ctid from pg_authid".to_string(),
+        "select 'm' || xmin || ctid from pg_auth_members".to_string(),
+        format!(
+            "select 'd' || xmin || ctid from pg_database where not {}",
+            left_out("oid")
+        ),
+        format!(
+            "select 's' || xmin || ctid from pg_db_role_setting where not {}",
+            left_out("setdatabase")
+        ),
+        "select 't' || xmin || ctid from pg_tablespace".to_string(),
+        format!(
+            "select 'c' || xmin || ctid from pg_shdescription \
+               where not (classoid = 'pg_database'::regclass and {})",
+            left_out("objoid")
+        ),
+        format!(
+            "select 'l' || xmin || ctid from pg_shseclabel \
+               where not (classoid = 'pg_database'::regclass and {})",
+            left_out("objoid")
+        ),
     ];
     if version_num >= 150000 {
-        parts.push("select 'p' || xmin || ctid from pg_parameter_acl");
+        parts.push("select 'p' || xmin || ctid from pg_parameter_acl".to_string());
     }
     format!(
         "/*downtime*/ select md5(coalesce(string_agg(s, ',' order by s), '')) from ({}) as rows(s)",
@@ -122,7 +135,18 @@ fn signature_query(version_num: i32) -> String {
     )
 }
 
-/// The query reading the whole state; `$1` is the databases to leave out.
+/// Whether the database with oid `column` is left out of the state: one of
+/// `$1` (the copy being patched), or named as one of the patterns `$2`
+/// says (the databases of other runs on a shared server).
+fn left_out(column: &str) -> String {
+    format!(
+        "({column} = any($1) or {column} in \
+           (select oid from pg_database where datname ~ any($2::text[])))"
+    )
+}
+
+/// The query reading the whole state; `$1` and `$2` are the databases to
+/// leave out (see [`left_out`]).
 fn state_query(version_num: i32) -> String {
     let db_acl = acl("d.datacl", 'd', "d.datdba", "true");
     let spc_acl = acl("t.spcacl", 't', "t.spcowner", "true");
@@ -146,21 +170,25 @@ fn state_query(version_num: i32) -> String {
                  || jsonb_build_object('owner', pg_get_userbyid(d.datdba), \
                       'tablespace', (select spcname from pg_tablespace where oid = d.dattablespace), \
                       'acl', {db_acl}, 'acl_null', d.datacl is null)) \
-             from pg_database d where d.oid <> all($1)"
+             from pg_database d where not {}",
+            left_out("d.oid")
         ),
-        "select jsonb_build_object('kind', 'setting', \
-           'name', concat_ws(' in ', 'role ' || quote_ident(r.rolname), 'database ' || quote_ident(d.datname)), \
-           'database', d.datname, 'role', r.rolname, 'value', to_jsonb(s.setconfig)) \
-         from pg_db_role_setting s left join pg_database d on d.oid = s.setdatabase \
-         left join pg_authid r on r.oid = s.setrole where s.setdatabase <> all($1)"
-            .to_string(),
+        format!(
+            "select jsonb_build_object('kind', 'setting', \
+               'name', concat_ws(' in ', 'role ' || quote_ident(r.rolname), 'database ' || quote_ident(d.datname)), \
+               'database', d.datname, 'role', r.rolname, 'value', to_jsonb(s.setconfig)) \
+             from pg_db_role_setting s left join pg_database d on d.oid = s.setdatabase \
+             left join pg_authid r on r.oid = s.setrole where not {}",
+            left_out("s.setdatabase")
+        ),
         format!(
             "select jsonb_build_object('kind', 'tablespace', 'oid', t.oid::int8, 'name', t.spcname, \
                'value', jsonb_build_object('owner', pg_get_userbyid(t.spcowner), \
                  'options', to_jsonb(t.spcoptions), 'acl', {spc_acl}, 'acl_null', t.spcacl is null)) \
              from pg_tablespace t"
         ),
-        "select jsonb_build_object('kind', 'comment', \
+        format!(
+            "select jsonb_build_object('kind', 'comment', \
            'name', format('comment on %s %I', c.class, c.object), \
            'class', c.class, 'object', c.object, 'value', to_jsonb(c.description)) \
          from (select description, \
@@ -171,13 +199,16 @@ fn state_query(version_num: i32) -> String {
                           (select rolname::text from pg_authid where oid = objoid and classoid = 'pg_authid'::regclass), \
                           (select spcname::text from pg_tablespace where oid = objoid and classoid = 'pg_tablespace'::regclass), \
                           objoid::text) as object \
-               from pg_shdescription where not (classoid = 'pg_database'::regclass and objoid = any($1))) c"
-            .to_string(),
-        "select jsonb_build_object('kind', 'label', \
-           'name', format('security label %s on %s %s', provider, classoid::regclass, objoid), \
-           'value', to_jsonb(label)) \
-         from pg_shseclabel where not (classoid = 'pg_database'::regclass and objoid = any($1))"
-            .to_string(),
+               from pg_shdescription where not (classoid = 'pg_database'::regclass and {})) c",
+            left_out("objoid")
+        ),
+        format!(
+            "select jsonb_build_object('kind', 'label', \
+               'name', format('security label %s on %s %s', provider, classoid::regclass, objoid), \
+               'value', to_jsonb(label)) \
+             from pg_shseclabel where not (classoid = 'pg_database'::regclass and {})",
+            left_out("objoid")
+        ),
     ];
     if version_num >= 150000 {
         // Grants to others than the bootstrap superuser (oid 10), who
@@ -197,11 +228,17 @@ fn state_query(version_num: i32) -> String {
 
 impl ClusterState {
     /// Read the state, leaving out the databases `exclude` (the copy being
-    /// patched, thrown away anyway).
-    pub async fn read(client: &Client, version_num: i32, exclude: &[u32]) -> Result<ClusterState> {
-        let signature = Self::signature(client, version_num, exclude).await?;
+    /// patched, thrown away anyway) and those named as a pattern of
+    /// `ignore` says (other runs' on a shared server).
+    pub async fn read(
+        client: &Client,
+        version_num: i32,
+        exclude: &[u32],
+        ignore: &[String],
+    ) -> Result<ClusterState> {
+        let signature = Self::signature(client, version_num, exclude, ignore).await?;
         let row = client
-            .query_one(&state_query(version_num), &[&exclude])
+            .query_one(&state_query(version_num), &[&exclude, &ignore])
             .await?;
         let text: String = row.get(0);
         let items: Vec<Item> = serde_json::from_str(&text).map_err(|e| Error::Database {
@@ -212,9 +249,14 @@ impl ClusterState {
     }
 
     /// The digest of the row versions the state is read from.
-    async fn signature(client: &Client, version_num: i32, exclude: &[u32]) -> Result<String> {
+    async fn signature(
+        client: &Client,
+        version_num: i32,
+        exclude: &[u32],
+        ignore: &[String],
+    ) -> Result<String> {
         let row = client
-            .query_one(&signature_query(version_num), &[&exclude])
+            .query_one(&signature_query(version_num), &[&exclude, &ignore])
             .await?;
         Ok(row.get(0))
     }
@@ -225,8 +267,9 @@ impl ClusterState {
         client: &Client,
         version_num: i32,
         exclude: &[u32],
+        ignore: &[String],
     ) -> Result<bool> {
-        Ok(Self::signature(client, version_num, exclude).await? == self.signature)
+        Ok(Self::signature(client, version_num, exclude, ignore).await? == self.signature)
     }
 
     fn of_kind(&self, kind: &'static str) -> impl Iterator<Item = &Item> {

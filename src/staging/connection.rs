@@ -6,20 +6,29 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::pg::catalog::PINNED_SEARCH_PATH;
 
-/// Database of downtime's admin connection (copies are made and dropped
-/// from it; patches never run there).
+/// Database of downtime's admin connection on a server of its own (copies
+/// are made and dropped from it; patches never run there); see
+/// [`Backend::admin_db`].
 pub const ADMIN_DB: &str = "postgres";
+
+/// The TLS connector of downtime's connections (see [`super::tls`]).
+fn tls() -> Result<super::tls::Tls> {
+    super::tls::Tls::new().map_err(|e| Error::Server(format!("cannot set up TLS: {e}")))
+}
 
 /// Whether a server answers a query with these settings (readiness probe).
 pub(crate) async fn answers(mut config: tokio_postgres::Config) -> bool {
     config.connect_timeout(Duration::from_secs(2));
-    let Ok((client, connection)) = config.connect(NoTls).await else {
+    let Ok(tls) = tls() else {
+        return false;
+    };
+    let Ok((client, connection)) = config.connect(tls).await else {
         return false;
     };
     let task = tokio::spawn(connection);
@@ -88,10 +97,10 @@ pub async fn connect_watched(
     config: tokio_postgres::Config,
     dbname: &str,
 ) -> Result<(Client, EndWatch, tokio::task::JoinHandle<()>)> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot connect to database {dbname}: {e}")))?;
+    let (client, connection) = config.connect(tls()?).await.map_err(|e| {
+        let why = crate::error::describe_pg_error(&e);
+        Error::Server(format!("cannot connect to database {dbname}: {why}"))
+    })?;
     let ended = EndWatch::default();
     let record = ended.clone();
     let task = tokio::spawn(async move {
@@ -103,7 +112,7 @@ pub async fn connect_watched(
     Ok((client, ended, task))
 }
 
-/// downtime's admin connection: to [`ADMIN_DB`], its search path pinned to
+/// downtime's admin connection: to [`Backend::admin_db`], its search path pinned to
 /// the catalogue (`-c search_path=pg_catalog,pg_temp`, which no role or
 /// database setting a patch makes overrides), so nothing a patch creates
 /// stands in for a catalogue relation, function or operator. It derefs to
@@ -140,12 +149,13 @@ impl std::ops::Deref for Admin {
 
 /// Open downtime's admin connection (see [`Admin`]).
 pub async fn connect_admin(backend: &dyn Backend) -> Result<Admin> {
-    let mut config = backend.config(ADMIN_DB);
+    let dbname = backend.admin_db();
+    let mut config = backend.config(dbname);
     config.options(format!(
         "-c search_path={}",
         PINNED_SEARCH_PATH.replace(' ', "")
     ));
-    let (client, ended, _) = connect_watched(config, ADMIN_DB).await?;
+    let (client, ended, _) = connect_watched(config, dbname).await?;
     let pid = client
         .query_one("select pg_backend_pid()", &[])
         .await?

@@ -10,13 +10,16 @@ pub mod cache;
 mod child;
 mod cleanup;
 pub mod cluster;
+pub mod command;
 mod connection;
 pub mod docker;
 pub mod embedded;
 pub mod scale;
+pub mod server;
 pub mod server_log;
 pub mod settings;
 pub mod source;
+pub mod tls;
 pub mod workdir;
 
 use std::path::{Path, PathBuf};
@@ -39,15 +42,47 @@ pub const TEMPLATE_DB: &str = "downtime_baseline";
 /// A running PostgreSQL server that can host staging copies.
 #[async_trait::async_trait(?Send)]
 pub trait Backend {
-    /// Short name for reports (`embedded`, `docker`).
+    /// Short name for reports (`embedded`, `docker`, `server`, `command`).
     fn name(&self) -> &'static str;
     /// Connection settings for a database on this server.
     fn config(&self, dbname: &str) -> tokio_postgres::Config;
+    /// The database downtime's admin connection goes to (copies are made
+    /// and dropped from it; patches never run there).
+    fn admin_db(&self) -> &str {
+        ADMIN_DB
+    }
+    /// The database the baseline is loaded into, which copies are made of.
+    fn template_db(&self) -> &str {
+        TEMPLATE_DB
+    }
+    /// The name of this run's `n`th database of a `kind` (`copy`, `scaled`).
+    fn db_name(&self, kind: &str, n: usize) -> String {
+        format!("downtime_{kind}_{}_{n}", std::process::id())
+    }
+    /// Patterns (regular expressions) of the names of databases on the
+    /// server that are not this run's: left out of the cluster-level state
+    /// the run watches.
+    fn foreign_databases(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Connection arguments for PostgreSQL client programs (`psql`, `pg_restore`).
     fn client_args(&self, dbname: &str) -> Vec<String>;
     /// Environment for those client programs (a password, say).
     fn client_env(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    /// A client program (`program`, a path) connected to `dbname`, and
+    /// the password file it reads, written to the private directory `dir`
+    /// and kept until dropped.
+    fn client(
+        &self,
+        program: &Path,
+        dbname: &str,
+        _dir: &Path,
+    ) -> Result<(Command, Option<source::PassFile>)> {
+        let mut cmd = source::client_command(program);
+        cmd.args(self.client_args(dbname)).envs(self.client_env());
+        Ok((cmd, None))
     }
     /// Directory holding the client programs that load the baseline
     /// (`psql`, `pg_restore`, `pg_dump`), found as [`binaries::find`] says.
@@ -66,8 +101,10 @@ pub trait Backend {
     async fn restart(&mut self) -> Result<()>;
     /// `pg_stat_statements` is loaded, so statements can be timed by the server.
     fn has_statement_stats(&self) -> bool;
-    /// Copy the server's data directory (server stopped meanwhile) to `dest`.
-    async fn snapshot_data(&mut self, dest: &Path) -> Result<()>;
+    /// Keep the loaded template in the baseline cache under `key` (the
+    /// local backend: its data directory in the cache directory
+    /// `cache_root`); returns where.
+    async fn keep_baseline(&mut self, cache_root: &Path, key: &str) -> Result<String>;
     /// Why the server process `pid` ended its session, as the server's log
     /// says (its FATAL message, or the signal that killed it), when the
     /// log can be read.
@@ -87,6 +124,28 @@ pub enum BackendKind {
     Local,
     /// A container from a PostgreSQL image, started with testcontainers.
     Docker,
+    /// An existing server (`--url`): its databases are made and dropped there.
+    Server,
+    /// Clones made and destroyed by the commands of `[staging.command]`.
+    Command,
+}
+
+impl BackendKind {
+    /// The name reports give it.
+    pub fn report_name(self) -> &'static str {
+        match self {
+            BackendKind::Local => "embedded",
+            BackendKind::Docker => "docker",
+            BackendKind::Server => "server",
+            BackendKind::Command => "command",
+        }
+    }
+
+    /// The server is downtime's own: it can be restarted (a cold cache)
+    /// and configured (`--pg-conf`).
+    pub fn owns_server(self) -> bool {
+        matches!(self, BackendKind::Local | BackendKind::Docker)
+    }
 }
 
 /// Stop every server and container this process started, at once (a
@@ -95,6 +154,26 @@ pub enum BackendKind {
 /// force-removed.
 pub fn emergency_cleanup() {
     cleanup::run();
+}
+
+/// Run `work` to its end on a small runtime of its own (`None` when none
+/// can be made): for `Drop` and an emergency exit, on a thread of their own.
+pub(crate) fn on_own_runtime<F: std::future::Future>(work: F) -> Option<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    Some(rt.block_on(work))
+}
+
+/// `n` random bytes from the kernel, as hex.
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::Server(format!("cannot read /dev/urandom: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 /// A process with this id runs on this machine.
@@ -243,15 +322,16 @@ pub async fn prepare_template(
     cancel: &Cancel,
 ) -> Result<()> {
     let admin = connect_admin(backend).await?;
+    let template = backend.template_db();
     admin
-        .simple_query(&format!("create database {}", ident(TEMPLATE_DB)))
+        .simple_query(&format!("create database {}", ident(template)))
         .await?;
     if *baseline != Baseline::Empty {
         // The loaders' output, and a source's dump, stay in a private directory.
         let work = workdir::WorkDir::create()?;
         load(backend, baseline, &work, cancel).await?;
     }
-    let db = connect(backend, TEMPLATE_DB).await?;
+    let db = connect(backend, template).await?;
     db.simple_query("vacuum analyze").await?;
     drop(db);
     admin.simple_query("checkpoint").await?;
@@ -266,13 +346,12 @@ async fn load(
     cancel: &Cancel,
 ) -> Result<()> {
     let bin = backend.client_bin_dir();
-    let restore = |archive: &Path| {
-        let mut cmd = source::client_command(&bin.join("pg_restore"));
-        cmd.args(backend.client_args(TEMPLATE_DB))
-            .envs(backend.client_env())
-            .args(["--no-owner", "--no-privileges", "--exit-on-error"])
+    let template = backend.template_db();
+    let restore = |archive: &Path| -> Result<_> {
+        let (mut cmd, passfile) = backend.client(&bin.join("pg_restore"), template, work.path())?;
+        cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"])
             .arg(archive);
-        cmd
+        Ok((cmd, passfile))
     };
     let loader = |program: &Path, label: &Path, source| Loader {
         program: program.to_path_buf(),
@@ -284,16 +363,15 @@ async fn load(
         Baseline::Empty => Ok(()),
         Baseline::Script(path) => {
             let psql = bin.join("psql");
-            let mut cmd = source::client_command(&psql);
-            cmd.args(backend.client_args(TEMPLATE_DB))
-                .envs(backend.client_env())
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f"])
+            let (mut cmd, _passfile) = backend.client(&psql, template, work.path())?;
+            cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f"])
                 .arg(path);
             run_client(cmd, &loader(&psql, path, None), cancel).await
         }
         Baseline::Archive(path) => {
             let pg_restore = bin.join("pg_restore");
-            run_client(restore(path), &loader(&pg_restore, path, None), cancel).await
+            let (cmd, _passfile) = restore(path)?;
+            run_client(cmd, &loader(&pg_restore, path, None), cancel).await
         }
         Baseline::Url(source) => {
             let label = PathBuf::from(source.redacted());
@@ -305,12 +383,10 @@ async fn load(
             drop(passfile);
             dumped?;
             let pg_restore = bin.join("pg_restore");
-            let restored = run_client(
-                restore(&archive),
-                &loader(&pg_restore, &label, Some(source)),
-                cancel,
-            )
-            .await;
+            let (cmd, passfile) = restore(&archive)?;
+            let restored =
+                run_client(cmd, &loader(&pg_restore, &label, Some(source)), cancel).await;
+            drop(passfile);
             let _ = std::fs::remove_file(&archive);
             restored
         }

@@ -23,8 +23,14 @@ pub struct WorkDir {
 
 impl WorkDir {
     pub fn create() -> Result<WorkDir> {
+        WorkDir::create_named(PREFIX)
+    }
+
+    /// A private directory whose name starts with `prefix` (which starts
+    /// with `downtime-`, so `downtime clean` finds it).
+    pub fn create_named(prefix: &str) -> Result<WorkDir> {
         let dir = tempfile::Builder::new()
-            .prefix(PREFIX)
+            .prefix(prefix)
             .tempdir()
             .map_err(|e| Error::Server(format!("cannot create a temporary directory: {e}")))?;
         cleanup::add_cluster(dir.path());

@@ -154,6 +154,23 @@ pub fn processes_mentioning(needle: &Path) -> Vec<String> {
     found
 }
 
+/// Every file under `dir` (but `skip`), as text.
+pub fn files_under(dir: &Path, skip: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.starts_with(skip) {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(files_under(&p, skip));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    out
+}
+
 /// The patch with this id in a report.
 pub fn patch<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["patches"]

@@ -29,6 +29,11 @@ pub struct ClusterWatch {
     before: ClusterState,
     /// Oid and name of each template the runs are copied from.
     templates: Vec<(u32, String)>,
+    /// Patterns of the names of databases that are not this run's to
+    /// watch (other runs' on a shared server).
+    ignore: Vec<String>,
+    /// False when the state cannot be read (see [`ClusterWatch::unwatched`]).
+    watching: bool,
 }
 
 /// One statement undoing one change; `None` when it cannot be undone.
@@ -47,11 +52,13 @@ fn step(item: &Item, what: &str, sql: impl Into<String>) -> Step {
 impl ClusterWatch {
     /// Close the templates to connections (copying them needs none, and a
     /// patch can then reach a template only by altering it, which
-    /// [`ClusterWatch::check`] sees), and record the state every run starts from.
+    /// [`ClusterWatch::check`] sees), and record the state every run starts
+    /// from, leaving out the databases named as a pattern of `ignore` says.
     pub async fn start(
         admin: &Client,
         version_num: i32,
         templates: &[String],
+        ignore: &[String],
     ) -> Result<ClusterWatch> {
         let mut sealed = Vec::new();
         for name in templates {
@@ -69,12 +76,30 @@ impl ClusterWatch {
                 .await?;
             sealed.push((row.get(0), name.clone()));
         }
-        let before = ClusterState::read(admin, version_num, &[]).await?;
+        let before = ClusterState::read(admin, version_num, &[], ignore).await?;
         Ok(ClusterWatch {
             version_num,
             before,
             templates: sealed,
+            ignore: ignore.to_vec(),
+            watching: true,
         })
+    }
+
+    /// A watch that sees nothing: for a copy that is thrown away with its
+    /// whole server (a provisioner's clone) reached by a role that cannot
+    /// read the roles' catalogue (`pg_authid`).
+    pub fn unwatched(version_num: i32) -> ClusterWatch {
+        ClusterWatch {
+            version_num,
+            before: ClusterState {
+                items: Vec::new(),
+                signature: String::new(),
+            },
+            templates: Vec::new(),
+            ignore: Vec::new(),
+            watching: false,
+        }
     }
 
     /// The state every run starts from.
@@ -102,11 +127,16 @@ impl ClusterWatch {
                 ),
             )
         };
-        let unchanged = prev.unchanged(admin, self.version_num, &[copy]).await;
+        if !self.watching {
+            return Ok(None);
+        }
+        let unchanged = prev
+            .unchanged(admin, self.version_num, &[copy], &self.ignore)
+            .await;
         if unchanged.map_err(unreadable)? {
             return Ok(None);
         }
-        let now = ClusterState::read(admin, self.version_num, &[copy])
+        let now = ClusterState::read(admin, self.version_num, &[copy], &self.ignore)
             .await
             .map_err(unreadable)?;
         let changes = prev.changes(&now);
@@ -130,10 +160,11 @@ impl ClusterWatch {
     /// state again. What cannot be undone is an error naming the patch
     /// that changed it.
     pub async fn restore(&mut self, admin: &Client, changed: &[Changed]) -> Result<()> {
-        if self.before.unchanged(admin, self.version_num, &[]).await? {
+        let (version, ignore) = (self.version_num, &self.ignore);
+        if !self.watching || self.before.unchanged(admin, version, &[], ignore).await? {
             return Ok(());
         }
-        let now = ClusterState::read(admin, self.version_num, &[]).await?;
+        let now = ClusterState::read(admin, version, &[], ignore).await?;
         if now.same_as(&self.before) {
             // Rows were written back as they were: nothing to undo.
             self.before = now;
@@ -161,7 +192,7 @@ impl ClusterWatch {
                 ));
             }
         }
-        let after = ClusterState::read(admin, self.version_num, &[]).await?;
+        let after = ClusterState::read(admin, self.version_num, &[], &self.ignore).await?;
         if let Some(left) = self.before.differences(&after).first() {
             return Err(blame(
                 changed,

@@ -248,12 +248,7 @@ fn gone(e: &testcontainers::TestcontainersError) -> bool {
 
 /// 16 random bytes, hex: the container's superuser password.
 pub(super) fn random_password() -> Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::Docker(format!("cannot read /dev/urandom: {e}")))?;
-    Ok(hex::encode(bytes))
+    crate::staging::random_hex(16).map_err(|e| Error::Docker(e.to_string()))
 }
 
 /// This run's id: process id and start time, unique on a host.

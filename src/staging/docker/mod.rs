@@ -202,7 +202,8 @@ impl Backend for Docker {
             .user(SUPERUSER)
             .password(&self.password)
             .dbname(dbname)
-            .application_name("downtime");
+            .application_name("downtime")
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
         c
     }
 
@@ -247,9 +248,9 @@ impl Backend for Docker {
         self.statements_extension
     }
 
-    async fn snapshot_data(&mut self, _dest: &Path) -> Result<()> {
+    async fn keep_baseline(&mut self, _cache_root: &Path, _key: &str) -> Result<String> {
         Err(Error::Docker(
-            "the baseline cache is kept for the local backend only".into(),
+            "the baseline cache is kept for the local and server backends only".into(),
         ))
     }
 

@@ -75,13 +75,7 @@ async fn remove(docker: &bollard::Docker, id: &str) -> Result<(), bollard::error
 /// Remove these containers now, each within 10 s: for an emergency exit.
 /// Runs its own small runtime, so call it from a thread of its own.
 pub(crate) fn remove_at_once(ids: &[String]) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    rt.block_on(async {
+    super::super::on_own_runtime(async {
         let Ok(docker) = bollard::Docker::connect_with_defaults() else {
             return;
         };

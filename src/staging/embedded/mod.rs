@@ -420,6 +420,15 @@ impl Embedded {
         self.remove_dir();
     }
 
+    /// Copy the data directory (the server stopped meanwhile) to `dest`.
+    async fn snapshot_data(&mut self, dest: &Path) -> Result<()> {
+        self.stop_server().await;
+        let never = Cancel::never();
+        let copied = copy_tree(&self.path().join("data"), dest, &never).await;
+        self.spawn_server(&never).await?;
+        copied
+    }
+
     /// The cluster started from a complete copy of the cached baseline (so
     /// the template is loaded already). False when no cache was asked for,
     /// or the cached entry vanished or was incomplete and initdb ran instead.
@@ -469,7 +478,8 @@ impl Backend for Embedded {
             .port(PORT)
             .user(SUPERUSER)
             .dbname(dbname)
-            .application_name("downtime");
+            .application_name("downtime")
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
         c
     }
 
@@ -514,12 +524,14 @@ impl Backend for Embedded {
         self.statements_extension
     }
 
-    async fn snapshot_data(&mut self, dest: &Path) -> Result<()> {
-        self.stop_server().await;
-        let never = Cancel::never();
-        let copied = copy_tree(&self.path().join("data"), dest, &never).await;
-        self.spawn_server(&never).await?;
-        copied
+    async fn keep_baseline(&mut self, cache_root: &Path, key: &str) -> Result<String> {
+        let cache = cache::Cache {
+            root: cache_root.to_path_buf(),
+        };
+        let dir = cache.staging_dir(key)?;
+        self.snapshot_data(&dir.join("data")).await?;
+        cache.commit(key, &dir)?;
+        Ok(cache.root.display().to_string())
     }
 
     async fn restart(&mut self) -> Result<()> {

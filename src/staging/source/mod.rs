@@ -3,6 +3,10 @@
 //! read: it is dumped with `pg_dump` on a connection whose transactions are
 //! read-only, and no patch statement is ever sent to it.
 //!
+//! The same resolution serves the servers downtime writes to (the server
+//! backend's `--url`, a provisioner's clone): [`Source::writable`] leaves
+//! the read-only options out, and nothing else.
+//!
 //! A connection string is parsed as libpq parses it ([`conninfo`]) and
 //! resolved as libpq resolves it ([`resolve`]: service files, `PG*`
 //! variables, defaults), once. That resolved target is what the production
@@ -38,6 +42,11 @@ pub const READ_ONLY_OPTIONS: [&str; 2] = ["-c", "default_transaction_read_only=o
 /// would connect to.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Source {
+    /// The flag or setting the text came from, for messages.
+    arg: String,
+    /// Every connection gets [`READ_ONLY_OPTIONS`] (false for a server
+    /// downtime writes to).
+    read_only: bool,
     target: Resolved,
     /// Every spelling of a secret in the text given (to scrub echoes).
     secrets: Vec<String>,
@@ -68,6 +77,24 @@ impl Source {
         Source::with_env(arg, text, &Environment::current())
     }
 
+    /// A server downtime creates databases on and applies patches to,
+    /// resolved as [`Source::new`] resolves a source; its connections are
+    /// not read-only.
+    pub fn writable(arg: &str, text: &str) -> Result<Source> {
+        Source::new(arg, text).map(Source::into_writable)
+    }
+
+    /// The same target, its connections not read-only.
+    pub fn into_writable(mut self) -> Source {
+        self.read_only = false;
+        self
+    }
+
+    /// The flag or setting the text came from.
+    pub fn arg(&self) -> &str {
+        &self.arg
+    }
+
     /// [`Source::new`] in a given environment.
     pub fn with_env(arg: &str, text: &str, env: &Environment) -> Result<Source> {
         let parsed = conninfo::parse(text).map_err(|e| {
@@ -87,6 +114,8 @@ impl Source {
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         let me = Source {
+            arg: arg.to_string(),
+            read_only: true,
             target,
             secrets,
             default_passfile: env.home().map(|h| h.join(".pgpass")),
@@ -164,35 +193,53 @@ impl Source {
     }
 
     /// Refuse a production-looking source unless the user said it is meant.
+    /// A server downtime writes to is refused whatever the flag says.
     pub fn guard(&self, patterns: &[String], i_know_this_is_production: bool) -> Result<()> {
         let hit = self.names().into_iter().find(|name| {
             name.value
                 .split(|c: char| !c.is_ascii_alphanumeric())
                 .any(|word| patterns.iter().any(|p| word.eq_ignore_ascii_case(p)))
         });
-        match hit {
-            Some(name) if !i_know_this_is_production => Err(Error::Usage(format!(
-                "--from-url {}: {} `{}` (from {}) looks like production (patterns: {}). downtime \
-                 only reads from it (a read-only pg_dump), but copying production data must be \
-                 meant: add {PRODUCTION_FLAG} to go ahead, or point --from-url at a staging copy",
-                self.redacted(),
-                what(name.keyword),
-                name.value,
-                name.origin,
-                patterns.join(", ")
+        let Some(name) = hit else {
+            return Ok(());
+        };
+        let looks = format!(
+            "{} {}: {} `{}` (from {}) looks like production (patterns: {})",
+            self.arg,
+            self.redacted(),
+            what(name.keyword),
+            name.value,
+            name.origin,
+            patterns.join(", ")
+        );
+        match (self.read_only, i_know_this_is_production) {
+            (true, true) => Ok(()),
+            (true, false) => Err(Error::Usage(format!(
+                "{looks}. downtime only reads from it (a read-only pg_dump), but copying \
+                 production data must be meant: add {PRODUCTION_FLAG} to go ahead, or point {} at \
+                 a staging copy",
+                self.arg
             ))),
-            _ => Ok(()),
+            (false, _) => Err(Error::Usage(format!(
+                "{looks}. downtime creates and drops databases there and applies the patches \
+                 to them, so it must be a staging server: point {} at one (if this name is not \
+                 production, set `production-patterns` under [staging] in downtime.toml)",
+                self.arg
+            ))),
         }
     }
 
     /// The server options of every connection to the source: the words of
     /// the ones resolved (an empty word, which only a trailing backslash
-    /// makes and the server refuses, dropped), then [`READ_ONLY_OPTIONS`]
-    /// last, each word escaped so none can swallow the next.
+    /// makes and the server refuses, dropped), then, for a source read
+    /// from, [`READ_ONLY_OPTIONS`] last, each word escaped so none can
+    /// swallow the next.
     pub fn options(&self) -> String {
         let mut words = options::split(self.target.get("options").unwrap_or_default());
         words.retain(|w| !w.is_empty());
-        words.extend(READ_ONLY_OPTIONS.iter().map(|s| s.to_string()));
+        if self.read_only {
+            words.extend(READ_ONLY_OPTIONS.iter().map(|s| s.to_string()));
+        }
         options::join(&words)
     }
 
@@ -220,6 +267,16 @@ impl Source {
         parts.join(" ")
     }
 
+    /// The same server, user and settings, another database on it.
+    pub fn on_database(&self, dbname: &str) -> Source {
+        let mut me = self.clone();
+        if let Some(k) = conninfo::keyword("dbname") {
+            me.target.settings.set(k, dbname.to_string());
+            me.target.origins.insert("dbname", Origin::Given);
+        }
+        me
+    }
+
     /// A client program run against the source: libpq's variables cleared,
     /// the resolved target as `--dbname`, the password in a 0600 file in
     /// `private_dir` (kept until the returned [`PassFile`] is dropped).
@@ -229,10 +286,21 @@ impl Source {
         private_dir: &Path,
         application_name: &str,
     ) -> Result<(Command, Option<PassFile>)> {
+        self.client_named(program, private_dir, application_name, "source.pgpass")
+    }
+
+    /// [`Source::client`] with the password file named `passfile_name`.
+    pub fn client_named(
+        &self,
+        program: &Path,
+        private_dir: &Path,
+        application_name: &str,
+        passfile_name: &str,
+    ) -> Result<(Command, Option<PassFile>)> {
         let mut cmd = client_command(program);
         let passfile = match self.target.get("password") {
             Some(pw) => {
-                let file = PassFile::write(private_dir, "source.pgpass", pw)?;
+                let file = PassFile::write(private_dir, passfile_name, pw)?;
                 if file.is_none() {
                     // A line break cannot stand in a password file; the
                     // environment is still not the process list.
@@ -264,9 +332,11 @@ impl Source {
         Ok((cmd, passfile))
     }
 
-    /// Connection settings for downtime's own connection to the source
-    /// (`stats export`): the same target, the same read-only options, the
-    /// password given or the one libpq would find in the password file.
+    /// Connection settings for downtime's own connections to the source
+    /// (`stats export`; the server backend's server, a provisioner's clone):
+    /// the same target, the same options (read-only for a source), TLS as
+    /// `sslmode` says, the password given or the one libpq would find in
+    /// the password file.
     pub fn connect_config(&self, application_name: &str) -> Result<tokio_postgres::Config> {
         use std::str::FromStr;
         const SUPPORTED: [&str; 15] = [
@@ -286,13 +356,22 @@ impl Source {
             "channel_binding",
             "load_balance_hosts",
         ];
-        if let Some(mode @ ("require" | "verify-ca" | "verify-full")) = self.get("sslmode") {
-            return Err(Error::Usage(format!(
-                "{}: sslmode={mode}, but downtime's own connections do not use TLS; use \
-                 sslmode=prefer or disable, or a connection without TLS",
-                self.redacted()
-            )));
-        }
+        // TLS as libpq's modes that do not check the certificate (see
+        // `staging::tls`); `allow` tries TLS first, as `prefer` does.
+        let sslmode = match self.get("sslmode") {
+            None | Some("") => None,
+            Some("disable") => Some("disable"),
+            Some("allow" | "prefer") => Some("prefer"),
+            Some("require") => Some("require"),
+            Some(mode) => {
+                return Err(Error::Usage(format!(
+                    "{}: sslmode={mode}, but downtime's own connections do not check the \
+                     server's certificate: use sslmode=require (encrypted, not checked, as \
+                     libpq's require), prefer or disable",
+                    self.redacted()
+                )))
+            }
+        };
         let mut parts = Vec::new();
         for (k, v) in self.ordered() {
             if SUPPORTED.contains(&k.name) {
@@ -301,6 +380,9 @@ impl Source {
         }
         if let Some(v) = self.get("keepalives_count") {
             parts.push(format!("keepalives_retries={}", quote(v)));
+        }
+        if let Some(mode) = sslmode {
+            parts.push(format!("sslmode={mode}"));
         }
         if self.get("password").is_none() {
             if let Some(pw) = self.password_from_file() {

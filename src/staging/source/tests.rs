@@ -180,6 +180,32 @@ fn production_guard_judges_the_resolved_target() {
 }
 
 #[test]
+fn a_server_downtime_writes_to_is_not_read_only_and_never_production() {
+    let s =
+        source("postgresql://app:s3cret@staging.internal/postgres?options=-c%20work_mem%3D64MB")
+            .into_writable();
+    assert_eq!(s.options(), "-c work_mem=64MB");
+    let conninfo = s
+        .on_database("downtime_0000abcd_copy_1")
+        .client_conninfo(None, "x");
+    assert!(!conninfo.contains("read_only"), "{conninfo}");
+    assert!(
+        conninfo.contains("dbname='downtime_0000abcd_copy_1'"),
+        "{conninfo}"
+    );
+    assert!(!conninfo.contains("s3cret"), "{conninfo}");
+    let prod = source("postgresql://app:s3cret@db-prod.internal/postgres").into_writable();
+    for flag in [false, true] {
+        let e = prod.guard(&patterns(), flag).unwrap_err().to_string();
+        assert!(e.contains("must be a staging server"), "{e}");
+        assert!(
+            e.contains("production-patterns") && !e.contains("s3cret"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn a_bad_string_is_a_usage_error_that_does_not_show_it() {
     for text in ["password=a b c", "postgresql://u:p%zz@h/d", "host=x port"] {
         let e = Source::with_env("--from-url", text, &env()).unwrap_err();
@@ -204,10 +230,22 @@ fn downtimes_own_connection_uses_the_same_target() {
         .get_options()
         .unwrap()
         .ends_with("-c default_transaction_read_only=on"));
-    assert!(Source::with_env("--url", "host=h sslmode=require", &e)
-        .unwrap()
-        .connect_config("downtime")
-        .is_err());
+    // TLS as libpq's modes that do not check the certificate; the modes
+    // that do are refused.
+    let mode = |m: &str| {
+        Source::with_env("--url", &format!("host=h sslmode={m}"), &e)
+            .unwrap()
+            .connect_config("downtime")
+            .map(|c| c.get_ssl_mode())
+    };
+    use tokio_postgres::config::SslMode;
+    assert_eq!(mode("require").unwrap(), SslMode::Require);
+    assert_eq!(mode("allow").unwrap(), SslMode::Prefer);
+    assert_eq!(mode("disable").unwrap(), SslMode::Disable);
+    for m in ["verify-ca", "verify-full"] {
+        let err = mode(m).unwrap_err().to_string();
+        assert!(err.contains("sslmode=require"), "{err}");
+    }
     // Without a password, the one the password file holds for the target.
     let home = tempfile::tempdir().unwrap();
     let pgpass = home.path().join(".pgpass");
