@@ -55,9 +55,11 @@ pub fn analyse(sql: &str) -> Option<Analysis> {
     } else {
         return None;
     }
-    // What must run outside a transaction block is rare: the parser
-    // decides it, a statement it refuses staying in the transaction.
-    if a.outside_transaction {
+    // What must run outside a transaction block is run so only when
+    // PostgreSQL's grammar accepts it (its raw parser, without a tree for
+    // downtime): one it refuses stays in the transaction, as the parser's
+    // analysis has it.
+    if a.outside_transaction && pg_query::split_with_parser(sql).is_err() {
         return None;
     }
     a.host_access = host::access_by_words(sql, &toks, own_host, names_only);

@@ -554,9 +554,17 @@ mod tests {
         assert!(analyse("copy t from stdin").copy_from_stdin);
         assert!(!analyse("copy t from '/x.csv'").copy_from_stdin);
         assert!(analyse("set local lock_timeout = '2s'").sets_lock_timeout);
-        let a = analyse("alter table bug add colum severity integer");
+        let a = analyse_tree("alter table bug add colum severity integer");
         assert_eq!(a.kind, "Unparsed");
         assert!(a.parse_error.unwrap().contains("syntax error"));
+        // Read from its words, the statement is what they say: the server
+        // names the syntax error when it runs.
+        let a = analyse("alter table bug add colum severity integer");
+        assert_eq!(a.kind, "AlterTableStmt");
+        // What would run outside the transaction is checked by the grammar.
+        let a = analyse("create index concurrently i on t (a");
+        assert_eq!(a.kind, "Unparsed");
+        assert!(!a.outside_transaction);
     }
 
     #[test]
