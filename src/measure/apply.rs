@@ -1,27 +1,33 @@
 //! Applying one patch: statement by statement, each timed with a monotonic
 //! clock and followed by a trace of locks, rewrites and new indexes.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use tokio_postgres::Client;
 
+use super::clock::{self, Clock};
 use super::exec::{run_capped, Executed};
 use super::session::{Session, Watch};
-use super::{ApplyOptions, LockHeld, PatchError, PatchRun, PreCheck, Rewrite, StatementRun};
+use super::{ApplyOptions, PatchError, PatchRun, PreCheck, StatementRun};
 use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::ledger::Plan as Books;
-use crate::patch::{Fact, Patch, Statement, Transaction, TxControl};
-use crate::pg::catalog::{self, Trace};
+use crate::patch::{Patch, Statement, Transaction, TxControl};
+use crate::pg::catalog;
 use crate::pg::locks::LockMode;
 
 mod books;
+mod chain;
 mod failure;
 mod own;
+mod record;
+mod storage;
 
+use chain::Chain;
 use failure::Stage;
+use record::OpenLocks;
+use storage::Storage;
 
 /// Which transaction the next statement runs in. downtime wraps statements
 /// in a transaction of its own unless the patch opened one; it never nests,
@@ -35,36 +41,6 @@ enum TxState {
     Tool,
     /// The patch's own `BEGIN`, at this line.
     Patch(usize),
-}
-
-/// Locks that are still held, and when they were taken.
-#[derive(Default)]
-struct OpenLocks {
-    /// (oid, mode) → (statement index in the run, position in its `locks`,
-    /// patch time when taken)
-    open: BTreeMap<(u32, LockMode), (usize, usize, f64)>,
-}
-
-impl OpenLocks {
-    /// Close every open lock not in `still_held`, at patch time `now`.
-    fn release_missing(
-        &mut self,
-        still_held: &BTreeSet<(u32, LockMode)>,
-        now: f64,
-        runs: &mut [StatementRun],
-    ) {
-        let gone: Vec<_> = self
-            .open
-            .keys()
-            .filter(|k| !still_held.contains(k))
-            .copied()
-            .collect();
-        for k in gone {
-            if let Some((si, li, start)) = self.open.remove(&k) {
-                runs[si].locks[li].held_seconds = now - start;
-            }
-        }
-    }
 }
 
 /// A statement that has run, until its trace is recorded.
@@ -84,19 +60,33 @@ struct Tracer<'a> {
     opts: &'a ApplyOptions,
     cancel: &'a Cancel,
     run: PatchRun,
-    /// Relations that existed before the patch.
-    oids: Vec<u32>,
+    /// The server's clock around each statement.
+    clock: Clock<'a>,
+    /// The per-statement trace query, prepared on the session.
+    prepared: Option<tokio_postgres::Statement>,
     /// The template databases that must survive the patch.
     template_oids: Vec<u32>,
     /// Indexes that were INVALID before the patch.
     invalid_before: Vec<u32>,
     tx: TxState,
+    /// Transaction blocks ended so far: the block the session is in is
+    /// told apart from earlier ones by this.
+    tx_ended: u64,
     /// A transaction of this patch was committed.
     committed_any: bool,
     /// Patch time so far: statements and downtime's commits.
     elapsed: f64,
-    filenodes: HashMap<u32, u32>,
-    known_indexes: HashSet<u32>,
+    /// The storage of the copy's relations, as traced.
+    storage: Option<Storage>,
+    /// The locks the session held at the last trace (on every user
+    /// relation), and those on relations that existed before the patch.
+    last_locks: BTreeSet<(u32, LockMode)>,
+    last_held: Vec<(u32, LockMode)>,
+    /// The relation of the last traced statement when it was a constant
+    /// INSERT, with its transaction block.
+    last_values: Option<(String, u64)>,
+    /// What is known of constant INSERTs, and those sent without a trace.
+    chain: Chain,
     open: OpenLocks,
     lock_timeout: String,
     /// The session timeouts (idle in transaction, idle, transaction) as
@@ -156,14 +146,19 @@ pub async fn apply_with(
         opts,
         cancel,
         run: PatchRun::default(),
-        oids: Vec::new(),
+        clock: Clock::new(watch),
+        prepared: None,
         template_oids: watch.templates.iter().map(|(oid, _)| *oid).collect(),
         invalid_before: Vec::new(),
         tx: TxState::Idle,
+        tx_ended: 0,
         committed_any: false,
         elapsed: 0.0,
-        filenodes: HashMap::new(),
-        known_indexes: HashSet::new(),
+        storage: None,
+        last_locks: BTreeSet::new(),
+        last_held: Vec::new(),
+        last_values: None,
+        chain: Chain::default(),
         open: OpenLocks::default(),
         lock_timeout: String::new(),
         timeouts: HashMap::new(),
@@ -254,46 +249,43 @@ impl<'a> Tracer<'a> {
             return Ok(false);
         }
         let client = self.client();
-        let unanalysed = catalog::pinned(client, false, catalog::unanalysed(client)).await?;
-        for name in unanalysed {
-            // Capped like a statement: an expression index runs functions.
-            let executed = run_capped(
-                self.session,
-                self.watch,
-                &format!("/*downtime*/ analyze {name}"),
-                self.opts.statement_cap,
-                self.cancel,
-            )
-            .await;
-            if !matches!(executed, Executed::Done(_)) {
-                self.ended(0, executed, &Stage::Analyze(name)).await?;
-                return Ok(false);
+        let (mut snapshot, unanalysed) =
+            catalog::pinned(client, false, catalog::snapshot(client)).await?;
+        if !unanalysed.is_empty() {
+            for name in unanalysed {
+                // Capped like a statement: an expression index runs functions.
+                let executed = run_capped(
+                    self.session,
+                    self.watch,
+                    &format!("/*downtime*/ analyze {name}"),
+                    self.opts.statement_cap,
+                    self.cancel,
+                )
+                .await;
+                if !matches!(executed, Executed::Done(_)) {
+                    self.ended(0, executed, &Stage::Analyze(name)).await?;
+                    return Ok(false);
+                }
             }
+            // Their row estimates are new.
+            snapshot = catalog::pinned(client, false, catalog::snapshot(client))
+                .await?
+                .0;
         }
-        let (snapshot, trace) = catalog::pinned(client, false, async {
-            let snapshot = catalog::snapshot(client).await?;
-            let trace = catalog::trace(client, &[], &[]).await?;
-            Ok((snapshot, trace))
-        })
-        .await?;
+        self.clock.begin().await?;
+        let trace = self.first_trace().await?;
         self.timeouts = trace
             .timeouts
-            .into_iter()
-            .map(|(name, value)| (name, (value, None)))
+            .iter()
+            .map(|(name, value)| (name.clone(), (value.clone(), None)))
             .collect();
-        let relations = snapshot.relations.values();
-        self.invalid_before = relations
-            .clone()
+        self.invalid_before = snapshot
+            .relations
+            .values()
             .filter(|r| !r.valid)
             .map(|r| r.oid)
             .collect();
-        self.filenodes = relations.clone().map(|r| (r.oid, r.filenode)).collect();
-        self.known_indexes = relations
-            .clone()
-            .filter(|r| r.table.is_some())
-            .map(|r| r.oid)
-            .collect();
-        self.oids = snapshot.oids();
+        self.storage = Some(Storage::new(&snapshot, &trace));
         self.run.snapshot = snapshot;
         self.lock_timeout = trace.lock_timeout;
         // The session starts the patch as downtime (reset after the last).
@@ -307,62 +299,74 @@ impl<'a> Tracer<'a> {
         if self.enter(st).await? {
             return Ok(true);
         }
+        if self.untraced(st).await? {
+            return self.statement_untraced(index, st).await;
+        }
+        self.settle().await?;
         let autocommit = self.tx == TxState::Idle;
         let pre = self.precheck(st, !autocommit).await?;
-        let server_before = self.watch.exec_ms().await?;
-        let t0 = Instant::now();
-        let executed = run_capped(
-            self.session,
-            self.watch,
-            &st.sql,
-            self.opts.statement_cap,
-            self.cancel,
-        )
-        .await;
-        let seconds = t0.elapsed().as_secs_f64();
-        self.elapsed += seconds;
+        let server_before = self.clock.before().await?;
+        // Pages read so far from the tables the statement validates
+        // (counted only inside a transaction).
+        let blocks: Vec<u32> = match autocommit {
+            true => Vec::new(),
+            false => pre.blocks_before.keys().copied().collect(),
+        };
+        let started = Instant::now();
+        let ran = self.run_traced(st, &blocks).await;
+        self.elapsed += ran.seconds;
         self.ran = Some(Ran {
             index,
-            started: t0,
-            seconds,
+            started,
+            seconds: ran.seconds,
             autocommit,
             pre,
         });
-        let rows = match executed {
-            Executed::Done(rows) => rows,
-            other => {
+        let (rows, (server_after, traced)) = match (ran.executed, ran.read) {
+            (Executed::Done(rows), Some(read)) => (rows, read),
+            (other, _) => {
                 self.ended(index, other, &Stage::Statement).await?;
                 return Ok(true);
             }
         };
         self.left(st);
-        let server_after = self.watch.exec_ms().await?;
-        let server_seconds = match (server_before, server_after) {
-            (Some(before), Some(after)) => Some(((after - before) / 1000.0).max(0.0)),
-            _ => None,
-        };
-        let blocks_before = self.ran.as_ref().map(|r| r.pre.blocks_before.clone());
-        let (trace, scanned_blocks) = self.trace(blocks_before, autocommit).await?;
+        let server_after = server_after?;
+        self.clock.after(server_after);
+        let trace = self.trace_after(traced, &blocks).await?;
+        self.known_me = trace.user == self.me;
+        let (held, changes, names) = self.storage_after(&trace, st).await?;
         let Some(ran) = self.ran.take() else {
             return Ok(false);
         };
+        let scanned_blocks = match autocommit {
+            true => HashMap::new(),
+            false => ran
+                .pre
+                .blocks_before
+                .iter()
+                .map(|(oid, before)| (*oid, trace.blocks.get(oid).copied().unwrap_or(0) - before))
+                .collect(),
+        };
         let mut sr = StatementRun {
             index,
-            seconds,
+            seconds: ran.seconds,
             rows_affected: rows,
             outside_transaction: autocommit,
-            held: trace.locks.iter().copied().collect(),
+            held: held.iter().copied().collect(),
             locks: Vec::new(),
             rewrites: Vec::new(),
             new_indexes: Vec::new(),
             lock_timeout: std::mem::replace(&mut self.lock_timeout, trace.lock_timeout.clone()),
             pre: ran.pre,
             scanned_blocks,
-            server_seconds,
+            server_seconds: clock::seconds(server_before, server_after),
             started: Some(ran.started),
         };
-        self.record(&mut sr, st, &trace);
+        self.record(&mut sr, st, &held, &changes, &names);
         self.run.statements.push(sr);
+        self.last_held = held.into_iter().collect();
+        self.last_locks = trace.locks.clone();
+        self.traced(st);
         for (name, value) in &trace.timeouts {
             if self.timeouts.get(name).is_none_or(|(v, _)| v != value) {
                 self.timeouts
@@ -416,12 +420,20 @@ impl<'a> Tracer<'a> {
             Some(TxControl::Begin) if self.tx == TxState::Tool => {}
             Some(TxControl::Begin) => self.tx = TxState::Patch(st.line),
             Some(TxControl::Commit) => {
-                self.tx = TxState::Idle;
+                self.tx_over();
                 self.committed_any = true;
             }
-            Some(TxControl::Rollback) => self.tx = TxState::Idle,
+            Some(TxControl::Rollback) => self.tx_over(),
             _ => {}
         }
+    }
+
+    /// The transaction block the session was in has ended.
+    fn tx_over(&mut self) {
+        if self.tx != TxState::Idle {
+            self.tx_ended += 1;
+        }
+        self.tx = TxState::Idle;
     }
 
     /// downtime's COMMIT, timed as part of the patch and capped like a
@@ -443,7 +455,10 @@ impl<'a> Tracer<'a> {
         self.run.commit_seconds += dt;
         self.elapsed += dt;
         if matches!(executed, Executed::Done(_)) {
-            self.tx = TxState::Idle;
+            self.tx_over();
+            if let Some(storage) = self.storage.as_mut() {
+                storage.committed();
+            }
             return Ok(false);
         }
         self.ended(self.last_index(), executed, &Stage::Commit)
@@ -454,9 +469,10 @@ impl<'a> Tracer<'a> {
     /// After the last statement: commit downtime's transaction, or refuse a
     /// transaction the patch opened and never closed.
     async fn finish(&mut self) -> Result<()> {
+        self.settle().await?;
         if let TxState::Patch(line) = self.tx {
             self.client().batch_execute("/*downtime*/ rollback").await?;
-            self.tx = TxState::Idle;
+            self.tx_over();
             self.known_me = false;
             let elapsed = self.elapsed;
             self.open
@@ -496,105 +512,5 @@ impl<'a> Tracer<'a> {
         }
         self.run.invalid_indexes = self.new_invalid_indexes().await?;
         Ok(())
-    }
-
-    /// What the trace after a statement says it did: locks it took,
-    /// relations it rewrote, indexes it built.
-    fn record(&mut self, sr: &mut StatementRun, st: &Statement, trace: &Trace) {
-        let seconds = sr.seconds;
-        // Locks released by this statement (its own COMMIT) end here.
-        let elapsed = self.elapsed;
-        self.open
-            .release_missing(&trace.locks, elapsed, &mut self.run.statements);
-        for &(oid, mode) in &trace.locks {
-            if let Entry::Vacant(slot) = self.open.open.entry((oid, mode)) {
-                let Some(rel) = self.run.snapshot.get(oid) else {
-                    continue;
-                };
-                slot.insert((self.run.statements.len(), sr.locks.len(), elapsed - seconds));
-                sr.locks.push(LockHeld {
-                    oid,
-                    relation: rel.name.clone(),
-                    mode,
-                    held_seconds: seconds,
-                });
-            }
-        }
-        if sr.outside_transaction {
-            self.documented_locks(sr, st);
-        }
-        for (oid, node) in &trace.filenodes {
-            let Some(prev) = self.filenodes.insert(*oid, *node) else {
-                continue;
-            };
-            if prev == *node {
-                continue;
-            }
-            if let Some(rel) = self.run.snapshot.get(*oid) {
-                sr.rewrites.push(Rewrite {
-                    oid: *oid,
-                    relation: rel.name.clone(),
-                    kind: rel.kind_name(),
-                    rows: rel.rows.round() as i64,
-                    bytes: rel.bytes,
-                });
-            }
-        }
-        if sr.outside_transaction
-            && matches!(st.analysis.kind.as_str(), "VacuumStmt" | "ClusterStmt")
-        {
-            self.rewrite_locks(sr);
-        }
-        for (idx, (table, name)) in &trace.indexes {
-            if self.known_indexes.insert(*idx) {
-                sr.new_indexes.push((*table, name.clone()));
-            }
-        }
-    }
-
-    /// Locks PostgreSQL documents for statements that run outside a
-    /// transaction: gone by the time they could be read.
-    fn documented_locks(&self, sr: &mut StatementRun, st: &Statement) {
-        for fact in &st.analysis.facts {
-            let Fact::HoldsWhileRunning { rel, mode } = fact else {
-                continue;
-            };
-            let Some(Some(oid)) = sr.pre.resolved.get(&rel.to_string()) else {
-                continue;
-            };
-            if let Some(r) = self.run.snapshot.get(*oid) {
-                sr.locks.push(LockHeld {
-                    oid: *oid,
-                    relation: r.name.clone(),
-                    mode: *mode,
-                    held_seconds: sr.seconds,
-                });
-            }
-        }
-    }
-
-    /// VACUUM FULL and CLUSTER rewrite under ACCESS EXCLUSIVE (PostgreSQL
-    /// documents it); outside a transaction block the lock is gone by the
-    /// time it could be read, and without a table list no name is known in
-    /// advance.
-    fn rewrite_locks(&self, sr: &mut StatementRun) {
-        let mut extra = Vec::new();
-        for rw in &sr.rewrites {
-            let is_table = self.run.snapshot.get(rw.oid).is_some_and(|r| r.is_table());
-            let known = sr
-                .locks
-                .iter()
-                .chain(&extra)
-                .any(|l| l.oid == rw.oid && l.mode == LockMode::AccessExclusive);
-            if is_table && !known {
-                extra.push(LockHeld {
-                    oid: rw.oid,
-                    relation: rw.relation.clone(),
-                    mode: LockMode::AccessExclusive,
-                    held_seconds: sr.seconds,
-                });
-            }
-        }
-        sr.locks.extend(extra);
     }
 }

@@ -53,13 +53,72 @@ pub(super) async fn run_capped(
     )
     .await
     {
-        Capped::Done(Ok(messages)) => Executed::Done(messages.iter().rev().find_map(|m| match m {
-            SimpleQueryMessage::CommandComplete(n) => Some(*n),
-            _ => None,
-        })),
+        Capped::Done(Ok(messages)) => Executed::Done(command_rows(&messages)),
         Capped::Done(Err(e)) => Executed::Failed(e),
         Capped::Stopped { abort, ended } => Executed::Stopped { abort, ended },
     }
+}
+
+/// A statement run by [`run_traced`].
+pub(super) struct Traced<C, T> {
+    pub executed: Executed,
+    /// From sending the statement to its result.
+    pub seconds: f64,
+    /// What `after` read once the statement's result was in, and the trace
+    /// sent behind it (`None` when downtime stopped the statement).
+    pub read: Option<(C, T)>,
+}
+
+/// Run one statement like [`run_capped`], with `trace` (queries on the same
+/// session) sent right behind it, so the server runs the trace as soon as
+/// the statement ends and no round trip is spent in between; and `after`
+/// (on another connection) started as soon as the statement's result is
+/// in, while the trace runs. The statement's time ends with its result:
+/// neither is part of it. The cap covers all three.
+pub(super) async fn run_traced<C, T, A, AF, F>(
+    session: &Session,
+    watch: &Watch<'_>,
+    sql: &str,
+    cap: Duration,
+    cancel: &Cancel,
+    after: A,
+    trace: F,
+) -> Traced<C, T>
+where
+    A: FnOnce() -> AF,
+    AF: Future<Output = C>,
+    F: Future<Output = T>,
+{
+    let started = std::time::Instant::now();
+    let statement = async {
+        let result = session.client.simple_query(sql).await;
+        let seconds = started.elapsed().as_secs_f64();
+        (result, seconds, after().await)
+    };
+    let work = futures_util::future::join(statement, trace);
+    match capped(session, watch, work, cap, cancel).await {
+        Capped::Done(((result, seconds, read), traced)) => Traced {
+            executed: match result {
+                Ok(messages) => Executed::Done(command_rows(&messages)),
+                Err(e) => Executed::Failed(e),
+            },
+            seconds,
+            read: Some((read, traced)),
+        },
+        Capped::Stopped { abort, ended } => Traced {
+            executed: Executed::Stopped { abort, ended },
+            seconds: started.elapsed().as_secs_f64(),
+            read: None,
+        },
+    }
+}
+
+/// Rows from the last command tag (UPDATE 42 → 42).
+fn command_rows(messages: &[SimpleQueryMessage]) -> Option<u64> {
+    messages.iter().rev().find_map(|m| match m {
+        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    })
 }
 
 /// How capped work on the patch's session ended.

@@ -79,22 +79,6 @@ pub struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    /// Milliseconds of execution the server has recorded in the copy for
-    /// statements that are not downtime's own (`None` without the clock).
-    /// Also shows that the admin connection is still there; without the
-    /// clock a trivial query does that.
-    pub(super) async fn exec_ms(&self) -> Result<Option<f64>> {
-        match self.clock_dbid {
-            Some(dbid) => Ok(Some(
-                crate::pg::catalog::statements_exec_ms(self.admin, dbid).await?,
-            )),
-            None => {
-                self.admin.simple_query("/*downtime*/ select 1").await?;
-                Ok(None)
-            }
-        }
-    }
-
     /// Is the staging server still up (a new connection is answered)?
     pub(super) async fn server_up(&self) -> bool {
         staging::answers(self.backend.config(self.backend.admin_db())).await

@@ -11,6 +11,8 @@
 use pg_query::protobuf::{self, ObjectType};
 use pg_query::NodeEnum;
 
+use super::words::{tokens, Kind, Token};
+
 /// Functions that read, list or write files on the server's machine.
 const FILE_FUNCTIONS: &[&str] = &[
     "pg_read_file",
@@ -98,11 +100,15 @@ fn judge(sql: &str, node: &NodeEnum, depth: usize) -> Option<String> {
 
 /// A call of a file function anywhere in `text`.
 fn called_in(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
+    called_in_lower(&text.to_ascii_lowercase())
+}
+
+/// [`called_in`] on text already in lower case.
+fn called_in_lower(lower: &str) -> Option<String> {
     if !lower.contains("pg_") && !lower.contains("lo_") {
         return None;
     }
-    let code = without_comments(&lower);
+    let code = without_comments(lower);
     let found = words(&code).find_map(|(start, word)| {
         let after = code[start + word.len()..].trim_start_matches('"');
         after
@@ -114,28 +120,61 @@ fn called_in(text: &str) -> Option<String> {
     found
 }
 
+/// Why a statement read by its words ([`super::lexical`]) reaches the host:
+/// `own`, what its kind does (a function's language); else a file function
+/// called in its text, unless it only names objects; else the SQL in its
+/// string constants `toks`.
+pub(super) fn access_by_words(
+    sql: &str,
+    toks: &[Token<'_>],
+    own: Option<String>,
+    names_only: bool,
+) -> Option<String> {
+    if own.is_some() {
+        return own;
+    }
+    let lower = sql.to_ascii_lowercase();
+    if !triggered(&lower) {
+        return None;
+    }
+    (!names_only)
+        .then(|| called_in_lower(&lower))
+        .flatten()
+        .or_else(|| strings_in(toks, 0))
+}
+
+/// Whether lower-case `text` holds a word one of which any SQL that reaches
+/// the host must hold: without one, neither the text nor the strings in it
+/// can (unquoting a string never makes one).
+fn triggered(lower: &str) -> bool {
+    TRIGGERS.iter().any(|w| lower.contains(w))
+}
+
 /// The SQL inside the string constants of `text`, followed a few levels deep.
 fn inside_strings(text: &str, depth: usize) -> Option<String> {
+    if depth >= MAX_DEPTH || !triggered(&text.to_ascii_lowercase()) {
+        return None;
+    }
+    strings_in(&tokens(text)?, depth)
+}
+
+/// The SQL inside the string constants among `toks`.
+fn strings_in(toks: &[Token<'_>], depth: usize) -> Option<String> {
     if depth >= MAX_DEPTH {
         return None;
     }
-    let lower = text.to_ascii_lowercase();
-    if !TRIGGERS.iter().any(|w| lower.contains(w)) {
-        return None;
-    }
-    let tokens = pg_query::scan(text).ok()?.tokens;
-    tokens
-        .iter()
-        .filter(|t| t.token == protobuf::Token::Sconst as i32)
-        .find_map(|t| {
-            let raw = text.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
-            nested(&unquote(raw), depth + 1)
-        })
+    toks.iter()
+        .filter(|t| t.kind == Kind::Str)
+        .find_map(|t| nested(&unquote(t.text), depth + 1))
 }
 
 /// A string's content: as SQL, each statement judged as a patch's own; else
-/// as a PL/pgSQL body, its COPYs, its statements and its strings.
+/// as a PL/pgSQL body, its COPYs, its statements and its strings. Text
+/// without a trigger word reaches nothing.
 fn nested(text: &str, depth: usize) -> Option<String> {
+    if !triggered(&text.to_ascii_lowercase()) {
+        return None;
+    }
     match pg_query::parse(text, 0) {
         Ok(parsed) => parsed.protobuf.stmts.iter().find_map(|s| {
             let node = s.stmt.as_ref()?.node.as_ref()?;
@@ -303,13 +342,18 @@ fn routine(options: &[protobuf::Node], default_language: &str) -> Option<String>
             _ => {}
         }
     }
-    if HOST_LANGUAGES.contains(&language.as_str()) {
-        return Some(format!(
+    routine_language(&language).or_else(|| bodies.into_iter().find_map(body))
+}
+
+/// Why a function or `DO` block in `language` (lower case) runs code on
+/// the host, when it does.
+pub(super) fn routine_language(language: &str) -> Option<String> {
+    HOST_LANGUAGES.contains(&language).then(|| {
+        format!(
             "LANGUAGE {language} runs unconfined code on the host (a C library or an untrusted \
              language); a staging run may not"
-        ));
-    }
-    bodies.into_iter().find_map(body)
+        )
+    })
 }
 
 /// `SET name = …` among a function's options.

@@ -6,10 +6,12 @@ pub mod discover;
 pub mod file;
 pub mod host;
 pub mod layout;
+mod lexical;
 mod nodes;
 pub mod split;
 pub mod statement;
 pub mod transaction;
+pub mod words;
 
 use std::path::Path;
 
@@ -20,12 +22,18 @@ use crate::error::{Error, Result};
 pub use directives::Waiver;
 pub use discover::{discover, discover_with, Layout, PatchFile};
 pub use layout::{Kind, Migration, Transaction};
-pub use statement::{analyse, Analysis, Fact, RelRef};
+pub use statement::{Analysis, Fact, RelRef};
 pub use transaction::TxControl;
 
 /// Patch files larger than this are refused before they are read into memory
 /// (by the size of the opened file; no more than this is ever read).
 pub const MAX_PATCH_BYTES: u64 = crate::fsutil::PATCHES.max_bytes;
+
+/// Analyse one statement's text: from its words where its shape allows
+/// (see [`lexical`]), else from pg_query's parse tree.
+pub fn analyse(sql: &str) -> Analysis {
+    lexical::analyse(sql).unwrap_or_else(|| statement::analyse_tree(sql))
+}
 
 /// Live (applies while the application runs) or cold (needs a downtime window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,11 +58,11 @@ pub fn is_pg_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c')
 }
 
-fn is_ident_start(b: u8) -> bool {
+pub(super) fn is_ident_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
 }
 
-fn is_ident_cont(b: u8) -> bool {
+pub(super) fn is_ident_cont(b: u8) -> bool {
     is_ident_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
@@ -349,7 +349,7 @@ impl<'a> Splitter<'a> {
 
 /// Scan a quoted literal or identifier starting at `open` (the quote byte);
 /// returns the index just past the closing quote.
-fn quoted(
+pub(super) fn quoted(
     bytes: &[u8],
     open: usize,
     line: &mut usize,
@@ -388,7 +388,7 @@ fn quoted(
 }
 
 /// If a dollar-quote opener (`$$` or `$tag$`) starts at `i`, the index past it.
-fn dollar_tag(bytes: &[u8], i: usize) -> Option<usize> {
+pub(super) fn dollar_tag(bytes: &[u8], i: usize) -> Option<usize> {
     // `$` inside an identifier (a$b) or a parameter ($1) is not a quote.
     if i > 0 && is_ident_cont(bytes[i - 1]) {
         return None;

@@ -111,18 +111,43 @@ pub struct Analysis {
     /// Why the statement would reach the staging machine itself (files,
     /// programs, libraries): such a patch is refused.
     pub host_access: Option<String>,
+    /// An INSERT of constant rows (`VALUES` of literals and `DEFAULT`
+    /// only, nothing after them) into this relation: what it does is fixed
+    /// by the relation's definition alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values_into: Option<RelRef>,
 }
 
+/// The node's variant name, from its `Debug` output cut at the first
+/// `(`, ` ` or `{`: the writer stops the formatting there, so a large tree
+/// is not printed in full to name it.
 fn node_name(node: &NodeEnum) -> String {
-    let dbg = format!("{node:?}");
-    dbg.split(['(', ' ', '{'])
-        .next()
-        .unwrap_or("Unknown")
-        .to_string()
+    struct Name(String);
+    impl std::fmt::Write for Name {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            match s.find(['(', ' ', '{']) {
+                Some(i) => {
+                    self.0.push_str(&s[..i]);
+                    Err(std::fmt::Error)
+                }
+                None => {
+                    self.0.push_str(s);
+                    Ok(())
+                }
+            }
+        }
+    }
+    let mut name = Name(String::new());
+    let _ = std::fmt::Write::write_fmt(&mut name, format_args!("{node:?}"));
+    if name.0.is_empty() {
+        "Unknown".into()
+    } else {
+        name.0
+    }
 }
 
-/// Analyse one statement's text.
-pub fn analyse(sql: &str) -> Analysis {
+/// Analyse one statement's text from pg_query's parse tree.
+pub fn analyse_tree(sql: &str) -> Analysis {
     let parsed = match pg_query::parse(sql, 0) {
         Ok(p) => p,
         Err(e) => {
@@ -179,6 +204,7 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
         NodeEnum::CopyStmt(c) => {
             a.copy_from_stdin = c.is_from && !c.is_program && c.filename.is_empty();
         }
+        NodeEnum::InsertStmt(i) => a.values_into = values_into(i),
         NodeEnum::IndexStmt(i) => index_facts(i, a),
         NodeEnum::ReindexStmt(r) => reindex_facts(r, a),
         NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => vacuum_facts(v, a),
@@ -218,6 +244,48 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
         }
         _ => {}
     }
+}
+
+/// The relation of an INSERT whose rows are constants: `VALUES` lists of
+/// literals and `DEFAULT` only, with no WITH, ON CONFLICT, RETURNING or
+/// OVERRIDING, and a plain column list.
+fn values_into(i: &protobuf::InsertStmt) -> Option<RelRef> {
+    if i.with_clause.is_some()
+        || i.on_conflict_clause.is_some()
+        || i.returning_clause.is_some()
+        || i.r#override != protobuf::OverridingKind::OverridingNotSet as i32
+    {
+        return None;
+    }
+    let plain_column = |c: &protobuf::Node| matches!(&c.node, Some(NodeEnum::ResTarget(t)) if t.indirection.is_empty());
+    if !i.cols.iter().all(plain_column) {
+        return None;
+    }
+    let rel = i.relation.as_ref().filter(|r| r.alias.is_none())?;
+    let Some(NodeEnum::SelectStmt(select)) = i.select_stmt.as_deref().and_then(|s| s.node.as_ref())
+    else {
+        return None;
+    };
+    // VALUES … ORDER BY / LIMIT / OFFSET may hold any expression.
+    if !select.sort_clause.is_empty()
+        || select.limit_count.is_some()
+        || select.limit_offset.is_some()
+        || !select.locking_clause.is_empty()
+        || select.with_clause.is_some()
+    {
+        return None;
+    }
+    let constant = |n: &protobuf::Node| {
+        matches!(
+            n.node,
+            Some(NodeEnum::AConst(_)) | Some(NodeEnum::SetToDefault(_))
+        )
+    };
+    let rows = select.values_lists.iter().all(|row| match &row.node {
+        Some(NodeEnum::List(l)) => l.items.iter().all(constant),
+        _ => false,
+    });
+    (!select.values_lists.is_empty() && rows).then(|| RelRef::from_range_var(rel))
 }
 
 /// CREATE INDEX [CONCURRENTLY].
@@ -419,6 +487,7 @@ fn constraint_facts(rel: &RelRef, c: &protobuf::Constraint, a: &mut Analysis) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::analyse;
 
     #[test]
     fn validation_facts() {
@@ -485,9 +554,17 @@ mod tests {
         assert!(analyse("copy t from stdin").copy_from_stdin);
         assert!(!analyse("copy t from '/x.csv'").copy_from_stdin);
         assert!(analyse("set local lock_timeout = '2s'").sets_lock_timeout);
-        let a = analyse("alter table bug add colum severity integer");
+        let a = analyse_tree("alter table bug add colum severity integer");
         assert_eq!(a.kind, "Unparsed");
         assert!(a.parse_error.unwrap().contains("syntax error"));
+        // Read from its words, the statement is what they say: the server
+        // names the syntax error when it runs.
+        let a = analyse("alter table bug add colum severity integer");
+        assert_eq!(a.kind, "AlterTableStmt");
+        // What would run outside the transaction is checked by the grammar.
+        let a = analyse("create index concurrently i on t (a");
+        assert_eq!(a.kind, "Unparsed");
+        assert!(!a.outside_transaction);
     }
 
     #[test]

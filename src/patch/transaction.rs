@@ -99,7 +99,7 @@ pub(super) fn outside_transaction(node: &NodeEnum) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::statement::analyse;
+    use crate::patch::analyse;
 
     #[test]
     fn statements_refused_in_a_transaction_block_run_outside_it() {

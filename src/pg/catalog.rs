@@ -11,11 +11,9 @@
 //! length of the query, the patch's path restored afterwards; and every
 //! function is schema-qualified besides.
 
-use std::collections::{BTreeSet, HashMap};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Statement};
 
-use tokio_postgres::Client;
-
-use super::locks::LockMode;
 use super::relation::{Relation, Snapshot};
 use crate::error::Result;
 
@@ -100,25 +98,33 @@ const USER_RELATIONS: &str = "\
     n.nspname not in ('pg_catalog', 'information_schema') \
     and n.nspname !~ '^pg_toast' and n.nspname !~ '^pg_temp'";
 
-/// Tables that have data but no statistics yet (created and filled by an
-/// earlier patch), schema-qualified, to be analysed so row estimates exist
-/// (outside any timing). Run it [`pinned`].
-pub async fn unanalysed(client: &Client) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            &format!(
-                "/*downtime*/ select pg_catalog.format('%I.%I', n.nspname, c.relname) \
-                 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-                 where c.relkind in ('r', 'm') and c.reltuples < 0 and pg_catalog.pg_relation_size(c.oid) > 0 and {USER_RELATIONS}"
-            ),
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
+/// A relation's main-fork bytes as the snapshot takes them, for `x` (a
+/// `pg_class` row): measured (`pg_relation_size`, which opens the file) for
+/// a table or materialized view without a row estimate, where the file's
+/// size is what says whether it holds rows; the catalogue's page count
+/// (`relpages`, as of the last VACUUM, ANALYZE or index build) otherwise;
+/// nothing for relations without storage.
+const BYTES: &str = "case when x.relkind in ('r', 'm') and x.reltuples <= 0 \
+                       then pg_catalog.pg_relation_size(x.oid) \
+                     when x.relkind in ('r', 'm', 'i') \
+                       then x.relpages::int8 * pg_catalog.current_setting('block_size')::int8 \
+                     else 0 end";
 
-/// Record the relations that exist now. Run it [`pinned`].
-pub async fn snapshot(client: &Client) -> Result<Snapshot> {
+/// Record the relations that exist now, and name the tables that have data
+/// but no statistics yet (created and filled by an earlier patch),
+/// schema-qualified, to be analysed so row estimates exist. Only the
+/// catalogue is read, and the files of tables without a row estimate: the
+/// cost follows the tables without statistics, not the whole schema. Run
+/// it [`pinned`] outside the patch's transaction: it turns JIT compilation
+/// off for that transaction (the planner's estimate for the partitioned
+/// tables' sums, once per relation, would compile it, for longer than the
+/// query runs).
+pub async fn snapshot(client: &Client) -> Result<(Snapshot, Vec<String>)> {
+    client
+        .batch_execute("/*downtime*/ select pg_catalog.set_config('jit', 'off', true)")
+        .await?;
+    let leaf_bytes = BYTES.replace("x.", "k.");
+    let own_bytes = BYTES.replace("x.", "c.");
     let rows = client
         .query(
             &format!(
@@ -127,9 +133,11 @@ pub async fn snapshot(client: &Client) -> Result<Snapshot> {
                      (select coalesce(pg_catalog.sum(greatest(k.reltuples, 0)), 0)::float8 from pg_catalog.pg_partition_tree(c.oid) t join pg_catalog.pg_class k on k.oid = t.relid where t.isleaf) \
                    else greatest(c.reltuples, 0)::float8 end, \
                    case when c.relkind = 'p' then \
-                     (select coalesce(pg_catalog.sum(pg_catalog.pg_relation_size(t.relid)), 0)::int8 from pg_catalog.pg_partition_tree(c.oid) t where t.isleaf) \
-                   else pg_catalog.pg_relation_size(c.oid) end, \
-                   i.indrelid, coalesce(i.indisvalid, true) \
+                     (select coalesce(pg_catalog.sum({leaf_bytes}), 0)::int8 from pg_catalog.pg_partition_tree(c.oid) t join pg_catalog.pg_class k on k.oid = t.relid where t.isleaf) \
+                   else {own_bytes} end, \
+                   i.indrelid, coalesce(i.indisvalid, true), \
+                   case when c.relkind in ('r', 'm') and c.reltuples < 0 \
+                     then pg_catalog.format('%I.%I', n.nspname, c.relname) end \
                  from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
                  left join pg_catalog.pg_index i on i.indexrelid = c.oid \
                  where c.relkind in ('r', 'p', 'm', 'i', 'I') and {USER_RELATIONS}"
@@ -137,6 +145,7 @@ pub async fn snapshot(client: &Client) -> Result<Snapshot> {
             &[],
         )
         .await?;
+    let mut unanalysed = Vec::new();
     let relations = rows
         .iter()
         .map(|r| {
@@ -151,102 +160,25 @@ pub async fn snapshot(client: &Client) -> Result<Snapshot> {
                 table: r.get(6),
                 valid: r.get(7),
             };
+            if let (Some(name), true) = (r.get::<_, Option<String>>(8), rel.bytes > 0) {
+                unanalysed.push(name);
+            }
             (rel.oid, rel)
         })
         .collect();
-    Ok(Snapshot { relations })
-}
-
-/// What the catalogue says right after a statement.
-#[derive(Debug, Clone, Default)]
-pub struct Trace {
-    /// Locks the applying backend holds on pre-existing relations.
-    pub locks: BTreeSet<(u32, LockMode)>,
-    /// Current storage file of each pre-existing relation that still exists.
-    pub filenodes: HashMap<u32, u32>,
-    /// Indexes (oid, name) on pre-existing tables, by table.
-    pub indexes: HashMap<u32, (u32, String)>,
-    /// `lock_timeout` in effect now, as PostgreSQL shows it (`0` when off).
-    pub lock_timeout: String,
-    /// The role the session runs as (`current_user`).
-    pub user: String,
-    /// The session timeouts that end a session (idle in transaction,
-    /// idle, transaction), by name, where the server has them.
-    pub timeouts: HashMap<String, String>,
-    /// The names of the watched databases (the templates copies are made
-    /// from) that still exist, by oid, as this session sees them.
-    pub databases: HashMap<u32, String>,
-}
-
-/// Read locks, storage files and indexes for the pre-existing relations
-/// `oids`, and the names of the databases `databases`. Run it [`pinned`].
-pub async fn trace(client: &Client, oids: &[u32], databases: &[u32]) -> Result<Trace> {
-    let rows = client
-        .query(
-            "/*downtime*/ select 'l', l.relation, l.mode from pg_catalog.pg_locks l \
-               where l.pid = pg_catalog.pg_backend_pid() and l.locktype = 'relation' and l.granted and l.relation = any($1) \
-             union all select 'f', c.oid, c.relfilenode::text from pg_catalog.pg_class c where c.oid = any($1) \
-             union all select 'i', i.indexrelid, pg_catalog.concat(i.indrelid, ' ', i.indexrelid::regclass) \
-               from pg_catalog.pg_index i where i.indrelid = any($1) \
-             union all select 'd', d.oid, d.datname::text from pg_catalog.pg_database d where d.oid = any($2) \
-             union all select 's', 0::oid, pg_catalog.concat(n, '=', pg_catalog.current_setting(n, true)) \
-               from pg_catalog.unnest(array['lock_timeout', 'idle_in_transaction_session_timeout', \
-                 'idle_session_timeout', 'transaction_timeout']) n \
-             union all select 'u', 0::oid, current_user::text",
-            &[&oids, &databases],
-        )
-        .await?;
-    let mut t = Trace::default();
-    for r in rows {
-        let kind: &str = r.get(0);
-        let oid: u32 = r.get(1);
-        let value: String = r.get(2);
-        match kind {
-            "l" => {
-                if let Some(mode) = LockMode::from_pg_locks(&value) {
-                    t.locks.insert((oid, mode));
-                }
-            }
-            "f" => {
-                if let Ok(f) = value.parse() {
-                    t.filenodes.insert(oid, f);
-                }
-            }
-            "i" => {
-                if let Some((table, name)) = value.split_once(' ') {
-                    if let Ok(table) = table.parse() {
-                        t.indexes.insert(oid, (table, name.to_string()));
-                    }
-                }
-            }
-            "u" => t.user = value,
-            "d" => {
-                t.databases.insert(oid, value);
-            }
-            _ => {
-                if let Some((name, setting)) = value.split_once('=') {
-                    if name == "lock_timeout" {
-                        t.lock_timeout = setting.to_string();
-                    } else if !setting.is_empty() {
-                        t.timeouts.insert(name.to_string(), setting.to_string());
-                    }
-                }
-            }
-        }
-    }
-    Ok(t)
+    Ok((Snapshot { relations }, unanalysed))
 }
 
 /// Resolve a relation name as the session would: with the patch's own
 /// search path, so not [`pinned`]; the function and the type are qualified.
 pub async fn resolve(client: &Client, regclass_text: &str) -> Result<Option<u32>> {
-    let row = client
-        .query_one(
+    let rows = client
+        .query_typed(
             "/*downtime*/ select pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid",
-            &[&regclass_text],
+            &[(&regclass_text, Type::TEXT)],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(rows.first().and_then(|r| r.get(0)))
 }
 
 /// Whether column `column` of `table` is already NOT NULL, or a validated
@@ -295,14 +227,18 @@ pub async fn constraint_state(
 }
 
 /// Indexes that are not valid now, by oid and name, and the role the
-/// session runs as (`current_user`). Run it [`pinned`].
+/// session runs as (`current_user`). An index on a partitioned table has
+/// no storage and is invalid by design until an index of every partition
+/// is attached to it (`CREATE INDEX … ON ONLY`): it is left out. Run it
+/// [`pinned`].
 pub async fn invalid_indexes(client: &Client) -> Result<(Vec<(u32, String)>, String)> {
     let row = client
         .query_one(
             "/*downtime*/ select current_user::text, \
                coalesce(pg_catalog.array_agg(i.indexrelid order by i.indexrelid), '{}'), \
                coalesce(pg_catalog.array_agg(i.indexrelid::regclass::text order by i.indexrelid), '{}') \
-             from pg_catalog.pg_index i where not i.indisvalid",
+             from pg_catalog.pg_index i join pg_catalog.pg_class c on c.oid = i.indexrelid \
+             where not i.indisvalid and c.relkind <> 'I'",
             &[],
         )
         .await?;
@@ -325,18 +261,36 @@ pub async fn blocks_fetched(client: &Client, oid: u32) -> Result<i64> {
     Ok(row.get(0))
 }
 
-/// Milliseconds of execution `pg_stat_statements` has recorded in database
-/// `dbid` for statements that are not downtime's own (on the admin
-/// connection, where downtime created the extension in `public`).
-pub async fn statements_exec_ms(client: &Client, dbid: u32) -> Result<f64> {
-    let row = client
-        .query_one(
+/// Prepare, on the admin connection (where downtime created
+/// `pg_stat_statements` in `public`), the query of [`statements_exec_ms`].
+pub async fn prepare_statements_exec_ms(client: &Client) -> Result<Statement> {
+    Ok(client
+        .prepare_typed(
             "select coalesce(pg_catalog.sum(total_exec_time), 0)::float8 from public.pg_stat_statements \
              where dbid = $1 and query not like '/*downtime*/%'",
-            &[&dbid],
+            &[Type::OID],
         )
-        .await?;
+        .await?)
+}
+
+/// Milliseconds of execution `pg_stat_statements` has recorded in database
+/// `dbid` for statements that are not downtime's own, read with `prepared`
+/// ([`prepare_statements_exec_ms`]).
+pub async fn statements_exec_ms(client: &Client, prepared: &Statement, dbid: u32) -> Result<f64> {
+    let row = client.query_one(prepared, &[&dbid]).await?;
     Ok(row.get(0))
+}
+
+/// Forget what `pg_stat_statements` recorded so far, everywhere on the
+/// staging server: reading it costs a row per statement it keeps (the
+/// baseline's thousands of DDL statements among them), and downtime only
+/// ever reads differences within one patch. `false` when the server
+/// refuses (a role without the right).
+pub async fn reset_statements(client: &Client) -> bool {
+    client
+        .simple_query("select public.pg_stat_statements_reset()")
+        .await
+        .is_ok()
 }
 
 /// The oid of database `name`.

@@ -1,10 +1,12 @@
 //! PostgreSQL's vocabulary, on the ground floor of the code: lock modes and
 //! their conflict table, relations and their kinds, and every catalogue
-//! query downtime sends. Nothing here knows about patches, runs or verdicts.
+//! query downtime sends (the per-statement trace in [`trace`]). Nothing
+//! here knows about patches, runs or verdicts.
 
 pub mod catalog;
 pub mod locks;
 pub mod relation;
+pub mod trace;
 pub mod versions;
 
 pub use locks::LockMode;

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::measure::exec::Executed;
 use crate::measure::{Halt, PatchError, StatementRun};
 use crate::patch::{Statement, Transaction};
-use crate::pg::catalog::Trace;
+use crate::pg::trace::Trace;
 use crate::staging::{self, ConnectionEnd};
 
 /// What downtime was sending when something did not complete.
@@ -507,6 +507,8 @@ impl<'a> Tracer<'a> {
         session_gone: bool,
     ) -> Result<()> {
         self.record_ran(index);
+        // The server's time of the statements before it, where it can be read.
+        let _ = self.settle().await;
         let elapsed = self.elapsed;
         self.open
             .release_missing(&BTreeSet::new(), elapsed, &mut self.run.statements);

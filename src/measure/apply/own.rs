@@ -1,18 +1,26 @@
-//! downtime's own queries on the patch's session, run as downtime (see
-//! [`identity`]) and with the search path [`catalog::pinned`]: the
-//! prechecks before a statement, the trace after it, the indexes left
-//! INVALID at the end. The patch's role and search path are put back
-//! afterwards.
+//! downtime's own queries on the patch's session: the prechecks before a
+//! statement, the names of the indexes it built and the indexes left
+//! INVALID at the end, run as downtime (see [`identity`]) with the search
+//! path [`catalog::pinned`], the patch's role and search path put back
+//! afterwards; and the trace after each statement, which reads the same
+//! whatever the role and the search path (see [`crate::pg::trace`]), sent
+//! right behind the statement.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use tokio_postgres::error::SqlState;
+
+use super::storage::Changes;
 use super::{Tracer, TxState};
 use crate::error::Result;
+use crate::measure::exec::{self, Traced};
 use crate::measure::identity::{self, Borrowed};
 use crate::measure::precheck::precheck;
 use crate::measure::PreCheck;
-use crate::patch::Statement;
-use crate::pg::catalog::{self, Trace};
+use crate::patch::{Statement, TxControl};
+use crate::pg::catalog;
+use crate::pg::locks::LockMode;
+use crate::pg::trace::{self, Trace};
 
 impl Tracer<'_> {
     /// Run downtime's next queries as downtime; nothing to do when the
@@ -44,47 +52,144 @@ impl Tracer<'_> {
         Ok(pre)
     }
 
-    /// The trace after a statement, and the pages each validated table of
-    /// `blocks_before` read since, read pinned. The trace says which role
-    /// the session runs as; when it is not downtime's, it is read again as
-    /// downtime.
-    pub(super) async fn trace(
-        &mut self,
-        blocks_before: Option<HashMap<u32, i64>>,
-        autocommit: bool,
-    ) -> Result<(Trace, HashMap<u32, i64>)> {
-        let blocks = blocks_before.unwrap_or_default();
-        let read = self.read_trace(&blocks, autocommit).await?;
-        self.known_me = read.0.user == self.me;
-        if self.known_me {
-            return Ok(read);
-        }
-        let borrowed = self.as_downtime().await?;
-        let read = self.read_trace(&blocks, autocommit).await;
-        let back = self.back_to_patch(borrowed).await;
-        let read = read?;
-        back?;
-        Ok(read)
+    /// Prepare the per-statement trace on the session and read it once,
+    /// before the patch's first statement.
+    pub(super) async fn first_trace(&mut self) -> Result<Trace> {
+        let client = self.client();
+        let prepared = trace::prepare(client).await?;
+        let first = trace::read(client, &prepared, self.ask(&[])).await?;
+        self.prepared = Some(prepared);
+        Ok(first)
     }
 
-    async fn read_trace(
+    /// What the trace after the next statement is asked: the templates,
+    /// the tables `blocks` whose pages read are wanted, and this block's
+    /// `pg_class` writes so far.
+    fn ask<'b>(&'b self, blocks: &'b [u32]) -> trace::Ask<'b> {
+        let tx = (self.tx != TxState::Idle).then_some(self.tx_ended);
+        trace::Ask {
+            databases: &self.template_oids,
+            tables: blocks,
+            writes_before: self.storage.as_ref().and_then(|s| s.writes_before(tx)),
+        }
+    }
+
+    /// Run `st` with the trace sent right behind it (see
+    /// [`exec::run_traced`]), reading the pages fetched from `blocks`, and
+    /// the server's clock as soon as its result is in. A statement that
+    /// may deallocate prepared statements (`DEALLOCATE`, `DISCARD`) is sent
+    /// alone: the trace, prepared again, follows it.
+    pub(super) async fn run_traced(
         &self,
-        blocks_before: &HashMap<u32, i64>,
-        autocommit: bool,
-    ) -> Result<(Trace, HashMap<u32, i64>)> {
+        st: &Statement,
+        blocks: &[u32],
+    ) -> Traced<Result<Option<f64>>, Option<std::result::Result<Trace, tokio_postgres::Error>>>
+    {
         let client = self.client();
-        catalog::pinned(client, self.tx != TxState::Idle, async {
-            let trace = catalog::trace(client, &self.oids, &self.template_oids).await?;
-            let mut scanned = HashMap::new();
-            if !autocommit {
-                for (&oid, &before) in blocks_before {
-                    let now = catalog::blocks_fetched(client, oid).await?;
-                    scanned.insert(oid, now - before);
-                }
+        let pipelined = self.prepared.as_ref().filter(|_| !may_deallocate(&st.sql));
+        let ask = self.ask(blocks);
+        let clock = &self.clock;
+        let trace = async move {
+            match pipelined {
+                Some(prepared) => Some(trace::read(client, prepared, ask).await),
+                None => None,
             }
-            Ok((trace, scanned))
-        })
+        };
+        exec::run_traced(
+            self.session,
+            self.watch,
+            &st.sql,
+            self.opts.statement_cap,
+            self.cancel,
+            || clock.read(),
+            trace,
+        )
         .await
+    }
+
+    /// The trace after a statement that completed: the one sent behind
+    /// it, or, when none was (or the patch deallocated it outside a
+    /// transaction block, where its failure harms nothing), one prepared
+    /// and read now.
+    pub(super) async fn trace_after(
+        &mut self,
+        traced: Option<std::result::Result<Trace, tokio_postgres::Error>>,
+        blocks: &[u32],
+    ) -> Result<Trace> {
+        match traced {
+            Some(Ok(t)) => return Ok(t),
+            Some(Err(e))
+                if self.tx != TxState::Idle
+                    || e.code() != Some(&SqlState::INVALID_SQL_STATEMENT_NAME) =>
+            {
+                return Err(e.into())
+            }
+            _ => {}
+        }
+        let client = self.client();
+        let prepared = trace::prepare(client).await?;
+        // The trace is read after the statement: the writes count is not
+        // known to belong to this block any more (the statement may have
+        // ended or begun one), so storage is read without it.
+        let ask = trace::Ask {
+            writes_before: None,
+            ..self.ask(blocks)
+        };
+        let t = trace::read(client, &prepared, ask).await?;
+        self.prepared = Some(prepared);
+        Ok(t)
+    }
+
+    /// What the statement left in storage, from its trace: the locks held
+    /// on relations that existed before the patch, the relations it
+    /// rewrote and the indexes it built (with their names).
+    pub(super) async fn storage_after(
+        &mut self,
+        trace: &Trace,
+        st: &Statement,
+    ) -> Result<(BTreeSet<(u32, LockMode)>, Changes, HashMap<u32, String>)> {
+        let held: BTreeSet<(u32, LockMode)> = trace
+            .locks
+            .iter()
+            .filter(|(oid, _)| self.run.snapshot.get(*oid).is_some())
+            .copied()
+            .collect();
+        let tx = (self.tx != TxState::Idle).then_some(self.tx_ended);
+        let rolled_back = matches!(
+            st.analysis.tx_control,
+            Some(TxControl::Rollback | TxControl::Savepoint)
+        );
+        let Some(storage) = self.storage.as_ref() else {
+            return Ok((held, Changes::default(), HashMap::new()));
+        };
+        let look = storage.lookup(trace, tx, rolled_back);
+        let rows = match look.is_empty() {
+            true => Vec::new(),
+            false => trace::stored(self.client(), &look.oids, look.window).await?,
+        };
+        let changes = match self.storage.as_mut() {
+            Some(storage) => storage.record(trace, tx, &look, rows),
+            None => Changes::default(),
+        };
+        let built: Vec<u32> = changes.built.iter().map(|(index, _)| *index).collect();
+        let names = match built.is_empty() {
+            true => HashMap::new(),
+            false => self.relation_names(&built).await?,
+        };
+        Ok((held, changes, names))
+    }
+
+    /// The names of relations `oids` as the patch's statements would print
+    /// them, read pinned and as downtime.
+    async fn relation_names(&self, oids: &[u32]) -> Result<HashMap<u32, String>> {
+        let client = self.client();
+        let borrowed = self.as_downtime().await?;
+        let names =
+            catalog::pinned(client, self.tx != TxState::Idle, trace::names(client, oids)).await;
+        let back = self.back_to_patch(borrowed).await;
+        let names = names?;
+        back?;
+        Ok(names)
     }
 
     /// Indexes that are INVALID now and were not before the patch, read
@@ -108,4 +213,11 @@ impl Tracer<'_> {
             .map(|(_, name)| name)
             .collect())
     }
+}
+
+/// Whether `sql` may deallocate the session's prepared statements
+/// (`DEALLOCATE`, `DISCARD ALL`, also from a function body or `DO` block).
+fn may_deallocate(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower.contains("deallocate") || lower.contains("discard")
 }

@@ -8,7 +8,7 @@ use crate::rule_id::RuleId;
 pub const INFO: RuleInfo = RuleInfo {
     id: RuleId::BlockingIndexBuild,
     severity: Severity::Cold,
-    why: "A plain CREATE INDEX holds SHARE on the table, which blocks INSERT, UPDATE and DELETE for the whole build; ADD PRIMARY KEY, ADD UNIQUE and ADD EXCLUDE build their index under ACCESS EXCLUSIVE; REINDEX holds SHARE on the table and ACCESS EXCLUSIVE on the index. CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY take SHARE UPDATE EXCLUSIVE instead, which does not block reads or writes, at the price of two table scans and running outside a transaction block.",
+    why: "A plain CREATE INDEX holds SHARE on the table, which blocks INSERT, UPDATE and DELETE for the whole build; ADD PRIMARY KEY, ADD UNIQUE and ADD EXCLUDE build their index under ACCESS EXCLUSIVE; REINDEX holds SHARE on the table and ACCESS EXCLUSIVE on the index. CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY take SHARE UPDATE EXCLUSIVE instead, which does not block reads or writes, at the price of two table scans and running outside a transaction block. downtime counts a build where an index gets storage of its own: an index PostgreSQL re-creates on its old file (a column type change that needs no rebuild, such as varchar(10) to varchar(20)) and an index of a partitioned table (which has no storage; its partitions' indexes are the builds) build nothing.",
     summary: "builds an index on a populated table (CREATE INDEX, ADD PRIMARY KEY/UNIQUE, REINDEX) under a lock that blocks writes",
     recipe: "use CREATE INDEX CONCURRENTLY in a patch of its own; for a constraint, CREATE UNIQUE INDEX CONCURRENTLY then ADD CONSTRAINT … USING INDEX",
     measured: Measured::Stalls,

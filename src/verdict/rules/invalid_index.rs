@@ -8,7 +8,7 @@ use crate::rule_id::RuleId;
 pub const INFO: RuleInfo = RuleInfo {
     id: RuleId::InvalidIndex,
     severity: Severity::Error,
-    why: "A CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) that fails — a duplicate in a unique build, a deadlock, a cancel — leaves the index behind marked INVALID: it is maintained on every write but never used by queries, and a retry with the same name fails until it is dropped.",
+    why: "A CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) that fails — a duplicate in a unique build, a deadlock, a cancel — leaves the index behind marked INVALID: it is maintained on every write but never used by queries, and a retry with the same name fails until it is dropped. An index created ON ONLY a partitioned table is invalid by design until an index of every partition is attached to it: it is not counted.",
     summary: "leaves an INVALID index behind (a failed CREATE INDEX CONCURRENTLY)",
     recipe: "drop the invalid index (DROP INDEX CONCURRENTLY) and build it again; check for duplicates before a unique build",
     measured: Measured::NotByItself("a failed concurrent build does not block the application; it leaves an index to drop"),
