@@ -284,3 +284,26 @@ fn a_data_patch_records_each_lock_once() {
     );
     s.assert_clean();
 }
+
+#[test]
+fn a_rewrite_by_another_session_through_dblink_is_found() {
+    let s = Scratch::new();
+    s.baseline(&format!("create extension dblink;\n{BASELINE}"));
+    s.patch(
+        "0001-dblink.sql",
+        "select dblink_exec(format('host=%s port=%s user=%s dbname=%s', \
+           split_part(current_setting('unix_socket_directories'), ',', 1), \
+           current_setting('port'), current_user, current_database()), \
+           'alter table big alter column v type bigint');",
+    );
+    let (code, report, stderr) = s.check_json(&["patches"]);
+    assert_ne!(code, 2, "{stderr}\n{report}");
+    let p = patch(&report, "0001-dblink");
+    assert_eq!(p["status"], "ok", "{p}");
+    assert_eq!(
+        rewrites(p, 0),
+        ["public.big", "public.big_pkey", "public.big_s"],
+        "{p}"
+    );
+    s.assert_clean();
+}

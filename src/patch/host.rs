@@ -11,7 +11,7 @@
 use pg_query::protobuf::{self, ObjectType};
 use pg_query::NodeEnum;
 
-use super::words::{tokens, Kind, Token};
+use super::words::{block_comment, tokens, Kind, Token};
 
 /// Functions that read, list or write files on the server's machine.
 const FILE_FUNCTIONS: &[&str] = &[
@@ -465,27 +465,7 @@ fn without_comments(text: &str) -> String {
         if let Some(after) = rest.strip_prefix("--") {
             rest = after.find('\n').map_or("", |i| &after[i..]);
         } else if rest.starts_with("/*") {
-            let mut depth = 0usize;
-            let mut end = rest.len();
-            let bytes = rest.as_bytes();
-            let mut i = 0;
-            while i + 1 < bytes.len() {
-                match &bytes[i..i + 2] {
-                    b"/*" => {
-                        depth += 1;
-                        i += 2;
-                    }
-                    b"*/" => {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            end = i;
-                            break;
-                        }
-                    }
-                    _ => i += 1,
-                }
-            }
+            let end = block_comment(rest.as_bytes(), 0).unwrap_or(rest.len());
             out.push(' ');
             rest = &rest[end..];
         } else {

@@ -184,8 +184,9 @@ pub fn tokens(sql: &str) -> Option<Vec<Token<'_>>> {
     Some(out)
 }
 
-/// The end of a `/* */` comment (nested) opened at `i`.
-fn block_comment(bytes: &[u8], mut i: usize) -> Option<usize> {
+/// The end of a `/* */` comment (nested) opened at `i`; `None` when it is
+/// never closed.
+pub(super) fn block_comment(bytes: &[u8], mut i: usize) -> Option<usize> {
     let mut depth = 0usize;
     while i + 1 < bytes.len() {
         match &bytes[i..i + 2] {

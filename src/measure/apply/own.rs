@@ -162,7 +162,8 @@ impl Tracer<'_> {
         let Some(storage) = self.storage.as_ref() else {
             return Ok((held, Changes::default(), HashMap::new()));
         };
-        let look = storage.lookup(trace, tx, rolled_back);
+        let elsewhere = st.sql.to_ascii_lowercase().contains("dblink");
+        let look = storage.lookup(trace, tx, rolled_back, elsewhere);
         let rows = match look.is_empty() {
             true => Vec::new(),
             false => trace::stored(self.client(), &look.oids, look.window).await?,

@@ -114,10 +114,21 @@ impl Storage {
     }
 
     /// Where to look after a statement that left the session with `trace`,
-    /// inside transaction block `tx` (`None`: outside one); `rolled_back`:
-    /// the statement rolled back (a transaction, or to a savepoint).
-    pub fn lookup(&self, trace: &Trace, tx: Option<u64>, rolled_back: bool) -> Lookup {
+    /// inside transaction block `tx` (`None`: outside one). `rolled_back`:
+    /// the statement rolled back (a transaction, or to a savepoint);
+    /// `elsewhere`: it may have had another session write (through
+    /// `dblink`), whose locks this session never holds.
+    pub fn lookup(
+        &self,
+        trace: &Trace,
+        tx: Option<u64>,
+        rolled_back: bool,
+        elsewhere: bool,
+    ) -> Lookup {
         let mut look = Lookup::default();
+        if elsewhere && trace.next_xid > self.idle_xid {
+            look.window = Some((self.idle_xid, trace.next_xid));
+        }
         if tx.is_some() {
             let mut oids = HashSet::new();
             for &(oid, _) in &trace.locks {
@@ -208,9 +219,8 @@ impl Storage {
             self.changed_in_tx
                 .retain(|oid, before| filenodes.get(oid) != Some(before));
         }
-        if let Some(w) = trace.catalog_writes {
-            self.writes = Some((w, tx));
-        }
+        // Without counts (`track_counts` off) nothing is compared again.
+        self.writes = trace.catalog_writes.map(|w| (w, tx));
         if tx.is_none() {
             self.idle_xid = trace.next_xid;
         }
@@ -296,7 +306,7 @@ mod tests {
             0,
             1000,
         );
-        let look = s.lookup(&t, Some(0), false);
+        let look = s.lookup(&t, Some(0), false, false);
         assert!(look.is_empty(), "{look:?}");
         let changes = s.record(&t, Some(0), &look, Vec::new());
         assert!(changes.rewritten.is_empty());
@@ -311,14 +321,14 @@ mod tests {
         );
         t.filenodes.insert(TABLE, 99_000);
         t.filenodes.insert(OTHER, OTHER);
-        let look = s.lookup(&t, Some(0), false);
+        let look = s.lookup(&t, Some(0), false, false);
         assert_eq!(look.oids, vec![NEW]);
         assert!(look.window.is_none());
         let changes = s.record(&t, Some(0), &look, vec![stored(NEW, 'r', NEW, None)]);
         assert_eq!(changes.rewritten, vec![TABLE]);
         assert!(changes.built.is_empty());
         let t = trace(&[(NEW, LockMode::AccessExclusive)], 3, 1000);
-        assert!(s.lookup(&t, Some(0), false).is_empty());
+        assert!(s.lookup(&t, Some(0), false, false).is_empty());
         // The writes count is asked about within the same block only.
         assert_eq!(s.writes_before(Some(0)), Some(2));
         assert_eq!(s.writes_before(Some(1)), None);
@@ -329,7 +339,7 @@ mod tests {
     fn an_index_is_a_build_only_with_storage_of_its_own() {
         let mut s = storage();
         let t = trace(&[(TABLE, LockMode::AccessExclusive)], 1, 1000);
-        let look = s.lookup(&t, Some(0), false);
+        let look = s.lookup(&t, Some(0), false, false);
         let changes = s.record(
             &t,
             Some(0),
@@ -354,13 +364,13 @@ mod tests {
         let mut s = storage();
         // No transaction completed: nothing to read.
         let t = trace(&[], 0, 1000);
-        assert!(s.lookup(&t, None, false).is_empty());
+        assert!(s.lookup(&t, None, false, false).is_empty());
         // Transactions ran, but pg_class was not written.
         let t = trace(&[], 0, 1005);
-        assert!(s.lookup(&t, None, false).is_empty());
+        assert!(s.lookup(&t, None, false, false).is_empty());
         s.record(&t, None, &Lookup::default(), Vec::new());
         let t = trace(&[], 4, 1010);
-        let look = s.lookup(&t, None, false);
+        let look = s.lookup(&t, None, false, false);
         assert_eq!(look.window, Some((1005, 1010)));
         let changes = s.record(
             &t,
@@ -371,7 +381,7 @@ mod tests {
         assert_eq!(changes.rewritten, vec![INDEX]);
         // The next window starts where this one ended.
         let t = trace(&[], 9, 1020);
-        assert_eq!(s.lookup(&t, None, false).window, Some((1010, 1020)));
+        assert_eq!(s.lookup(&t, None, false, false).window, Some((1010, 1020)));
     }
 
     #[test]
@@ -379,19 +389,19 @@ mod tests {
         let mut s = storage();
         let mut t = trace(&[(TABLE, LockMode::AccessExclusive)], 1, 1000);
         t.filenodes.insert(TABLE, 99_000);
-        let look = s.lookup(&t, Some(0), false);
+        let look = s.lookup(&t, Some(0), false, false);
         let changes = s.record(&t, Some(0), &look, Vec::new());
         assert_eq!(changes.rewritten, vec![TABLE]);
         // ROLLBACK: the old file is back, and that is not a rewrite.
         let t = trace(&[], 1, 1001);
-        let look = s.lookup(&t, None, true);
+        let look = s.lookup(&t, None, true, false);
         assert_eq!(look.resync, vec![TABLE]);
         let changes = s.record(&t, None, &look, vec![stored(TABLE, 'r', TABLE, None)]);
         assert!(changes.rewritten.is_empty());
         // A later rewrite is one again.
         let mut t = trace(&[(TABLE, LockMode::AccessExclusive)], 2, 1002);
         t.filenodes.insert(TABLE, 98_000);
-        let look = s.lookup(&t, Some(1), false);
+        let look = s.lookup(&t, Some(1), false, false);
         let changes = s.record(&t, Some(1), &look, Vec::new());
         assert_eq!(changes.rewritten, vec![TABLE]);
     }
