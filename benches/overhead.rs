@@ -3,55 +3,25 @@
 //! baseline, on the same embedded server. Patches that must run outside a
 //! transaction are left out, since `psql -1` cannot run them.
 
+mod common;
+
 use std::cell::Cell;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::Staged;
 use criterion::{criterion_group, criterion_main, Criterion};
 use downtime::cancel::Cancel;
-use downtime::measure::{self, ApplyOptions, Session, Watch};
-use downtime::staging::embedded::{Embedded, EmbeddedOptions};
-use downtime::staging::{self, Backend, Baseline};
+use downtime::measure;
+use downtime::staging::Backend;
 
 fn bench(c: &mut Criterion) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let server = Embedded::start_blocking(&EmbeddedOptions::default()).expect("embedded server");
-    let baseline = Baseline::Script(root.join("patches/baseline.sql"));
-    rt.block_on(staging::prepare_template(
-        &server,
-        &baseline,
-        &Cancel::never(),
-    ))
-    .expect("baseline");
-    let (patches, _) = downtime::check::load_patches(
-        &[root.join("patches")],
-        &[root.join("patches/baseline.sql")],
-    )
-    .expect("patches");
-    let patches: Vec<_> = patches
+    let st = Staged::start(&common::root().join("patches/baseline.sql"));
+    let patches: Vec<_> = common::bundled_patches()
         .into_iter()
         .filter(|p| p.statements.iter().all(|s| !s.analysis.outside_transaction))
         .collect();
-    let admin = rt.block_on(staging::connect_admin(&server)).expect("admin");
-    let version: i32 = rt
-        .block_on(admin.query_one("select current_setting('server_version_num')::int", &[]))
-        .expect("version")
-        .get(0);
     let bin = downtime::staging::embedded::find_bin_dir(None).expect("binaries");
-    let copies = Cell::new(0u32);
-    let fresh_copy = || {
-        copies.set(copies.get() + 1);
-        let name = format!("bench_copy_{}", copies.get());
-        rt.block_on(staging::create_copy(&admin, &name, version))
-            .expect("copy");
-        name
-    };
-    let drop_copy = |name: &str| rt.block_on(staging::drop_copy(&admin, name)).expect("drop");
     let own_time = Cell::new(Duration::ZERO);
     let wall_time = Cell::new(Duration::ZERO);
 
@@ -62,31 +32,26 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let copy = fresh_copy();
-                let opts = ApplyOptions {
-                    statement_cap: Duration::from_secs(600),
-                };
-                let session = rt
-                    .block_on(Session::open(&server, &copy, opts.statement_cap))
-                    .expect("connect");
-                let watch = Watch {
-                    admin: &admin,
-                    backend: &server,
-                    clock_dbid: None,
-                    templates: Vec::new(),
-                };
+                let copy = st.fresh_copy();
+                let session = st.open(&copy);
+                let watch = st.watch(None);
                 let started = Instant::now();
                 for p in &patches {
-                    let run =
-                        rt.block_on(measure::apply(&session, &watch, p, &opts, &Cancel::never()));
+                    let run = st.rt.block_on(measure::apply(
+                        &session,
+                        &watch,
+                        p,
+                        &st.opts,
+                        &Cancel::never(),
+                    ));
                     assert!(run.error.is_none(), "{:?}", run.error);
                     own_time.set(own_time.get() + Duration::from_secs_f64(run.seconds()));
                 }
                 let elapsed = started.elapsed();
                 wall_time.set(wall_time.get() + elapsed);
                 total += elapsed;
-                rt.block_on(session.close());
-                drop_copy(&copy);
+                st.rt.block_on(session.close());
+                st.drop_copy(&copy);
             }
             total
         })
@@ -95,11 +60,11 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let copy = fresh_copy();
+                let copy = st.fresh_copy();
                 let started = Instant::now();
                 for p in &patches {
                     let status = Command::new(bin.join("psql"))
-                        .args(server.client_args(&copy))
+                        .args(st.server.client_args(&copy))
                         .args([
                             "-X",
                             "-q",
@@ -116,7 +81,7 @@ fn bench(c: &mut Criterion) {
                     assert!(status.success(), "psql failed on {}", p.file.path.display());
                 }
                 total += started.elapsed();
-                drop_copy(&copy);
+                st.drop_copy(&copy);
             }
             total
         })

@@ -3,93 +3,57 @@
 //! baseline, without and with `--probe`'s default traffic, in one run. The
 //! medians of both and their ratio are printed at the end.
 
+mod common;
+
 use std::cell::RefCell;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use common::{median, Staged};
 use criterion::{criterion_group, criterion_main, Criterion};
 use downtime::cancel::Cancel;
+use downtime::measure;
 use downtime::measure::probe::{self, Probe, ProbeOptions};
-use downtime::measure::{self, ApplyOptions, Session, Watch};
-use downtime::staging::embedded::{Embedded, EmbeddedOptions};
-use downtime::staging::{self, Backend, Baseline};
+use downtime::staging::Backend;
 
 /// Alternating passes without and with the probe, before criterion's own.
 const PAIRS: usize = 12;
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let server = Embedded::start_blocking(&EmbeddedOptions::default()).expect("embedded server");
-    let baseline = Baseline::Script(root.join("patches/baseline.sql"));
-    rt.block_on(staging::prepare_template(
-        &server,
-        &baseline,
-        &Cancel::never(),
-    ))
-    .expect("baseline");
-    let (patches, _) = downtime::check::load_patches(
-        &[root.join("patches")],
-        &[root.join("patches/baseline.sql")],
-    )
-    .expect("patches");
-    let admin = rt.block_on(staging::connect_admin(&server)).expect("admin");
-    let version: i32 = rt
-        .block_on(admin.query_one("select current_setting('server_version_num')::int", &[]))
-        .expect("version")
-        .get(0);
-    let copies = RefCell::new(0u32);
-    let opts = ApplyOptions {
-        statement_cap: Duration::from_secs(600),
-    };
+    let st = Staged::start(&common::root().join("patches/baseline.sql"));
+    let patches = common::bundled_patches();
     // Apply every bundled patch on a fresh copy; the patches' apply time.
     let pass = |with_probe: bool| -> f64 {
-        *copies.borrow_mut() += 1;
-        let copy = format!("bench_probe_{}", copies.borrow());
-        rt.block_on(staging::create_copy(&admin, &copy, version))
-            .expect("copy");
-        let session = rt
-            .block_on(Session::open(&server, &copy, opts.statement_cap))
-            .expect("connect");
-        let watch = Watch {
-            admin: &admin,
-            backend: &server,
-            clock_dbid: None,
-            templates: Vec::new(),
-        };
+        let copy = st.fresh_copy();
+        let session = st.open(&copy);
+        let watch = st.watch(None);
         let running = with_probe.then(|| {
             let named = patches.iter().flat_map(probe::tables_named).collect();
-            rt.block_on(Probe::start(
-                server.config(&copy),
-                session.pid,
-                named,
-                ProbeOptions::default(),
-            ))
-            .expect("probe")
+            st.rt
+                .block_on(Probe::start(
+                    st.server.config(&copy),
+                    session.pid,
+                    named,
+                    ProbeOptions::default(),
+                ))
+                .expect("probe")
         });
         let mut seconds = 0.0;
         for p in &patches {
             if let Some(pr) = &running {
-                rt.block_on(pr.begin(probe::tables_named(p)))
+                st.rt
+                    .block_on(pr.begin(probe::tables_named(p)))
                     .expect("begin");
             }
-            let run = rt.block_on(measure::apply(&session, &watch, p, &opts, &Cancel::never()));
+            let run = st.rt.block_on(measure::apply(
+                &session,
+                &watch,
+                p,
+                &st.opts,
+                &Cancel::never(),
+            ));
             assert!(run.error.is_none(), "{:?}", run.error);
             if let Some(pr) = &running {
-                let rec = rt.block_on(pr.end()).expect("end");
+                let rec = st.rt.block_on(pr.end()).expect("end");
                 assert!(!rec.samples.is_empty(), "the probe sent nothing");
             }
             seconds += run.seconds();
@@ -97,9 +61,8 @@ fn bench(c: &mut Criterion) {
         if let Some(pr) = running {
             pr.stop();
         }
-        rt.block_on(session.close());
-        rt.block_on(staging::drop_copy(&admin, &copy))
-            .expect("drop");
+        st.rt.block_on(session.close());
+        st.drop_copy(&copy);
         seconds
     };
     // Side by side first: passes without and with the probe alternate, so

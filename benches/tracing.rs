@@ -10,17 +10,19 @@
 //! the end each case prints downtime's time on the patch against the
 //! statements' own, and tracing's cost per statement.
 
+mod common;
+
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::Staged;
 use criterion::{criterion_group, criterion_main, Criterion};
 use downtime::cancel::Cancel;
-use downtime::measure::{self, ApplyOptions, Session, Watch};
+use downtime::measure;
 use downtime::patch::discover::{Layout, Position};
 use downtime::patch::{Patch, PatchFile};
-use downtime::staging::embedded::{Embedded, EmbeddedOptions};
-use downtime::staging::{self, Backend, Baseline};
+use downtime::staging::Backend;
 
 /// One case: the baseline schema and the patch applied to copies of it.
 struct Case {
@@ -81,45 +83,21 @@ fn load(dir: &Path, sql: &str) -> Patch {
 }
 
 fn run_case(c: &mut Criterion, case: &Case) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let dir = tempfile::tempdir().expect("scratch");
     let baseline_path: PathBuf = dir.path().join("baseline.sql");
     std::fs::write(&baseline_path, &case.baseline).expect("baseline file");
     let patch = load(dir.path(), &case.patch);
-    let server = Embedded::start_blocking(&EmbeddedOptions::default()).expect("embedded server");
-    rt.block_on(staging::prepare_template(
-        &server,
-        &Baseline::Script(baseline_path),
-        &Cancel::never(),
-    ))
-    .expect("baseline");
-    let admin = rt.block_on(staging::connect_admin(&server)).expect("admin");
-    let clock = server.has_statement_stats();
+    let st = Staged::start(&baseline_path);
+    let clock = st.server.has_statement_stats();
     if clock {
-        rt.block_on(
-            admin.batch_execute("create extension if not exists pg_stat_statements schema public"),
-        )
-        .expect("pg_stat_statements");
+        st.rt
+            .block_on(
+                st.admin.batch_execute(
+                    "create extension if not exists pg_stat_statements schema public",
+                ),
+            )
+            .expect("pg_stat_statements");
     }
-    let version: i32 = rt
-        .block_on(admin.query_one("select current_setting('server_version_num')::int", &[]))
-        .expect("version")
-        .get(0);
-    let copies = Cell::new(0u32);
-    let fresh_copy = || {
-        copies.set(copies.get() + 1);
-        let name = format!("bench_copy_{}", copies.get());
-        rt.block_on(staging::create_copy(&admin, &name, version))
-            .expect("copy");
-        name
-    };
-    let drop_copy = |name: &str| rt.block_on(staging::drop_copy(&admin, name)).expect("drop");
-    let opts = ApplyOptions {
-        statement_cap: Duration::from_secs(600),
-    };
     let statements = patch.statements.len() as f64;
     // Totals over every iteration: downtime's wall time on the patch, the
     // statements' time as downtime measured it, and the plain sends.
@@ -136,27 +114,21 @@ fn run_case(c: &mut Criterion, case: &Case) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let copy = fresh_copy();
+                let copy = st.fresh_copy();
                 let dbid = clock.then(|| {
-                    rt.block_on(downtime::pg::catalog::database_oid(&admin, &copy))
+                    st.rt
+                        .block_on(downtime::pg::catalog::database_oid(&st.admin, &copy))
                         .expect("copy oid")
                         .expect("copy exists")
                 });
-                let session = rt
-                    .block_on(Session::open(&server, &copy, opts.statement_cap))
-                    .expect("connect");
-                let watch = Watch {
-                    admin: &admin,
-                    backend: &server,
-                    clock_dbid: dbid,
-                    templates: Vec::new(),
-                };
+                let session = st.open(&copy);
+                let watch = st.watch(dbid);
                 let started = Instant::now();
-                let run = rt.block_on(measure::apply(
+                let run = st.rt.block_on(measure::apply(
                     &session,
                     &watch,
                     &patch,
-                    &opts,
+                    &st.opts,
                     &Cancel::never(),
                 ));
                 let elapsed = started.elapsed();
@@ -166,8 +138,8 @@ fn run_case(c: &mut Criterion, case: &Case) {
                 own.set(own.get() + Duration::from_secs_f64(run.seconds()));
                 traced_runs.set(traced_runs.get() + 1);
                 total += elapsed;
-                rt.block_on(session.close());
-                drop_copy(&copy);
+                st.rt.block_on(session.close());
+                st.drop_copy(&copy);
             }
             total
         })
@@ -176,25 +148,24 @@ fn run_case(c: &mut Criterion, case: &Case) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let copy = fresh_copy();
-                let session = rt
-                    .block_on(Session::open(&server, &copy, opts.statement_cap))
-                    .expect("connect");
+                let copy = st.fresh_copy();
+                let session = st.open(&copy);
                 let started = Instant::now();
-                rt.block_on(async {
-                    session.client.batch_execute("begin").await?;
-                    for st in &patch.statements {
-                        session.client.simple_query(&st.sql).await?;
-                    }
-                    session.client.batch_execute("commit").await
-                })
-                .expect("statements");
+                st.rt
+                    .block_on(async {
+                        session.client.batch_execute("begin").await?;
+                        for st in &patch.statements {
+                            session.client.simple_query(&st.sql).await?;
+                        }
+                        session.client.batch_execute("commit").await
+                    })
+                    .expect("statements");
                 let elapsed = started.elapsed();
                 plain.set(plain.get() + elapsed);
                 plain_runs.set(plain_runs.get() + 1);
                 total += elapsed;
-                rt.block_on(session.close());
-                drop_copy(&copy);
+                st.rt.block_on(session.close());
+                st.drop_copy(&copy);
             }
             total
         })

@@ -101,6 +101,7 @@ impl Stmt {
             relation: name_of(oid),
             mode,
             held_seconds: seconds,
+            waited_seconds: 0.0,
         });
         self.holds(oid, mode)
     }

@@ -7,6 +7,17 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{patch, rules, Scratch};
+
+/// The tests of this file run one at a time: each compares waits with
+/// thresholds, which another test's server working beside it would
+/// lengthen.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 use downtime::verdict::rules::Measured;
 use downtime::verdict::RULES;
 use serde_json::Value;
@@ -59,6 +70,7 @@ fn stalled(p: &Value) -> Vec<String> {
 /// no stalling rule also flags.
 #[test]
 fn every_rule_fixture_pair_agrees_with_the_probe() {
+    let _serial = one_at_a_time();
     let s = Scratch::new();
     let baseline = scaled_baseline(&s);
     let stalling: Vec<&str> = RULES
@@ -147,6 +159,7 @@ const BIG: &str = "create table big (id bigint primary key, v int not null, t te
 /// index build does not.
 #[test]
 fn a_rewrite_blocks_the_application_for_its_length_and_a_concurrent_build_does_not() {
+    let _serial = one_at_a_time();
     let s = Scratch::new();
     s.baseline(BIG);
     s.patch(
@@ -202,6 +215,7 @@ fn a_rewrite_blocks_the_application_for_its_length_and_a_concurrent_build_does_n
 /// bounds the queue.
 #[test]
 fn a_long_reader_queues_the_application_behind_a_catalogue_only_alter() {
+    let _serial = one_at_a_time();
     let s = Scratch::new();
     s.baseline(
         "create table account (id int primary key, email text);\n\
@@ -238,6 +252,15 @@ fn a_long_reader_queues_the_application_behind_a_catalogue_only_alter() {
     assert!(q["queued_queries"].as_u64().unwrap() >= 10, "{p}");
     assert!(q["waited_seconds"].as_f64().unwrap() >= 2.0, "{p}");
     assert_eq!(stalled(add), ["public.account"]);
+    // The ALTER waited for its lock and then held it briefly: the wait is
+    // not hold time, so it is not long-lock; what made it cold is the queue
+    // the probe measured.
+    let lock = &add["statements"][0]["locks"][0];
+    assert_eq!(lock["relation"], "public.account", "{lock}");
+    assert!(lock["waited_seconds"].as_f64().unwrap() >= 2.0, "{lock}");
+    assert!(lock["held_seconds"].as_f64().unwrap() < 1.0, "{lock}");
+    assert_eq!(rules(add), ["measured-blocking"]);
+    assert_eq!(add["classification"], "cold");
     let bounded = patch(&report, "0002-add-bounded");
     assert_eq!(bounded["status"], "failed");
     let p = probe(bounded);
@@ -290,6 +313,7 @@ fn a_long_reader_queues_the_application_behind_a_catalogue_only_alter() {
 /// file is an input error naming its line.
 #[test]
 fn the_applications_own_queries_are_sent_and_bad_ones_refused() {
+    let _serial = one_at_a_time();
     let s = Scratch::new();
     s.baseline(
         "create table item (id int primary key, qty int);\n\
@@ -383,6 +407,7 @@ fn the_applications_own_queries_are_sent_and_bad_ones_refused() {
 /// the run stops with 130 and leaves no server, session or file behind.
 #[test]
 fn an_interrupted_probed_run_leaves_nothing_behind() {
+    let _serial = one_at_a_time();
     let s = Scratch::new();
     s.baseline(
         "create table t (id int primary key, v int);\n\

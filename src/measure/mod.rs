@@ -38,8 +38,19 @@ pub struct LockHeld {
     pub oid: u32,
     pub relation: String,
     pub mode: LockMode,
-    /// From the start of the statement that took it to the end of its transaction.
+    /// From when it was granted (the start of the statement that took it,
+    /// unless the probe saw that statement wait for it) to the end of its
+    /// transaction.
     pub held_seconds: f64,
+    /// How long the statement that took it waited for it first: measured
+    /// only when the probe's long reader held it (`--probe-long-query`).
+    #[serde(skip_serializing_if = "crate::measure::is_zero")]
+    pub waited_seconds: f64,
+}
+
+/// For `skip_serializing_if`: a duration that was not measured.
+pub fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// A relation whose storage was replaced by a statement.

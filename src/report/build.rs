@@ -170,6 +170,7 @@ fn statement_reports(
                         relation: l.relation.clone(),
                         mode: l.mode,
                         held_seconds: l.held_seconds,
+                        waited_seconds: l.waited_seconds,
                     })
                     .collect(),
                 stats: f.and_then(|f| f.stats.clone()),

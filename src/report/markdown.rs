@@ -80,7 +80,16 @@ pub(crate) fn blocking_locks(p: &PatchReport) -> Vec<String> {
         .iter()
         .flat_map(|s| &s.locks)
         .filter(|l| l.mode.blocks_application())
-        .map(|l| format!("{} on {} ({:.2} s)", l.mode, l.relation, l.held_seconds))
+        .map(|l| {
+            if l.waited_seconds > 0.0 {
+                format!(
+                    "{} on {} ({:.2} s, after waiting {:.2} s for it)",
+                    l.mode, l.relation, l.held_seconds, l.waited_seconds
+                )
+            } else {
+                format!("{} on {} ({:.2} s)", l.mode, l.relation, l.held_seconds)
+            }
+        })
         .collect();
     out.dedup();
     out

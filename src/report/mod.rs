@@ -406,6 +406,10 @@ pub struct LockReport {
     pub relation: String,
     pub mode: LockMode,
     pub held_seconds: f64,
+    /// How long the statement waited for the lock before it was granted
+    /// (measured only behind the probe's long reader).
+    #[serde(default, skip_serializing_if = "crate::measure::is_zero")]
+    pub waited_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

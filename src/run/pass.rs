@@ -253,6 +253,7 @@ async fn apply_each(
                 ),
                 Err(e) => probe::PatchProbe::failed(e.to_string()),
             });
+            probe::lock_waits(&mut run, p);
         }
         if let Some(e) = run.error.as_mut() {
             let sql = p.statements.iter().find(|s| s.line == e.statement_line);

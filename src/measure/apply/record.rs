@@ -70,6 +70,7 @@ impl Tracer<'_> {
                     relation: rel.name.clone(),
                     mode,
                     held_seconds: seconds,
+                    waited_seconds: 0.0,
                 });
             }
         }
@@ -115,6 +116,7 @@ impl Tracer<'_> {
                     relation: r.name.clone(),
                     mode: *mode,
                     held_seconds: sr.seconds,
+                    waited_seconds: 0.0,
                 });
             }
         }
@@ -139,6 +141,7 @@ impl Tracer<'_> {
                     relation: rw.relation.clone(),
                     mode: LockMode::AccessExclusive,
                     held_seconds: sr.seconds,
+                    waited_seconds: 0.0,
                 });
             }
         }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use script::{parse_script_file, Script};
 pub use summary::{
-    summarise, LongQueryWait, PatchProbe, ProbePoint, RelationStall, StatementProbe,
+    lock_waits, summarise, LongQueryWait, PatchProbe, ProbePoint, RelationStall, StatementProbe,
 };
 pub use workload::{Kind, ProbeQuery};
 
@@ -170,6 +170,9 @@ pub struct Recording {
     pub patch_waits: Vec<PatchWait>,
     /// The long reader's tables, when one was held.
     pub long_tables: Vec<String>,
+    /// When the long reader's transaction ended, if it ended on its own
+    /// before the probe stopped.
+    pub long_released: Option<Instant>,
     /// Set when the probe could not run as asked (its sessions lost, say).
     pub problem: Option<String>,
 }

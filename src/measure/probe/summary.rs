@@ -424,10 +424,17 @@ fn long_query(
             t >= span.start && t <= end
         })
         .collect();
+    // The statement was granted its lock when the reader's transaction
+    // ended; a reader still running when the patch ended (it gave up at its
+    // lock_timeout, say) was waited for the whole statement.
+    let granted = rec
+        .long_released
+        .filter(|r| *r > span.start)
+        .map_or(span.end, |r| r.min(span.end));
     Some(LongQueryWait {
         tables: rec.long_tables.clone(),
         statement_line: span.line,
-        waited_seconds: span.end.saturating_duration_since(span.start).as_secs_f64(),
+        waited_seconds: granted.saturating_duration_since(span.start).as_secs_f64(),
         queued_queries: queued.len() as u64,
         max_queued_wait_seconds: queued.iter().map(|s| s.latency()).fold(0.0, f64::max),
         lock_timeout: statements
@@ -435,6 +442,28 @@ fn long_query(
             .find(|s| s.index == span.index)
             .map_or_else(|| "0".into(), |s| s.lock_timeout.clone()),
     })
+}
+
+/// The statement that waited for the long reader did not hold the locks it
+/// waited for while it waited: their hold starts when they were granted.
+/// Locks it took on other tables before it queued stay as they are: they
+/// were held, and blocked, all along.
+pub fn lock_waits(run: &mut crate::measure::PatchRun, patch: &Patch) {
+    let Some(lq) = run.probe.as_ref().and_then(|p| p.long_query.clone()) else {
+        return;
+    };
+    for sr in &mut run.statements {
+        if patch.statements.get(sr.index).map(|s| s.line) != Some(lq.statement_line) {
+            continue;
+        }
+        for lock in &mut sr.locks {
+            if lq.tables.contains(&lock.relation) {
+                let waited = lq.waited_seconds.min(lock.held_seconds);
+                lock.held_seconds -= waited;
+                lock.waited_seconds = waited;
+            }
+        }
+    }
 }
 
 fn timeline(

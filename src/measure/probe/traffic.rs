@@ -57,6 +57,8 @@ pub(super) struct Shared {
     cancels: HashMap<i32, CancelToken>,
     /// The long reader's server process, while it holds its locks.
     pub long_pid: Option<i32>,
+    /// When the long reader's transaction ended and its locks went.
+    long_released: Option<Instant>,
     lost: Option<String>,
 }
 
@@ -230,6 +232,7 @@ impl Traffic {
             let mut s = self.state.borrow_mut();
             s.samples.clear();
             s.patch_waits.clear();
+            s.long_released = None;
             s.active = true;
         }
         self.wake.notify_one();
@@ -250,24 +253,26 @@ impl Traffic {
             let row = self
                 .long
                 .query_opt(
-                    "/*downtime*/ select pg_catalog.format('%I.%I', n.nspname, c.relname) \
+                    "/*downtime*/ select pg_catalog.format('%I.%I', n.nspname, c.relname), \
+                     n.nspname || '.' || c.relname \
                      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
                      where c.oid = pg_catalog.to_regclass($1) and c.relkind in ('r', 'p', 'm')",
                     &[t],
                 )
                 .await;
             if let Ok(Some(r)) = row {
-                let name: String = r.get(0);
-                if !found.contains(&name) {
-                    found.push(name);
+                let quoted: String = r.get(0);
+                let name: String = r.get(1);
+                if !found.iter().any(|(q, _)| *q == quoted) {
+                    found.push((quoted, name));
                 }
             }
         }
         if found.is_empty() {
-            return Ok(found);
+            return Ok(Vec::new());
         }
         self.long.batch_execute("/*downtime*/ begin").await?;
-        for t in &found {
+        for (t, _) in &found {
             self.long
                 .batch_execute(&format!("/*downtime*/ select from {t} limit 0"))
                 .await?;
@@ -285,9 +290,12 @@ impl Traffic {
             let _ = long.simple_query(&sleep).await;
             // Its locks go when its transaction ends, as a report's do.
             let _ = long.batch_execute("/*downtime*/ rollback").await;
-            state.borrow_mut().long_pid = None;
+            let mut s = state.borrow_mut();
+            s.long_pid = None;
+            s.long_released = Some(Instant::now());
         });
-        Ok(found)
+        // Named as the rest of the report names relations.
+        Ok(found.into_iter().map(|(_, name)| name).collect())
     }
 
     /// Stop the schedule, let what is in line finish (cancelled after
@@ -345,6 +353,7 @@ impl Traffic {
             samples: std::mem::take(&mut s.samples),
             patch_waits: std::mem::take(&mut s.patch_waits),
             long_tables,
+            long_released: s.long_released.take(),
             problem: s.lost.take().or(problem),
         }
     }

@@ -24,8 +24,8 @@ pub(super) fn lock_rows(p: &PatchReport) -> Vec<LockRow> {
         for l in &s.locks {
             rows.push(LockRow {
                 label: format!("{} {} (line {})", l.relation, l.mode, s.line),
-                start: offset,
-                end: secs(offset + secs(l.held_seconds)),
+                start: secs(offset + secs(l.waited_seconds)),
+                end: secs(offset + secs(l.waited_seconds) + secs(l.held_seconds)),
                 mode: l.mode,
             });
         }

@@ -135,7 +135,8 @@ fn lock_spans(report: &PatchReport, p: &PatchProbe) -> Vec<(f64, f64, crate::pg:
             continue;
         };
         for l in s.locks.iter().filter(|l| l.mode.blocks_application()) {
-            out.push((secs(at), secs(at + l.held_seconds), l.mode));
+            let from = secs(at + l.waited_seconds);
+            out.push((from, secs(from + l.held_seconds), l.mode));
         }
     }
     out.truncate(20);
