@@ -74,6 +74,7 @@ fn bench(c: &mut Criterion) {
             let named = patches.iter().flat_map(probe::tables_named).collect();
             rt.block_on(Probe::start(
                 server.config(&copy),
+                session.tls.clone(),
                 session.pid,
                 named,
                 ProbeOptions::default(),

@@ -167,7 +167,7 @@ async fn start_probe(
     };
     let named = patches.iter().flat_map(probe::tables_named).collect();
     let config = copy.backend.config(copy.name);
-    Probe::start(config, session.pid, named, opts.clone())
+    Probe::start(config, session.tls.clone(), session.pid, named, opts.clone())
         .await
         .map(Some)
 }

@@ -1,12 +1,17 @@
-//! TLS for downtime's own connections, as libpq's `sslmode=prefer` and
-//! `require` have it: the connection is encrypted when the server offers
-//! TLS (`prefer`, the default) or must be (`require`), and the server's
-//! certificate is not checked, as libpq does not check it in those modes
-//! without a root certificate. Channel binding (`tls-server-end-point`,
-//! SCRAM-SHA-256-PLUS) is offered with the hash the certificate's own
-//! signature names, so `channel_binding=require` holds. (`verify-ca` and
-//! `verify-full` are refused where the connection string is read: see
-//! [`super::source::Source::connect_config`].)
+//! TLS for downtime's own connections, as libpq has it: encrypted when the
+//! server offers TLS (`prefer`, the default) or must be (`require`); the
+//! server's certificate checked against root certificates (`verify-ca`,
+//! and `require` when a root certificate file is there) and its host name
+//! too (`verify-full`, [`names`]); a client certificate presented when
+//! one is given (`sslcert`/`sslkey`), for servers that authenticate by
+//! certificate. Which files those come from is decided where the
+//! connection string is read ([`super::source::ssl`]). Channel binding
+//! (`tls-server-end-point`, SCRAM-SHA-256-PLUS) is offered with the hash
+//! the certificate's own signature names, so `channel_binding=require`
+//! holds.
+
+pub mod names;
+mod verify;
 
 use std::future::Future;
 use std::io;
@@ -14,78 +19,52 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::ClientConfig;
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+
+pub use verify::Trust;
 
 /// The TLS connector of every connection downtime opens.
 #[derive(Clone)]
 pub struct Tls {
     config: Arc<ClientConfig>,
+    /// The host name is checked (`verify-full`): a host that is no name
+    /// is refused instead of stood in for.
+    host_name: bool,
+}
+
+/// A client certificate (with the chain to send) and its private key.
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
 }
 
 impl Tls {
     /// A connector that encrypts and does not check the certificate.
     pub fn new() -> Result<Tls, rustls::Error> {
+        Tls::with(None, None)
+    }
+
+    /// A connector that checks what `trust` says and presents `identity`.
+    pub fn with(trust: Option<Trust>, identity: Option<Identity>) -> Result<Tls, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider.clone())
+        let host_name = trust.as_ref().is_some_and(|t| t.host_name);
+        let verifier = verify::Verifier::new(provider.clone(), trust)?;
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked { provider }))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let config = match identity {
+            Some(id) => builder.with_client_auth_cert(id.chain, id.key)?,
+            None => builder.with_no_client_auth(),
+        };
         Ok(Tls {
             config: Arc::new(config),
+            host_name,
         })
-    }
-}
-
-/// Accepts any certificate (libpq's `prefer` and `require`), checking
-/// only that the server holds its key.
-#[derive(Debug)]
-struct Unchecked {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -99,10 +78,18 @@ where
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<Connector, rustls::Error> {
         // No host name (a Unix socket, where the server offers no TLS, or
-        // an address alone): the name is not checked anyway.
-        let name = ServerName::try_from(domain.to_string())
-            .or_else(|_| ServerName::try_from("localhost".to_string()))
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        // an address alone): where the name is not checked, any stands in.
+        let name = match ServerName::try_from(domain.to_string()) {
+            Ok(name) => name,
+            Err(_) if self.host_name => {
+                return Err(rustls::Error::General(format!(
+                    "sslmode=verify-full: `{domain}` is not a host name the server's \
+                     certificate can be checked against"
+                )))
+            }
+            Err(_) => ServerName::try_from("localhost".to_string())
+                .map_err(|e| rustls::Error::General(e.to_string()))?,
+        };
         Ok(Connector {
             connector: tokio_rustls::TlsConnector::from(self.config.clone()),
             name,
