@@ -63,11 +63,25 @@ impl Pki {
 
     fn ca(&self, name: &str) {
         self.openssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-days", "2", "-subj", &format!("/CN={name}"),
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", &format!("{name}.key"), "-out", &format!("{name}.crt"),
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
         ]);
     }
 
@@ -79,13 +93,35 @@ impl Pki {
         )
         .unwrap();
         self.openssl(&[
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={cn}"),
-            "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"),
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
         ]);
         self.openssl(&[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-sha256", "-extfile", &format!("{name}.ext"),
-            "-out", &format!("{name}.crt"),
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.crt"),
         ]);
         std::fs::set_permissions(
             self.path(&format!("{name}.key")),
@@ -127,7 +163,9 @@ fn text(out: &Output) -> String {
 /// one patch.
 fn scratch() -> Scratch {
     let s = Scratch::new();
-    s.baseline("create table t (id int primary key);\ninsert into t select generate_series(1, 50);\n");
+    s.baseline(
+        "create table t (id int primary key);\ninsert into t select generate_series(1, 50);\n",
+    );
     s.patch("0001-col.sql", "alter table t add column v text;\n");
     s
 }
@@ -180,14 +218,20 @@ fn verify_full_checks_the_chain_and_the_host_name() {
     // A CA that did not sign the server's certificate.
     let other = format!("sslrootcert={}", pki.arg("other-ca.crt"));
     for mode in ["verify-full", "verify-ca"] {
-        let (code, err) = check(&s, &conninfo(&server, "localhost", &format!("sslmode={mode} {other}")));
+        let (code, err) = check(
+            &s,
+            &conninfo(&server, "localhost", &format!("sslmode={mode} {other}")),
+        );
         assert_eq!(code, 2, "{err}");
         assert!(
             err.contains("the server's certificate is not signed by a root certificate of")
                 && err.contains("other-ca.crt"),
             "{err}"
         );
-        assert!(!err.contains("panicked") && !err.contains(PASSWORD), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains(PASSWORD),
+            "{err}"
+        );
     }
     // A host name the certificate does not hold (the address connected to
     // is the server's: libpq checks `host`, connects to `hostaddr`).
@@ -304,9 +348,17 @@ fn a_client_certificate_logs_in_where_the_server_asks_for_one() {
     assert_passes(&s, &server, &before, &certuser(&files));
     // Without one, the server refuses the role.
     let empty_home = tempfile::tempdir().unwrap();
-    let out = run_in_home(&s, empty_home.path(), &["check", "--backend", "server", "--url", &certuser("")]);
+    let out = run_in_home(
+        &s,
+        empty_home.path(),
+        &["check", "--backend", "server", "--url", &certuser("")],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("certificate"),
+        "{}",
+        text(&out)
+    );
     // libpq's default files in the home directory, root certificate too;
     // `stats export` connects the same way.
     let home = home_with_client_certificate(&pki);
@@ -314,13 +366,24 @@ fn a_client_certificate_logs_in_where_the_server_asks_for_one() {
         "host=localhost port={} user=certuser dbname=postgres sslmode=verify-full",
         server.port
     );
-    let out = run_in_home(&s, home.path(), &["check", "--backend", "server", "--url", &url, "--no-cache"]);
+    let out = run_in_home(
+        &s,
+        home.path(),
+        &["check", "--backend", "server", "--url", &url, "--no-cache"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stats = s.path().join("stats.json");
     let out = run_in_home(
         &s,
         home.path(),
-        &["stats", "export", "--url", &url, "--output", &stats.display().to_string()],
+        &[
+            "stats",
+            "export",
+            "--url",
+            &url,
+            "--output",
+            &stats.display().to_string(),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let exported: serde_json::Value =
@@ -336,7 +399,11 @@ fn a_client_certificate_logs_in_where_the_server_asks_for_one() {
     // own file: group read passes, world read does not).
     let key = home.path().join(".postgresql/postgresql.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run_in_home(&s, home.path(), &["check", "--backend", "server", "--url", &url]);
+    let out = run_in_home(
+        &s,
+        home.path(),
+        &["check", "--backend", "server", "--url", &url],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -149,6 +149,7 @@ async fn start(
             client,
             pid,
             config: config.clone(),
+            tls: tls.clone(),
             queries: queries.clone(),
             state: state.clone(),
             jobs: jobs.clone(),
@@ -331,7 +332,11 @@ impl Traffic {
         let long_running = self.state.borrow().long_pid.is_some();
         if long_running {
             // The patch ended first (it gave up, say): the reader ends now.
-            let _ = self.long.cancel_token().cancel_query(self.tls.clone()).await;
+            let _ = self
+                .long
+                .cancel_token()
+                .cancel_query(self.tls.clone())
+                .await;
             if let Err(e) = self.long.batch_execute("/*downtime*/ rollback").await {
                 problem = Some(format!("ending the long reader: {e}"));
             }
@@ -404,6 +409,7 @@ struct Worker {
     client: Client,
     pid: i32,
     config: tokio_postgres::Config,
+    tls: Tls,
     queries: Rc<[ProbeQuery]>,
     state: State,
     jobs: Rc<Notify>,
@@ -453,7 +459,7 @@ impl Worker {
     /// A new session for one whose connection ended (a patch may
     /// terminate backends); `false` when none can be had.
     async fn reconnect(&mut self) -> bool {
-        match connect(&self.config).await {
+        match connect(&self.config, &self.tls).await {
             Ok(c) => match backend_pid(&c).await {
                 Ok(pid) => {
                     let mut s = self.state.borrow_mut();

@@ -274,15 +274,17 @@ fn client_files<'a>(
     default_cert: Option<PathBuf>,
     default_key: Option<PathBuf>,
 ) -> Result<Option<(PathBuf, PathBuf)>> {
-    let Some(cert) = setting(get, "sslcert")
-        .map(PathBuf::from)
-        .or(default_cert)
-    else {
+    let Some(cert) = setting(get, "sslcert").map(PathBuf::from).or(default_cert) else {
         return Ok(None);
     };
     match std::fs::metadata(&cert) {
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok(None)
         }
         Err(e) => {

@@ -243,7 +243,10 @@ fn downtimes_own_connection_uses_the_same_target() {
     // No home directory to find root.crt in: libpq's error.
     for m in ["verify-ca", "verify-full"] {
         let err = mode(m).unwrap_err().to_string();
-        assert!(err.contains("sslrootcert: could not get home directory"), "{err}");
+        assert!(
+            err.contains("sslrootcert: could not get home directory"),
+            "{err}"
+        );
     }
     // Without a password, the one the password file holds for the target.
     let home = tempfile::tempdir().unwrap();
@@ -312,18 +315,28 @@ fn tls_files_are_found_as_libpq_finds_them() {
     let err = ssl("host=h sslmode=verify-ca sslrootcert=/nonexistent/ca.pem")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("\"/nonexistent/ca.pem\" does not exist"), "{err}");
+    assert!(
+        err.contains("\"/nonexistent/ca.pem\" does not exist"),
+        "{err}"
+    );
     assert_eq!(ssl("host=h sslmode=require").unwrap().root, None);
     // With the file there, `require` checks the chain as `verify-ca` does;
     // `prefer` does not check.
     std::fs::write(&root, "").unwrap();
     let s = ssl("host=h sslmode=require").unwrap();
-    assert_eq!((s.mode, s.root.as_deref()), (ssl::Mode::Require, Some(root.as_path())));
+    assert_eq!(
+        (s.mode, s.root.as_deref()),
+        (ssl::Mode::Require, Some(root.as_path()))
+    );
     assert_eq!(ssl("host=h").unwrap().root, None);
     // A bad mode, a weak one with the system's roots, and the revocation
     // lists downtime does not read, each named.
     let err = ssl("host=h sslmode=verify").unwrap_err().to_string();
     assert!(err.contains("invalid sslmode value: \"verify\""), "{err}");
+    match ssl("host=h sslrootcert=system") {
+        Ok(s) => assert!(s.mode == ssl::Mode::VerifyFull && s.system && s.root.is_some()),
+        Err(e) => assert!(e.to_string().contains("no root certificate bundle"), "{e}"),
+    }
     let err = ssl("host=h sslrootcert=system sslmode=require")
         .unwrap_err()
         .to_string();
@@ -331,15 +344,24 @@ fn tls_files_are_found_as_libpq_finds_them() {
     let err = ssl("host=h sslmode=verify-ca sslcrl=/x.crl")
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("--url host=h") && err.contains("sslcrl:"), "{err}");
+    assert!(
+        err.starts_with("--url host=h") && err.contains("sslcrl:"),
+        "{err}"
+    );
     // A client certificate is sent when its file is there; its key must be.
     let cert = home.path().join(".postgresql/postgresql.crt");
     std::fs::write(&cert, "").unwrap();
     let err = ssl("host=h").unwrap_err().to_string();
-    assert!(err.contains("certificate present, but not private key file"), "{err}");
+    assert!(
+        err.contains("certificate present, but not private key file"),
+        "{err}"
+    );
     let key = home.path().join(".postgresql/postgresql.key");
     std::fs::write(&key, "").unwrap();
-    assert_eq!(ssl("host=h").unwrap().client, Some((cert.clone(), key.clone())));
+    assert_eq!(
+        ssl("host=h").unwrap().client,
+        Some((cert.clone(), key.clone()))
+    );
     assert_eq!(ssl("host=h sslcertmode=disable").unwrap().client, None);
     assert_eq!(ssl("host=h sslmode=disable").unwrap().client, None);
 }
@@ -351,7 +373,11 @@ fn client_programs_get_the_tls_files_decided() {
     let s = Source::with_env("--url", "host=h sslcert=''", &e).unwrap();
     let info = s.client_conninfo(None, "x");
     let dot = home.path().join(".postgresql");
-    for (k, f) in [("sslrootcert", "root.crt"), ("sslcert", "postgresql.crt"), ("sslkey", "postgresql.key")] {
+    for (k, f) in [
+        ("sslrootcert", "root.crt"),
+        ("sslcert", "postgresql.crt"),
+        ("sslkey", "postgresql.key"),
+    ] {
         let want = format!("{k}='{}'", dot.join(f).display());
         assert!(info.contains(&want), "{want} in {info}");
     }
@@ -371,7 +397,11 @@ fn a_client_key_others_can_read_is_refused() {
     for (mode, ok) in [(0o640, owned_by_root), (0o604, false), (0o644, false)] {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
         let err = s.tls().err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(!err.contains("group or world access"), ok, "{mode:o}: {err}");
+        assert_eq!(
+            !err.contains("group or world access"),
+            ok,
+            "{mode:o}: {err}"
+        );
     }
     // Private enough: then the file must hold a key.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();

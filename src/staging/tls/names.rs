@@ -123,47 +123,49 @@ pub fn check(der: &[u8], host: &str) -> Result<(), String> {
 impl Names {
     /// libpq's check of `host` against these names.
     pub fn check(&self, host: &str) -> Result<(), String> {
-    let names = self;
-    let ip = host_ip(host);
-    let mut examined: Vec<String> = Vec::new();
-    let mut matched = false;
-    for name in &names.dns {
-        examined.push(String::from_utf8_lossy(name).into_owned());
-        if ip.is_none() && dns_matches(name, host) {
-            matched = true;
+        let names = self;
+        let ip = host_ip(host);
+        let mut examined: Vec<String> = Vec::new();
+        let mut matched = false;
+        for name in &names.dns {
+            examined.push(String::from_utf8_lossy(name).into_owned());
+            if ip.is_none() && dns_matches(name, host) {
+                matched = true;
+            }
         }
-    }
-    for addr in &names.ips {
-        examined.push(shown_ip(addr));
-        if ip.is_some_and(|ip| ip_bytes(ip) == *addr) {
-            matched = true;
+        for addr in &names.ips {
+            examined.push(shown_ip(addr));
+            if ip.is_some_and(|ip| ip_bytes(ip) == *addr) {
+                matched = true;
+            }
         }
-    }
-    let same_kind = if ip.is_some() {
-        !names.ips.is_empty()
-    } else {
-        !names.dns.is_empty()
-    };
-    if !matched && !same_kind {
-        if let Some(cn) = &names.common_name {
-            examined.push(String::from_utf8_lossy(cn).into_owned());
-            // libpq compares a common name as text, also for an address.
-            matched = dns_matches(cn, host);
+        let same_kind = if ip.is_some() {
+            !names.ips.is_empty()
+        } else {
+            !names.dns.is_empty()
+        };
+        if !matched && !same_kind {
+            if let Some(cn) = &names.common_name {
+                examined.push(String::from_utf8_lossy(cn).into_owned());
+                // libpq compares a common name as text, also for an address.
+                matched = dns_matches(cn, host);
+            }
         }
-    }
-    if matched {
-        return Ok(());
-    }
-    Err(match examined.as_slice() {
-        [] => "could not get server's host name from server certificate".to_string(),
-        [one] => format!("server certificate for \"{one}\" does not match host name \"{host}\""),
-        [first, rest @ ..] => format!(
+        if matched {
+            return Ok(());
+        }
+        Err(match examined.as_slice() {
+            [] => "could not get server's host name from server certificate".to_string(),
+            [one] => {
+                format!("server certificate for \"{one}\" does not match host name \"{host}\"")
+            }
+            [first, rest @ ..] => format!(
             "server certificate for \"{first}\" (and {} other name{}) does not match host name \
              \"{host}\"",
             rest.len(),
             if rest.len() == 1 { "" } else { "s" }
         ),
-    })
+        })
     }
 }
 
@@ -258,7 +260,9 @@ mod tests {
         assert!(names(&[], &[&v6], None).check("::1").is_ok());
         assert!(names(&[], &[&v6], None).check("127.0.0.1").is_err());
         // Only a common name: it is the name.
-        assert!(names(&[], &[], Some("*.example.com")).check("db.example.com").is_ok());
+        assert!(names(&[], &[], Some("*.example.com"))
+            .check("db.example.com")
+            .is_ok());
         let e = names(&[], &[], None).check("db").unwrap_err();
         assert!(e.contains("could not get server's host name"), "{e}");
     }

@@ -89,26 +89,37 @@ impl Checked {
         now: UnixTime,
         provider: &CryptoProvider,
     ) -> Result<(), rustls::Error> {
-        if self.trust.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) {
+        if self
+            .trust
+            .roots
+            .iter()
+            .any(|r| r.as_ref() == end_entity.as_ref())
+        {
             return Ok(());
         }
         let cert = ParsedCertificate::try_from(end_entity)?;
         let algorithms = provider.signature_verification_algorithms.all;
-        verify_server_cert_signed_by_trust_anchor(&cert, &self.store, intermediates, now, algorithms)
-            .map_err(|e| {
-                let what = match &e {
-                    rustls::Error::InvalidCertificate(
-                        CertificateError::UnknownIssuer | CertificateError::BadSignature,
-                    ) => "is not signed by a root certificate of".to_string(),
-                    rustls::Error::InvalidCertificate(c) => format!("({c}) does not verify against"),
-                    other => format!("({other}) does not verify against"),
-                };
-                refused(format!(
-                    "the server's certificate {what} {} (sslmode verify-ca and verify-full, \
+        verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.store,
+            intermediates,
+            now,
+            algorithms,
+        )
+        .map_err(|e| {
+            let what = match &e {
+                rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature,
+                ) => "is not signed by a root certificate of".to_string(),
+                rustls::Error::InvalidCertificate(c) => format!("({c}) does not verify against"),
+                other => format!("({other}) does not verify against"),
+            };
+            refused(format!(
+                "the server's certificate {what} {} (sslmode verify-ca and verify-full, \
                      and require with a root certificate, check it)",
-                    self.trust.source
-                ))
-            })
+                self.trust.source
+            ))
+        })
     }
 }
 
