@@ -113,9 +113,31 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let tls = self.connector.connect(self.name, stream).await?;
+            let tls = self
+                .connector
+                .connect(self.name, stream)
+                .await
+                .map_err(in_words)?;
             Ok(TlsStream(tls))
         })
+    }
+}
+
+/// A certificate [`verify`] refused, in its own words (rustls shows them
+/// as a debug structure); any other error as it is.
+fn in_words(e: io::Error) -> io::Error {
+    let why = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+                Some(o.0.to_string())
+            }
+            _ => None,
+        });
+    match why {
+        Some(why) => io::Error::new(e.kind(), why),
+        None => e,
     }
 }
 
