@@ -215,9 +215,20 @@ fn verify_full_checks_the_chain_and_the_host_name() {
         pki.arg("ca.crt")
     );
     assert_passes(&s, &server, &before, &url);
-    // A CA that did not sign the server's certificate.
+    // The system's roots (here, as OpenSSL reads them, the test's CA):
+    // verify-full by default, and `psql`, whose libpq may not know
+    // `system`, loads the baseline from the same file.
+    let out = s
+        .command(&["check", "--backend", "server", "--no-cache", "--url"])
+        .arg(conninfo(&server, "localhost", "sslrootcert=system"))
+        .env("SSL_CERT_FILE", pki.path("ca.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A CA that did not sign the server's certificate; `require` checks
+    // the chain too when given a root certificate file, as libpq does.
     let other = format!("sslrootcert={}", pki.arg("other-ca.crt"));
-    for mode in ["verify-full", "verify-ca"] {
+    for mode in ["verify-full", "verify-ca", "require"] {
         let (code, err) = check(
             &s,
             &conninfo(&server, "localhost", &format!("sslmode={mode} {other}")),
@@ -230,6 +241,11 @@ fn verify_full_checks_the_chain_and_the_host_name() {
         );
         assert!(
             !err.contains("panicked") && !err.contains(PASSWORD),
+            "{err}"
+        );
+        assert_eq!(
+            mode == "require",
+            err.contains("sslmode=require checks the chain"),
             "{err}"
         );
     }

@@ -365,8 +365,8 @@ impl Source {
     /// Connection settings for downtime's own connections to the source
     /// (`stats export`; the server backend's server, a provisioner's clone):
     /// the same target, the same options (read-only for a source), TLS as
-    /// `sslmode` says (with [`Source::tls`]), the password given or the one libpq would find in
-    /// the password file.
+    /// `sslmode` says (the certificate checked by [`Source::tls`]), the
+    /// password given or the one libpq would find in the password file.
     pub fn connect_config(&self, application_name: &str) -> Result<tokio_postgres::Config> {
         use std::str::FromStr;
         const SUPPORTED: [&str; 15] = [
@@ -395,8 +395,19 @@ impl Source {
         if let Some(v) = self.get("keepalives_count") {
             parts.push(format!("keepalives_retries={}", quote(v)));
         }
-        // The certificate is checked by the connector ([`Source::tls`]).
-        parts.push(format!("sslmode={}", self.ssl.mode.driver()));
+        // The certificate is checked by the connector ([`Source::tls`]);
+        // libpq uses no TLS on a Unix socket, whatever the mode.
+        let sockets_only = self.get("hostaddr").is_none_or(str::is_empty)
+            && self.get("host").is_some_and(|h| {
+                h.split(',')
+                    .all(|h| h.starts_with('/') || h.starts_with('@'))
+            });
+        let mode = if sockets_only {
+            "disable"
+        } else {
+            self.ssl.mode.driver()
+        };
+        parts.push(format!("sslmode={mode}"));
         if self.get("password").is_none() {
             if let Some(pw) = self.password_from_file() {
                 parts.push(format!("password={}", quote(&pw)));

@@ -198,10 +198,14 @@ impl Ssl {
             None => None,
             Some(path) => Some(Trust {
                 roots: certificates(path, "sslrootcert")?,
-                source: if self.system {
-                    format!("the system's root certificates ({})", path.display())
-                } else {
-                    format!("sslrootcert \"{}\"", path.display())
+                source: match (self.system, self.mode) {
+                    (true, _) => format!("the system's root certificates ({})", path.display()),
+                    (false, Mode::Require) => format!(
+                        "sslrootcert \"{}\" (with the file there, sslmode=require checks the \
+                         chain, as libpq does)",
+                        path.display()
+                    ),
+                    (false, _) => format!("sslrootcert \"{}\"", path.display()),
                 },
                 host_name: self.mode == Mode::VerifyFull,
             }),

@@ -240,6 +240,11 @@ fn downtimes_own_connection_uses_the_same_target() {
     assert_eq!(mode("require").unwrap(), SslMode::Require);
     assert_eq!(mode("allow").unwrap(), SslMode::Prefer);
     assert_eq!(mode("disable").unwrap(), SslMode::Disable);
+    // libpq uses no TLS on a Unix socket.
+    let socket = Source::with_env("--url", "host=/tmp,@abstract sslmode=require", &e)
+        .and_then(|s| s.connect_config("downtime"))
+        .map(|c| c.get_ssl_mode());
+    assert_eq!(socket.unwrap(), SslMode::Disable);
     // No home directory to find root.crt in: libpq's error.
     for m in ["verify-ca", "verify-full"] {
         let err = mode(m).unwrap_err().to_string();

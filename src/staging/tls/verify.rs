@@ -115,8 +115,7 @@ impl Checked {
                 other => format!("({other}) does not verify against"),
             };
             refused(format!(
-                "the server's certificate {what} {} (sslmode verify-ca and verify-full, \
-                     and require with a root certificate, check it)",
+                "the server's certificate {what} {}",
                 self.trust.source
             ))
         })
