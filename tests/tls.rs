@@ -130,6 +130,28 @@ impl Pki {
         .unwrap();
     }
 
+    /// A revocation list of the CA, named `name`: empty, or with the
+    /// server's certificate revoked (`openssl ca`, its records in the
+    /// certificates' directory).
+    fn crl(&self, name: &str, revoke_server: bool) -> String {
+        if !self.path("ca.cnf").exists() {
+            std::fs::write(self.path("index.txt"), "").unwrap();
+            std::fs::write(self.path("crlnumber"), "1000\n").unwrap();
+            std::fs::write(
+                self.path("ca.cnf"),
+                "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+                 default_md = sha256\ndefault_crl_days = 2\n",
+            )
+            .unwrap();
+        }
+        let ca = ["-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt"];
+        if revoke_server {
+            self.openssl(&[&["ca"][..], &ca, &["-revoke", "server.crt"]].concat());
+        }
+        self.openssl(&[&["ca"][..], &ca, &["-gencrl", "-out", name]].concat());
+        self.arg(name)
+    }
+
     /// A server with the server certificate; `certuser` (a superuser
     /// without a password) logs in by its client certificate, anyone else
     /// by password, over TLS only.
@@ -426,6 +448,45 @@ fn a_client_certificate_logs_in_where_the_server_asks_for_one() {
         err.contains(&key.display().to_string()) && err.contains("group or world access"),
         "{err}"
     );
+    assert_eq!(server.databases(), before);
+    s.assert_clean();
+}
+
+#[test]
+fn a_revoked_server_certificate_is_refused() {
+    let pki = Pki::new();
+    let server = pki.server();
+    let before = server.databases();
+    let s = scratch();
+    let url = |crl: &str| {
+        conninfo(
+            &server,
+            "localhost",
+            &format!(
+                "sslmode=verify-full sslrootcert={} {crl}",
+                pki.arg("ca.crt")
+            ),
+        )
+    };
+    // A list that revokes nothing: the run passes, `psql` reading it too.
+    let empty = pki.crl("empty.crl", false);
+    assert_passes(&s, &server, &before, &url(&format!("sslcrl={empty}")));
+    // The server's certificate revoked, by a file or in a directory.
+    let revoked = pki.crl("revoked.crl", true);
+    let dir = pki.path("crls");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&revoked, dir.join("revoked.r0")).unwrap();
+    for crl in [
+        format!("sslcrl={revoked}"),
+        format!("sslcrldir={}", dir.display()),
+    ] {
+        let (code, err) = check(&s, &url(&crl));
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("the server's certificate, or one of its chain, is revoked by"),
+            "{err}"
+        );
+    }
     assert_eq!(server.databases(), before);
     s.assert_clean();
 }

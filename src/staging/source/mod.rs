@@ -53,8 +53,9 @@ pub struct Source {
     secrets: Vec<String>,
     /// libpq's default password file (`~/.pgpass`).
     default_passfile: Option<PathBuf>,
-    /// TLS as the settings and the files found say.
-    ssl: ssl::Ssl,
+    /// TLS as the settings and the files found say (boxed: a source is
+    /// moved about, its files seldom read).
+    ssl: Box<ssl::Ssl>,
 }
 
 /// Never prints a password.
@@ -123,9 +124,9 @@ impl Source {
             target,
             secrets,
             default_passfile: env.home().map(|h| h.join(".pgpass")),
-            ssl: ssl::Ssl::plain(),
+            ssl: Box::new(ssl::Ssl::plain()),
         };
-        me.ssl = ssl.map_err(|e| match e {
+        *me.ssl = ssl.map_err(|e| match e {
             Error::Usage(m) => Error::Usage(format!("{arg} {}: {m}", me.redacted())),
             e => e,
         })?;

@@ -4,7 +4,9 @@
 //! (`sslrootcert`, else `~/.postgresql/root.crt`; `system` for the
 //! operating system's bundle), and the client certificate (`sslcert` and
 //! `sslkey`, else `~/.postgresql/postgresql.crt` and `.key`, sent when the
-//! certificate file is there). The files are found when the string is
+//! certificate file is there), and where the chain is checked the
+//! revocation lists (`sslcrl`, `sslcrldir`, else `~/.postgresql/root.crl`).
+//! The files are found when the string is
 //! read, read when a connection is set up ([`Ssl::tls`]), and handed to
 //! client programs by the paths decided here, so libpq reads the same.
 
@@ -12,7 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -93,6 +95,10 @@ pub struct Ssl {
     pub root: Option<PathBuf>,
     /// `sslrootcert=system`: `root` is the operating system's bundle.
     pub system: bool,
+    /// The certificate revocation list file and directory read, when the
+    /// chain is checked and they are there.
+    pub crl: Option<PathBuf>,
+    pub crl_dir: Option<PathBuf>,
     /// The client certificate and key files, when a certificate is sent.
     pub client: Option<(PathBuf, PathBuf)>,
 }
@@ -110,6 +116,8 @@ impl Ssl {
             mode: Mode::Prefer,
             root: None,
             system: false,
+            crl: None,
+            crl_dir: None,
             client: None,
         }
     }
@@ -139,9 +147,7 @@ impl Ssl {
         if mode == Mode::Disable {
             return Ok(Ssl {
                 mode,
-                root: None,
-                system: false,
-                client: None,
+                ..Ssl::plain()
             });
         }
         let dot = |file: &str| home.map(|h| h.join(".postgresql").join(file));
@@ -168,17 +174,21 @@ impl Ssl {
         // `prefer` and `allow` fall back to a connection without TLS in
         // libpq when the check fails; downtime does not check there.
         let root = root.filter(|_| !matches!(mode, Mode::Prefer | Mode::Allow));
-        if root.is_some() {
-            for crl in ["sslcrl", "sslcrldir"] {
-                if setting(&get, crl).is_some() {
-                    return Err(Error::Usage(format!(
-                        "{crl}: certificate revocation lists are not read by downtime's own \
-                         connections; leave {crl} out (the server's certificate is still checked \
-                         against sslrootcert)"
-                    )));
-                }
+        // Revocation lists where the chain is checked: `sslcrl` and
+        // `sslcrldir`, else `~/.postgresql/root.crl`; one not there is
+        // passed over, as libpq passes over it.
+        let (crl, crl_dir) = match &root {
+            None => (None, None),
+            Some(_) => {
+                let file = setting(&get, "sslcrl").map(PathBuf::from);
+                let dir = setting(&get, "sslcrldir").map(PathBuf::from);
+                let file = match (&file, &dir) {
+                    (None, None) => dot("root.crl"),
+                    _ => file,
+                };
+                (file.filter(|f| f.exists()), dir.filter(|d| d.is_dir()))
             }
-        }
+        };
         let client = match setting(&get, "sslcertmode") {
             Some("disable") => None,
             _ => client_files(&get, dot("postgresql.crt"), dot("postgresql.key"))?,
@@ -187,6 +197,8 @@ impl Ssl {
             mode,
             root,
             system,
+            crl,
+            crl_dir,
             client,
         })
     }
@@ -208,6 +220,8 @@ impl Ssl {
                     (false, _) => format!("sslrootcert \"{}\"", path.display()),
                 },
                 host_name: self.mode == Mode::VerifyFull,
+                crls: self.crls()?,
+                crl_source: self.crl_source(),
             }),
         };
         let identity = match &self.client {
@@ -243,11 +257,63 @@ impl Ssl {
         if let Some(root) = &self.root {
             out.push(("sslrootcert", root.display().to_string()));
         }
+        if let Some(crl) = &self.crl {
+            out.push(("sslcrl", crl.display().to_string()));
+        }
+        if let Some(dir) = &self.crl_dir {
+            out.push(("sslcrldir", dir.display().to_string()));
+        }
         if let Some((cert, key)) = &self.client {
             out.push(("sslcert", cert.display().to_string()));
             out.push(("sslkey", key.display().to_string()));
         }
         out
+    }
+}
+
+impl Ssl {
+    /// The revocation lists of `sslcrl` and of every file in `sslcrldir`.
+    fn crls(&self) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+        let mut files: Vec<(PathBuf, &str)> = Vec::new();
+        if let Some(crl) = &self.crl {
+            files.push((crl.clone(), "sslcrl"));
+        }
+        if let Some(dir) = &self.crl_dir {
+            let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+            let mut in_dir: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            in_dir.sort();
+            files.extend(in_dir.into_iter().map(|p| (p, "sslcrldir")));
+        }
+        let mut crls = Vec::new();
+        for (path, setting) in files {
+            let bytes = fsutil::read_regular(&path, fsutil::CERTIFICATES)?;
+            let found = CertificateRevocationListDer::pem_slice_iter(&bytes)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::input(&path, format!("{setting}: not a PEM CRL file: {e}")))?;
+            if found.is_empty() {
+                return Err(Error::input(
+                    &path,
+                    format!("{setting}: no certificate revocation list in the file (PEM, `-----BEGIN X509 CRL-----`)"),
+                ));
+            }
+            crls.extend(found);
+        }
+        Ok(crls)
+    }
+
+    /// Where the revocation lists come from, for messages.
+    fn crl_source(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(crl) = &self.crl {
+            parts.push(format!("sslcrl \"{}\"", crl.display()));
+        }
+        if let Some(dir) = &self.crl_dir {
+            parts.push(format!("sslcrldir \"{}\"", dir.display()));
+        }
+        parts.join(" and ")
     }
 }
 

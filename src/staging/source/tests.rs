@@ -334,8 +334,7 @@ fn tls_files_are_found_as_libpq_finds_them() {
         (ssl::Mode::Require, Some(root.as_path()))
     );
     assert_eq!(ssl("host=h").unwrap().root, None);
-    // A bad mode, a weak one with the system's roots, and the revocation
-    // lists downtime does not read, each named.
+    // A bad mode, and a weak one with the system's roots, each named.
     let err = ssl("host=h sslmode=verify").unwrap_err().to_string();
     assert!(err.contains("invalid sslmode value: \"verify\""), "{err}");
     match ssl("host=h sslrootcert=system") {
@@ -346,13 +345,29 @@ fn tls_files_are_found_as_libpq_finds_them() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("weak sslmode \"require\""), "{err}");
-    let err = ssl("host=h sslmode=verify-ca sslcrl=/x.crl")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("--url host=h") && err.contains("sslcrl:"),
-        "{err}"
+    assert!(err.starts_with("--url host=h"), "{err}");
+    // Revocation lists where the chain is checked: the default file when
+    // none is named, one not there passed over, none without a check.
+    let crl = home.path().join(".postgresql/root.crl");
+    std::fs::write(&crl, "").unwrap();
+    assert_eq!(
+        ssl("host=h sslmode=verify-ca").unwrap().crl,
+        Some(crl.clone())
     );
+    assert_eq!(
+        ssl("host=h sslmode=verify-ca sslcrl=/x.crl").unwrap().crl,
+        None
+    );
+    let dir = ssl(&format!(
+        "host=h sslmode=verify-ca sslcrldir={}",
+        home.path().display()
+    ));
+    assert_eq!(
+        (dir.as_ref().unwrap().crl.clone(), dir.unwrap().crl_dir),
+        (None, Some(home.path().to_path_buf()))
+    );
+    assert_eq!(ssl("host=h").unwrap().crl, None);
+    std::fs::remove_file(&crl).unwrap();
     // A client certificate is sent when its file is there; its key must be.
     let cert = home.path().join(".postgresql/postgresql.crt");
     std::fs::write(&cert, "").unwrap();

@@ -2,16 +2,17 @@
 //! a root certificate (`prefer`, `require`), the chain up to a root
 //! certificate (`verify-ca`, and `require` when a root certificate file
 //! is there), and the chain and the host name (`verify-full`, with
-//! libpq's name rules: [`super::names`]). The server must hold its
-//! certificate's key whatever is checked.
+//! libpq's name rules: [`super::names`]). With certificate revocation
+//! lists, every certificate of the chain must be in its issuer's list and
+//! not revoked, as libpq's OpenSSL checks the whole chain. The server must
+//! hold its certificate's key whatever is checked.
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 /// What the server's certificate is checked against.
@@ -21,6 +22,10 @@ pub struct Trust {
     pub roots: Vec<CertificateDer<'static>>,
     /// Where they were read from, for messages (`sslrootcert=…`).
     pub source: String,
+    /// Certificate revocation lists (DER; none: revocation not checked),
+    /// and where they were read from, for messages.
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    pub crl_source: String,
     /// `verify-full`: the certificate must name the host.
     pub host_name: bool,
 }
@@ -49,13 +54,15 @@ pub(super) struct Verifier {
 
 #[derive(Debug)]
 struct Checked {
-    store: RootCertStore,
+    /// The chain's check (and the revocation lists'); its host-name check
+    /// is not libpq's, and is left to [`super::names`].
+    webpki: Arc<WebPkiServerVerifier>,
     trust: Trust,
 }
 
 impl Verifier {
     /// A verifier checking what `trust` says (nothing without it); the
-    /// error names a root certificate that is not one.
+    /// error names a root certificate or revocation list that is not one.
     pub(super) fn new(
         provider: Arc<CryptoProvider>,
         trust: Option<Trust>,
@@ -71,7 +78,17 @@ impl Verifier {
                         trust.source
                     )));
                 }
-                Some(Checked { store, trust })
+                let mut builder =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone());
+                if !trust.crls.is_empty() {
+                    builder = builder
+                        .with_crls(trust.crls.iter().cloned())
+                        .enforce_revocation_expiration();
+                }
+                let webpki = builder.build().map_err(|e| {
+                    rustls::Error::General(format!("{} {}: {e}", trust.source, trust.crl_source))
+                })?;
+                Some(Checked { webpki, trust })
             }
         };
         Ok(Verifier { provider, trust })
@@ -79,46 +96,53 @@ impl Verifier {
 }
 
 impl Checked {
-    /// The chain up to a root: a root that is the server's certificate
-    /// itself (a self-signed certificate copied as `root.crt`) is trusted
-    /// as it is, as OpenSSL trusts it.
+    /// The chain up to a root, and its revocation: a root that is the
+    /// server's certificate itself (a self-signed certificate copied as
+    /// `root.crt`) is trusted as it is, as OpenSSL trusts it.
     fn chain(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
         now: UnixTime,
-        provider: &CryptoProvider,
     ) -> Result<(), rustls::Error> {
-        if self
-            .trust
-            .roots
-            .iter()
-            .any(|r| r.as_ref() == end_entity.as_ref())
-        {
+        let roots = &self.trust.roots;
+        if roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) {
             return Ok(());
         }
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        let algorithms = provider.signature_verification_algorithms.all;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.store,
-            intermediates,
-            now,
-            algorithms,
-        )
-        .map_err(|e| {
-            let what = match &e {
-                rustls::Error::InvalidCertificate(
-                    CertificateError::UnknownIssuer | CertificateError::BadSignature,
-                ) => "is not signed by a root certificate of".to_string(),
-                rustls::Error::InvalidCertificate(c) => format!("({c}) does not verify against"),
-                other => format!("({other}) does not verify against"),
-            };
-            refused(format!(
-                "the server's certificate {what} {}",
-                self.trust.source
-            ))
-        })
+        let checked =
+            self.webpki
+                .verify_server_cert(end_entity, intermediates, server_name, &[], now);
+        let e = match checked {
+            // The name is checked after the chain and its revocation: the
+            // chain held.
+            Ok(_)
+            | Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => return Ok(()),
+            Err(e) => e,
+        };
+        let (source, crls) = (&self.trust.source, &self.trust.crl_source);
+        Err(refused(match e {
+            rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::BadSignature,
+            ) => {
+                format!("the server's certificate is not signed by a root certificate of {source}")
+            }
+            rustls::Error::InvalidCertificate(CertificateError::Revoked) => {
+                format!("the server's certificate, or one of its chain, is revoked by {crls}")
+            }
+            rustls::Error::InvalidCertificate(CertificateError::UnknownRevocationStatus) => {
+                format!(
+                "a certificate of the server's chain is in no revocation list of its issuer in \
+                 {crls} (libpq checks every certificate of the chain)"
+            )
+            }
+            rustls::Error::InvalidCertificate(c) => {
+                format!("the server's certificate ({c}) does not verify against {source}")
+            }
+            other => format!("the server's certificate ({other}) does not verify against {source}"),
+        }))
     }
 }
 
@@ -134,7 +158,7 @@ impl ServerCertVerifier for Verifier {
         let Some(checked) = &self.trust else {
             return Ok(ServerCertVerified::assertion());
         };
-        checked.chain(end_entity, intermediates, now, &self.provider)?;
+        checked.chain(end_entity, intermediates, server_name, now)?;
         if checked.trust.host_name {
             super::names::check(end_entity.as_ref(), &server_name.to_str()).map_err(refused)?;
         }
