@@ -384,6 +384,21 @@ fn a_client_certificate_logs_in_where_the_server_asks_for_one() {
         pki.arg("client.key")
     );
     assert_passes(&s, &server, &before, &certuser(&files));
+    // The application probe's sessions log in the same way.
+    let (code, r, err) = s.check_json(&[
+        "--backend",
+        "server",
+        "--url",
+        &certuser(&files),
+        "--no-cache",
+        "--probe",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        r["patches"].as_array().is_some_and(|p| !p.is_empty()),
+        "{r}"
+    );
+    assert!(!common::patch(&r, "0001-col")["probe"].is_null(), "{r}");
     // Without one, the server refuses the role.
     let empty_home = tempfile::tempdir().unwrap();
     let out = run_in_home(
