@@ -144,6 +144,13 @@ impl Ssl {
                 mode.name()
             )));
         }
+        if mode == Mode::VerifyFull && setting(&get, "host").is_none() {
+            return Err(Error::Usage(
+                "sslmode: host name must be specified for a verified SSL connection (verify-full \
+                 checks the certificate against `host`; `hostaddr` alone names no host)"
+                    .into(),
+            ));
+        }
         if mode == Mode::Disable {
             return Ok(Ssl {
                 mode,

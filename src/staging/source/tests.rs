@@ -334,6 +334,12 @@ fn tls_files_are_found_as_libpq_finds_them() {
         (ssl::Mode::Require, Some(root.as_path()))
     );
     assert_eq!(ssl("host=h").unwrap().root, None);
+    // verify-full checks `host`: an address alone is not one.
+    let err = ssl("hostaddr=127.0.0.1 sslmode=verify-full")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("host name must be specified"), "{err}");
+    assert!(ssl("hostaddr=127.0.0.1 sslmode=verify-ca").is_ok());
     // A bad mode, and a weak one with the system's roots, each named.
     let err = ssl("host=h sslmode=verify").unwrap_err().to_string();
     assert!(err.contains("invalid sslmode value: \"verify\""), "{err}");
