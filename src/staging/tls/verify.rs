@@ -30,7 +30,8 @@ pub struct Trust {
     pub host_name: bool,
 }
 
-/// A certificate error in words (shown as "invalid peer certificate: …").
+/// Why a certificate was refused, in words (which the connector shows as
+/// they are, not as rustls's debug form).
 #[derive(Debug)]
 struct Why(String);
 
