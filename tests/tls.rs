@@ -292,6 +292,25 @@ fn verify_full_checks_the_chain_and_the_host_name() {
     // verify-ca checks the chain only: the same target passes, `psql`
     // loading the baseline included.
     assert_passes(&s, &server, &before, &wrong("verify-ca"));
+    // A server that speaks TLS 1.2 at most, and a client that wants 1.3.
+    server.psql(
+        "postgres",
+        "alter system set ssl_max_protocol_version = 'TLSv1.2'",
+    );
+    server.psql("postgres", "select pg_reload_conf()");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let full = format!("sslmode=verify-full {ca}");
+    let (code, err) = check(
+        &s,
+        &conninfo(
+            &server,
+            "localhost",
+            &format!("{full} ssl_min_protocol_version=TLSv1.3"),
+        ),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("TLS handshake"), "{err}");
+    assert_passes(&s, &server, &before, &conninfo(&server, "localhost", &full));
     s.assert_clean();
 }
 

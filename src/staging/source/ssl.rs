@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::staging::tls::{Identity, Tls, Trust};
+use crate::staging::tls::{Identity, Tls, Trust, Versions};
 
 /// Where `sslrootcert=system` finds the operating system's root
 /// certificates when `SSL_CERT_FILE` does not say: Debian and Ubuntu,
@@ -101,6 +101,8 @@ pub struct Ssl {
     pub crl_dir: Option<PathBuf>,
     /// The client certificate and key files, when a certificate is sent.
     pub client: Option<(PathBuf, PathBuf)>,
+    /// The TLS versions allowed.
+    pub versions: Versions,
 }
 
 /// A setting, empty as absent.
@@ -119,6 +121,7 @@ impl Ssl {
             crl: None,
             crl_dir: None,
             client: None,
+            versions: Versions::default(),
         }
     }
 
@@ -151,9 +154,11 @@ impl Ssl {
                     .into(),
             ));
         }
+        let versions = versions(&get)?;
         if mode == Mode::Disable {
             return Ok(Ssl {
                 mode,
+                versions,
                 ..Ssl::plain()
             });
         }
@@ -207,6 +212,7 @@ impl Ssl {
             crl,
             crl_dir,
             client,
+            versions,
         })
     }
 
@@ -250,7 +256,7 @@ impl Ssl {
             (None, Some(root)) => format!("sslrootcert \"{}\"", root.display()),
             (None, None) => "TLS".to_string(),
         };
-        Tls::with(trust, identity).map_err(|e| Error::Usage(format!("{what}: {e}")))
+        Tls::with(trust, identity, self.versions).map_err(|e| Error::Usage(format!("{what}: {e}")))
     }
 
     /// What a client program is handed instead of the TLS settings given:
@@ -322,6 +328,51 @@ impl Ssl {
         }
         parts.join(" and ")
     }
+}
+
+/// The TLS versions `ssl_min_protocol_version` and
+/// `ssl_max_protocol_version` allow (libpq's default: TLSv1.2 and up),
+/// within the 1.2 and 1.3 rustls speaks; libpq's errors.
+fn versions<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Versions> {
+    let version = |name: &str, which: &str| -> Result<Option<u8>> {
+        let Some(v) = setting(get, name) else {
+            return Ok(None);
+        };
+        let known = [
+            ("TLSv1", 10),
+            ("TLSv1.1", 11),
+            ("TLSv1.2", 12),
+            ("TLSv1.3", 13),
+        ];
+        match known.iter().find(|(n, _)| n.eq_ignore_ascii_case(v)) {
+            Some((_, n)) => Ok(Some(*n)),
+            None => Err(Error::Usage(format!(
+                "{name}: invalid value \"{v}\" for {which} SSL protocol version (TLSv1, TLSv1.1, \
+                 TLSv1.2 or TLSv1.3)"
+            ))),
+        }
+    };
+    let min = version("ssl_min_protocol_version", "minimum")?.unwrap_or(12);
+    let max = version("ssl_max_protocol_version", "maximum")?.unwrap_or(13);
+    if min > max {
+        return Err(Error::Usage(
+            "ssl_min_protocol_version: invalid SSL protocol version range (the minimum is above \
+             the maximum)"
+                .into(),
+        ));
+    }
+    let allowed = Versions {
+        tls12: min <= 12 && max >= 12,
+        tls13: max >= 13,
+    };
+    if !allowed.tls12 && !allowed.tls13 {
+        return Err(Error::Usage(
+            "ssl_max_protocol_version: downtime's own connections speak TLS 1.2 and 1.3 only; \
+             TLS 1.0 and 1.1 are not offered"
+                .into(),
+        ));
+    }
+    Ok(allowed)
 }
 
 /// The operating system's root certificates: `SSL_CERT_FILE` (as OpenSSL

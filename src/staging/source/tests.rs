@@ -434,3 +434,54 @@ fn a_client_key_others_can_read_is_refused() {
     let err = s.tls().err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("sslkey: not a PEM private key"), "{err}");
 }
+
+#[test]
+fn tls_versions_are_libpqs_range_within_what_rustls_speaks() {
+    use crate::staging::tls::Versions;
+    let e = env();
+    let v = |text: &str| Source::with_env("--url", text, &e).map(|s| s.ssl().versions);
+    let (both, only12, only13) = (
+        Versions::default(),
+        Versions {
+            tls12: true,
+            tls13: false,
+        },
+        Versions {
+            tls12: false,
+            tls13: true,
+        },
+    );
+    assert_eq!(v("host=h").unwrap(), both);
+    assert_eq!(v("host=h ssl_min_protocol_version=TLSv1").unwrap(), both);
+    assert_eq!(
+        v("host=h ssl_min_protocol_version=TLSv1.3").unwrap(),
+        only13
+    );
+    assert_eq!(
+        v("host=h ssl_max_protocol_version=tlsv1.2").unwrap(),
+        only12
+    );
+    for (text, says) in [
+        (
+            "ssl_min_protocol_version=TLSv9",
+            "invalid value \"TLSv9\" for minimum",
+        ),
+        (
+            "ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2",
+            "invalid SSL protocol version range",
+        ),
+        // libpq's default minimum is TLSv1.2.
+        (
+            "ssl_max_protocol_version=TLSv1.1",
+            "invalid SSL protocol version range",
+        ),
+        (
+            "ssl_min_protocol_version=TLSv1 ssl_max_protocol_version=TLSv1.1",
+            "speak TLS 1.2 and 1.3 only",
+        ),
+    ] {
+        let err = v(&format!("host=h {text}")).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)));
+        assert!(err.to_string().contains(says), "{text}: {err}");
+    }
+}

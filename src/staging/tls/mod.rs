@@ -36,6 +36,25 @@ pub struct Tls {
     host_name: bool,
 }
 
+/// The TLS versions a connection may speak: libpq's
+/// `ssl_min_protocol_version` and `ssl_max_protocol_version` within what
+/// rustls speaks (1.2 and 1.3; both by default, libpq's default range
+/// being 1.2 and up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for Versions {
+    fn default() -> Versions {
+        Versions {
+            tls12: true,
+            tls13: true,
+        }
+    }
+}
+
 /// A client certificate (with the chain to send) and its private key.
 pub struct Identity {
     pub chain: Vec<CertificateDer<'static>>,
@@ -45,16 +64,28 @@ pub struct Identity {
 impl Tls {
     /// A connector that encrypts and does not check the certificate.
     pub fn new() -> Result<Tls, rustls::Error> {
-        Tls::with(None, None)
+        Tls::with(None, None, Versions::default())
     }
 
-    /// A connector that checks what `trust` says and presents `identity`.
-    pub fn with(trust: Option<Trust>, identity: Option<Identity>) -> Result<Tls, rustls::Error> {
+    /// A connector that checks what `trust` says, presents `identity`,
+    /// and speaks `versions`.
+    pub fn with(
+        trust: Option<Trust>,
+        identity: Option<Identity>,
+        versions: Versions,
+    ) -> Result<Tls, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let host_name = trust.as_ref().is_some_and(|t| t.host_name);
         let verifier = verify::Verifier::new(provider.clone(), trust)?;
+        let mut speaks = Vec::new();
+        if versions.tls12 {
+            speaks.push(&rustls::version::TLS12);
+        }
+        if versions.tls13 {
+            speaks.push(&rustls::version::TLS13);
+        }
         let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(&speaks)?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
         let config = match identity {
