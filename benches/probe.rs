@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
             st.rt
                 .block_on(Probe::start(
                     st.server.config(&copy),
+                    session.tls.clone(),
                     session.pid,
                     named,
                     ProbeOptions::default(),

@@ -36,6 +36,14 @@ pub const CONNECTION_FILES: Cap = Cap {
     hint: "",
 };
 
+/// TLS root certificates (a system bundle is some hundred KiB),
+/// client certificates and keys.
+pub const CERTIFICATES: Cap = Cap {
+    max_bytes: 16 * 1024 * 1024,
+    files: "certificate and key files",
+    hint: "",
+};
+
 pub const CONFIG: Cap = Cap {
     max_bytes: 1024 * 1024,
     files: "config files",

@@ -337,15 +337,24 @@ fn a_server_that_demands_tls_is_reached_with_tls_and_channel_binding() {
             assert_eq!(server.databases(), before);
         }
         // Without TLS the server says no; a mode that checks the
-        // certificate is refused before anything is tried.
+        // certificate without a root certificate file is refused before
+        // anything is tried.
         let out = s.run(&["check", "--url", &format!("{base}?sslmode=disable")]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("no encryption"), "{err}");
         assert!(!err.contains("Pl4nted"), "{err}");
-        let out = s.run(&["check", "--url", &format!("{base}?sslmode=verify-full")]);
+        let out = s.run(&[
+            "check",
+            "--url",
+            &format!("{base}?sslmode=verify-full&sslrootcert=/nonexistent/root.crt"),
+        ]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("sslmode=require"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("root certificate file \"/nonexistent/root.crt\" does not exist"),
+            "{err}"
+        );
         s.assert_clean();
     }
 }

@@ -248,6 +248,10 @@ pub enum StatsAction {
         /// The database: a URL, a key/value connection string or a database
         /// name, completed as libpq completes it (service file, PG*
         /// variables, defaults). A password in it is never printed.
+        /// TLS as libpq: sslmode (prefer by default; verify-ca and verify-full
+        /// check the server's certificate against sslrootcert, by default
+        /// ~/.postgresql/root.crt, `system` for the system's roots),
+        /// sslcert/sslkey for a client certificate.
         #[arg(long, value_name = "URL")]
         url: String,
         /// Where to write the JSON.
@@ -347,6 +351,10 @@ pub struct CommonArgs {
     /// string or a database name, completed as libpq completes it (service
     /// file, PG* variables, defaults): the production guard judges that
     /// target. Passwords are never printed nor put on a command line.
+    /// TLS as libpq: sslmode (prefer by default; verify-ca and verify-full
+    /// check the server's certificate against sslrootcert, by default
+    /// ~/.postgresql/root.crt, `system` for the system's roots),
+    /// sslcert/sslkey for a client certificate.
     #[arg(long, value_name = "URL", conflicts_with_all = ["baseline", "no_baseline"])]
     pub from_url: Option<String>,
 
@@ -387,7 +395,11 @@ pub struct CommonArgs {
     /// (downtime_<run>_...); nothing else on the server is touched. The
     /// role must be a superuser; a production-looking name is refused
     /// (`[staging] production-patterns`). The password is never printed
-    /// nor put on a command line [default: `url` under [staging]]
+    /// nor put on a command line. TLS as libpq: sslmode (prefer by
+    /// default; verify-ca and verify-full check the server's certificate
+    /// against sslrootcert, by default ~/.postgresql/root.crt, `system`
+    /// for the system's roots), sslcert/sslkey for a client certificate
+    /// [default: `url` under [staging]]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 

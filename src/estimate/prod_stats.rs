@@ -2,7 +2,6 @@
 //! read from catalogue and statistics views only, on a read-only connection.
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
 use crate::staging::source::Source;
@@ -134,7 +133,7 @@ select n.nspname || '.' || c.relname,
 /// connect to it.
 pub async fn export(source: &Source) -> Result<ProdStats> {
     let config = source.connect_config("downtime stats export (read-only)")?;
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+    let (client, connection) = config.connect(source.tls()?).await.map_err(|e| {
         Error::Server(source.scrub(&format!(
             "cannot connect to {}: {}",
             source.redacted(),

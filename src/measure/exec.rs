@@ -13,7 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use super::session::{Session, Watch};
 use crate::cancel::{Abort, Cancel, Ended};
@@ -175,7 +175,7 @@ pub async fn own_work<T>(
 /// given [`GRACE`] to end it. Returns the step that did.
 async fn escalate<F: Future + Unpin>(session: &Session, watch: &Watch<'_>, mut query: F) -> Ended {
     let cancel = session.client.cancel_token();
-    let _ = tokio::time::timeout(GRACE, cancel.cancel_query(NoTls)).await;
+    let _ = tokio::time::timeout(GRACE, cancel.cancel_query(session.tls.clone())).await;
     if ends_within(&mut query, GRACE).await {
         return Ended::Cancel;
     }

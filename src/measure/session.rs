@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::error::Result;
+use crate::staging::tls::Tls;
 use crate::staging::{self, Admin, Backend, ConnectionEnd, EndWatch};
 
 /// How long a closed session's connection task may take to finish.
@@ -18,6 +19,8 @@ pub struct Session {
     pub client: Client,
     /// The server process serving it (for `pg_terminate_backend`).
     pub pid: i32,
+    /// The connector its cancel requests are sent with.
+    pub tls: Tls,
     ended: EndWatch,
     task: tokio::task::JoinHandle<()>,
 }
@@ -35,7 +38,8 @@ impl Session {
             "-c statement_timeout={}",
             statement_cap.as_millis().clamp(1, i32::MAX as u128)
         ));
-        let (client, ended, task) = staging::connect_watched(config, dbname).await?;
+        let tls = backend.tls()?;
+        let (client, ended, task) = staging::connect_watched(config, &tls, dbname).await?;
         let pid = client
             .query_one("/*downtime*/ select pg_catalog.pg_backend_pid()", &[])
             .await?
@@ -43,6 +47,7 @@ impl Session {
         Ok(Session {
             client,
             pid,
+            tls,
             ended,
             task,
         })
@@ -81,6 +86,10 @@ pub struct Watch<'a> {
 impl Watch<'_> {
     /// Is the staging server still up (a new connection is answered)?
     pub(super) async fn server_up(&self) -> bool {
-        staging::answers(self.backend.config(self.backend.admin_db())).await
+        staging::answers(
+            self.backend.config(self.backend.admin_db()),
+            self.backend.tls(),
+        )
+        .await
     }
 }

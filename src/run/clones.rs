@@ -149,7 +149,9 @@ async fn scale_down(clone: &Clone, scale: f64, cancel: &Cancel) -> Result<()> {
     futures_util::select! {
         r = scaling => r,
         a = aborted => {
-            let _ = c.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+            if let Ok(tls) = clone.tls() {
+                let _ = c.cancel_token().cancel_query(tls).await;
+            }
             Err(Error::Aborted(a))
         }
     }

@@ -167,9 +167,15 @@ async fn start_probe(
     };
     let named = patches.iter().flat_map(probe::tables_named).collect();
     let config = copy.backend.config(copy.name);
-    Probe::start(config, session.pid, named, opts.clone())
-        .await
-        .map(Some)
+    Probe::start(
+        config,
+        session.tls.clone(),
+        session.pid,
+        named,
+        opts.clone(),
+    )
+    .await
+    .map(Some)
 }
 
 /// Drop the subscriptions the patches created (they would keep the copy

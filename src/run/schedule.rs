@@ -97,7 +97,9 @@ async fn scaled_templates(
         futures_util::select! {
             r = scaling => r?,
             a = aborted => {
-                let _ = c.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                if let Ok(tls) = backend.tls() {
+                    let _ = c.cancel_token().cancel_query(tls).await;
+                }
                 return Err(aborted_while_scaling(outcome, a));
             }
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use super::tls::Tls;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::pg::catalog::PINNED_SEARCH_PATH;
@@ -17,15 +18,16 @@ use crate::pg::catalog::PINNED_SEARCH_PATH;
 /// [`Backend::admin_db`].
 pub const ADMIN_DB: &str = "postgres";
 
-/// The TLS connector of downtime's connections (see [`super::tls`]).
-fn tls() -> Result<super::tls::Tls> {
-    super::tls::Tls::new().map_err(|e| Error::Server(format!("cannot set up TLS: {e}")))
+/// The TLS connector of connections to a server downtime started itself
+/// (see [`super::tls`]): encrypted when offered, nothing to check.
+pub fn plain_tls() -> Result<Tls> {
+    Tls::new().map_err(|e| Error::Server(format!("cannot set up TLS: {e}")))
 }
 
 /// Whether a server answers a query with these settings (readiness probe).
-pub(crate) async fn answers(mut config: tokio_postgres::Config) -> bool {
+pub(crate) async fn answers(mut config: tokio_postgres::Config, tls: Result<Tls>) -> bool {
     config.connect_timeout(Duration::from_secs(2));
-    let Ok(tls) = tls() else {
+    let Ok(tls) = tls else {
         return false;
     };
     let Ok((client, connection)) = config.connect(tls).await else {
@@ -40,7 +42,7 @@ pub(crate) async fn answers(mut config: tokio_postgres::Config) -> bool {
 
 /// Open a connection; the connection task runs on the current runtime.
 pub async fn connect(backend: &dyn Backend, dbname: &str) -> Result<Client> {
-    let (client, _, _) = connect_watched(backend.config(dbname), dbname).await?;
+    let (client, _, _) = connect_watched(backend.config(dbname), &backend.tls()?, dbname).await?;
     Ok(client)
 }
 
@@ -95,9 +97,10 @@ impl EndWatch {
 /// that record, and the task (awaiting it waits for the connection to close).
 pub async fn connect_watched(
     config: tokio_postgres::Config,
+    tls: &Tls,
     dbname: &str,
 ) -> Result<(Client, EndWatch, tokio::task::JoinHandle<()>)> {
-    let (client, connection) = config.connect(tls()?).await.map_err(|e| {
+    let (client, connection) = config.connect(tls.clone()).await.map_err(|e| {
         let why = crate::error::describe_pg_error(&e);
         Error::Server(format!("cannot connect to database {dbname}: {why}"))
     })?;
@@ -155,7 +158,7 @@ pub async fn connect_admin(backend: &dyn Backend) -> Result<Admin> {
         "-c search_path={}",
         PINNED_SEARCH_PATH.replace(' ', "")
     ));
-    let (client, ended, _) = connect_watched(config, dbname).await?;
+    let (client, ended, _) = connect_watched(config, &backend.tls()?, dbname).await?;
     let pid = client
         .query_one("select pg_backend_pid()", &[])
         .await?

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::ui;
 pub(crate) use connection::answers;
 pub use connection::{
-    connect, connect_admin, connect_watched, Admin, ConnectionEnd, EndWatch, ADMIN_DB,
+    connect, connect_admin, connect_watched, plain_tls, Admin, ConnectionEnd, EndWatch, ADMIN_DB,
 };
 
 /// Name of the database the baseline is loaded into. Never patched itself.
@@ -46,6 +46,12 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// Connection settings for a database on this server.
     fn config(&self, dbname: &str) -> tokio_postgres::Config;
+    /// The TLS connector of connections to this server: for a server
+    /// downtime started, encrypted when offered and nothing checked; for
+    /// one the user names, as its connection string says.
+    fn tls(&self) -> Result<tls::Tls> {
+        plain_tls()
+    }
     /// The database downtime's admin connection goes to (copies are made
     /// and dropped from it; patches never run there).
     fn admin_db(&self) -> &str {

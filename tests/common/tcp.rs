@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,10 +42,16 @@ impl TcpServer {
     /// (`hostssl` only), with a self-signed certificate made by
     /// `openssl req` with `key_args` (`-newkey rsa:2048 -sha256`, …).
     pub fn with_tls(password: &str, key_args: &[&str]) -> TcpServer {
-        TcpServer::boot("postgres", Some(password), Some(key_args))
+        TcpServer::boot("postgres", Some(password), Some(Tls::SelfSigned(key_args)))
     }
 
-    fn boot(superuser: &str, password: Option<&str>, tls: Option<&[&str]>) -> TcpServer {
+    /// As [`TcpServer::with_password`], with the certificate, key, client
+    /// CA and `hostssl` lines of `files`.
+    pub fn with_tls_files(password: &str, files: &ServerTls) -> TcpServer {
+        TcpServer::boot("postgres", Some(password), Some(Tls::Files(files)))
+    }
+
+    fn boot(superuser: &str, password: Option<&str>, tls: Option<Tls>) -> TcpServer {
         let bin = find_bin_dir(None).expect("PostgreSQL server binaries");
         let dir = tempfile::Builder::new()
             .prefix("tcp-server-")
@@ -82,8 +89,10 @@ impl TcpServer {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if let Some(key_args) = tls {
-            require_tls(&data, key_args);
+        match tls {
+            Some(Tls::SelfSigned(key_args)) => require_tls(&data, key_args),
+            Some(Tls::Files(files)) => install_tls(&data, files),
+            None => {}
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -186,9 +195,61 @@ impl TcpServer {
     }
 }
 
+/// How a server takes TLS.
+enum Tls<'a> {
+    /// A self-signed certificate made with these `openssl req` key arguments.
+    SelfSigned(&'a [&'a str]),
+    Files(&'a ServerTls),
+}
+
+/// A server's TLS files, and who logs in how.
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Client certificates are checked against this CA (`ssl_ca_file`).
+    pub client_ca: Option<PathBuf>,
+    /// The `pg_hba.conf` lines after the socket's (`hostssl …`).
+    pub hba: String,
+}
+
+/// `files` installed in `data` (owned by the server's user, the key
+/// 0600), `ssl = on`, and `files.hba` as the TCP lines.
+fn install_tls(data: &Path, files: &ServerTls) {
+    let mut copies = vec![("server.crt", &files.cert), ("server.key", &files.key)];
+    if let Some(ca) = &files.client_ca {
+        copies.push(("client-ca.crt", ca));
+    }
+    for (name, from) in &copies {
+        std::fs::copy(from, data.join(name)).unwrap();
+    }
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        for (name, _) in &copies {
+            nix::unistd::chown(&data.join(name), Some(u.uid), Some(u.gid)).unwrap();
+        }
+    }
+    let conf = data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nssl = on\n");
+    if files.client_ca.is_some() {
+        text.push_str("ssl_ca_file = 'client-ca.crt'\n");
+    }
+    std::fs::write(&conf, text).unwrap();
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        format!("local all all scram-sha-256\n{}\n", files.hba),
+    )
+    .unwrap();
+}
+
 /// A self-signed certificate for the server in `data`, `ssl = on`, and
 /// TCP connections without TLS refused.
-fn require_tls(data: &std::path::Path, key_args: &[&str]) {
+fn require_tls(data: &Path, key_args: &[&str]) {
     let out = Command::new("openssl")
         .args([
             "req",

@@ -210,6 +210,7 @@ impl Probe {
     /// `patch_pid` is the server process applying the patches.
     pub async fn start(
         config: tokio_postgres::Config,
+        tls: crate::staging::tls::Tls,
         patch_pid: i32,
         named: Vec<String>,
         options: ProbeOptions,
@@ -219,7 +220,7 @@ impl Probe {
         let opts = options.clone();
         let thread = std::thread::Builder::new()
             .name("downtime-probe".into())
-            .spawn(move || traffic::run(config, patch_pid, named, opts, receiver, ready))
+            .spawn(move || traffic::run(config, tls, patch_pid, named, opts, receiver, ready))
             .map_err(|e| Error::Server(format!("cannot start the probe: {e}")))?;
         let (info, queries) = match started.await {
             Ok(Ok(w)) => w,

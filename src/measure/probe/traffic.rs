@@ -7,12 +7,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_postgres::{CancelToken, Client, NoTls};
+use tokio_postgres::{CancelToken, Client};
 
 use super::script::{Part, Step};
 use super::workload::{self, ProbeQuery};
 use super::{monitor, LockWait, PatchWait, ProbeInfo, ProbeOptions, Recording, Sample};
 use crate::error::{Error, Result};
+use crate::staging::tls::Tls;
 
 /// How long the queries still in line may take to finish after a patch.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -68,6 +69,7 @@ type State = Rc<RefCell<Shared>>;
 /// why the probe could not start.
 pub(super) fn run(
     config: tokio_postgres::Config,
+    tls: Tls,
     patch_pid: i32,
     named: Vec<String>,
     opts: ProbeOptions,
@@ -86,7 +88,7 @@ pub(super) fn run(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let started = start(config, patch_pid, &named, &opts).await;
+        let started = start(config, tls, patch_pid, &named, &opts).await;
         let probe = match started {
             Ok(p) => p,
             Err(e) => {
@@ -112,12 +114,15 @@ struct Traffic {
     state: State,
     wake: Rc<Notify>,
     long: Rc<Client>,
+    /// The connector of the sessions and their cancel requests.
+    tls: Tls,
 }
 
 /// Connect, derive the workload, and start the sessions, the schedule and
 /// the monitor (idle until a patch begins).
 async fn start(
     mut config: tokio_postgres::Config,
+    tls: Tls,
     patch_pid: i32,
     named: &[String],
     opts: &ProbeOptions,
@@ -126,7 +131,7 @@ async fn start(
         "-c statement_timeout={}",
         opts.statement_cap.as_millis().clamp(1, i32::MAX as u128)
     ));
-    let first = connect(&config).await?;
+    let first = connect(&config, &tls).await?;
     let (info, queries) = workload::derive(&first, named, opts).await?;
     let queries: Rc<[ProbeQuery]> = queries.into();
     let state: State = Rc::default();
@@ -134,7 +139,7 @@ async fn start(
     let wake = Rc::new(Notify::new());
     let mut clients = vec![first];
     for _ in 1..opts.sessions {
-        clients.push(connect(&config).await?);
+        clients.push(connect(&config, &tls).await?);
     }
     for client in clients {
         let pid = backend_pid(&client).await?;
@@ -146,6 +151,7 @@ async fn start(
             client,
             pid,
             config: config.clone(),
+            tls: tls.clone(),
             queries: queries.clone(),
             state: state.clone(),
             jobs: jobs.clone(),
@@ -158,7 +164,7 @@ async fn start(
         jobs.clone(),
         wake.clone(),
     ));
-    let watcher = connect(&config).await?;
+    let watcher = connect(&config, &tls).await?;
     tokio::task::spawn_local(monitor::watch(
         watcher,
         patch_pid,
@@ -166,7 +172,7 @@ async fn start(
         state.clone(),
         opts.threshold,
     ));
-    let long = Rc::new(connect(&config).await?);
+    let long = Rc::new(connect(&config, &tls).await?);
     Ok(Traffic {
         opts: opts.clone(),
         info,
@@ -174,12 +180,13 @@ async fn start(
         state,
         wake,
         long,
+        tls,
     })
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
+async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<Client> {
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls.clone())
         .await
         .map_err(|e| Error::Server(format!("the probe cannot connect to the copy: {e}")))?;
     tokio::task::spawn_local(async move {
@@ -324,7 +331,7 @@ impl Traffic {
                 let tokens: Vec<CancelToken> =
                     self.state.borrow().cancels.values().cloned().collect();
                 for t in tokens {
-                    let _ = t.cancel_query(NoTls).await;
+                    let _ = t.cancel_query(self.tls.clone()).await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -333,7 +340,11 @@ impl Traffic {
         let long_running = self.state.borrow().long_pid.is_some();
         if long_running {
             // The patch ended first (it gave up, say): the reader ends now.
-            let _ = self.long.cancel_token().cancel_query(NoTls).await;
+            let _ = self
+                .long
+                .cancel_token()
+                .cancel_query(self.tls.clone())
+                .await;
             if let Err(e) = self.long.batch_execute("/*downtime*/ rollback").await {
                 problem = Some(format!("ending the long reader: {e}"));
             }
@@ -407,6 +418,7 @@ struct Worker {
     client: Client,
     pid: i32,
     config: tokio_postgres::Config,
+    tls: Tls,
     queries: Rc<[ProbeQuery]>,
     state: State,
     jobs: Rc<Notify>,
@@ -456,7 +468,7 @@ impl Worker {
     /// A new session for one whose connection ended (a patch may
     /// terminate backends); `false` when none can be had.
     async fn reconnect(&mut self) -> bool {
-        match connect(&self.config).await {
+        match connect(&self.config, &self.tls).await {
             Ok(c) => match backend_pid(&c).await {
                 Ok(pid) => {
                     let mut s = self.state.borrow_mut();

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::source::Source;
+use super::tls::Tls;
 use super::{cleanup, connect_watched, Backend};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -80,6 +81,7 @@ impl Provisioner {
             destroying: Arc::default(),
             source: None,
             base: tokio_postgres::Config::new(),
+            tls: None,
             dbname: String::new(),
             statements: false,
         };
@@ -144,6 +146,7 @@ impl Provisioner {
         let source = Source::writable("[staging.command] create", url)?;
         source.guard(&self.opts.production_patterns, false)?;
         clone.base = super::server::connect_config(&source)?;
+        clone.tls = Some(source.tls()?);
         clone.dbname = source.get("dbname").unwrap_or("postgres").to_string();
         clone.source = Some(source);
         let client = clone.wait_ready(cancel).await?;
@@ -179,6 +182,8 @@ pub struct Clone {
     source: Option<Source>,
     /// downtime's connection settings for it.
     base: tokio_postgres::Config,
+    /// Their TLS, as the URL says (once it is known).
+    tls: Option<Tls>,
     /// The clone's database, as its URL names it.
     dbname: String,
     /// `pg_stat_statements` times statements there.
@@ -195,7 +200,7 @@ impl Clone {
     async fn wait_ready(&self, cancel: &Cancel) -> Result<tokio_postgres::Client> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            match connect_watched(self.config(&self.dbname), &self.dbname).await {
+            match connect_watched(self.config(&self.dbname), &self.tls()?, &self.dbname).await {
                 Ok((client, _, _)) => return Ok(client),
                 Err(e) if Instant::now() > deadline => {
                     let shown = self
@@ -261,6 +266,13 @@ impl Backend for Clone {
         c
     }
 
+    fn tls(&self) -> Result<Tls> {
+        match &self.tls {
+            Some(tls) => Ok(tls.clone()),
+            None => super::plain_tls(),
+        }
+    }
+
     fn admin_db(&self) -> &str {
         &self.dbname
     }
@@ -288,7 +300,8 @@ impl Backend for Clone {
 
     async fn stop_now(&self) -> Result<()> {
         // Not downtime's server: end every other session on the clone.
-        let (client, _, _) = connect_watched(self.config(&self.dbname), &self.dbname).await?;
+        let (client, _, _) =
+            connect_watched(self.config(&self.dbname), &self.tls()?, &self.dbname).await?;
         client
             .query(
                 "/*downtime*/ select pg_catalog.pg_terminate_backend(pid) \

@@ -198,7 +198,7 @@ impl Docker {
             return false;
         };
         self.port = port;
-        crate::staging::answers(self.config("postgres")).await
+        crate::staging::answers(self.config("postgres"), crate::staging::plain_tls()).await
     }
 
     /// The container's last `n` log lines (stdout and stderr).

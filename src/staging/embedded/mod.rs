@@ -364,7 +364,7 @@ impl Embedded {
 
     /// The server answers a query.
     async fn accepts_connections(&self) -> bool {
-        crate::staging::answers(self.config("postgres")).await
+        crate::staging::answers(self.config("postgres"), crate::staging::plain_tls()).await
     }
 
     /// Stop the server in order (fast shutdown), polling without blocking

@@ -22,6 +22,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::source::{PassFile, Source};
+use super::tls::Tls;
 use super::{binaries, cache, cleanup, connect_admin, ident, Admin, Backend};
 use crate::error::{Error, Result};
 use crate::ui;
@@ -65,7 +66,7 @@ pub async fn connect_maintenance(source: &Source) -> Result<Client> {
     let dbname = source.get("dbname").unwrap_or("postgres").to_string();
     let mut config = connect_config(source)?;
     config.dbname(&dbname);
-    let (client, _, _) = super::connect_watched(config, &dbname)
+    let (client, _, _) = super::connect_watched(config, &source.tls()?, &dbname)
         .await
         .map_err(|e| cannot_reach(source, &e))?;
     Ok(client)
@@ -89,6 +90,8 @@ fn cannot_reach(source: &Source, e: &Error) -> Error {
 pub struct Server {
     source: Source,
     base: tokio_postgres::Config,
+    /// TLS as the URL says, its files read once.
+    tls: Tls,
     /// The database the URL names.
     maintenance: String,
     run: RunId,
@@ -122,6 +125,7 @@ impl Server {
         };
         let mut me = Server {
             base: connect_config(&source)?,
+            tls: source.tls()?,
             maintenance: source.get("dbname").unwrap_or("postgres").to_string(),
             source,
             run: RunId(0),
@@ -166,8 +170,12 @@ impl Server {
         me.run = take_run_number(&keeper).await?;
         me.prefix = me.run.prefix();
         me.template = format!("{}baseline", me.prefix);
-        let (config, prefix) = (me.config(&me.maintenance), me.prefix.clone());
-        me.job = Some(cleanup::add_job(move || drop_blocking(config, prefix)));
+        let (config, tls, prefix) = (
+            me.config(&me.maintenance),
+            me.tls.clone(),
+            me.prefix.clone(),
+        );
+        me.job = Some(cleanup::add_job(move || drop_blocking(config, tls, prefix)));
         ui::note(&format!(
             "staging on {} as run {} (databases {}*)",
             me.source.redacted(),
@@ -381,11 +389,11 @@ async fn end_creations(admin: &Client, prefix: &str) -> Result<()> {
 
 /// [`drop_prefixed`] on a runtime of its own, within [`DROP_TIMEOUT`]:
 /// for `Drop` and an emergency exit.
-fn drop_blocking(config: tokio_postgres::Config, prefix: String) {
+fn drop_blocking(config: tokio_postgres::Config, tls: Tls, prefix: String) {
     let work = move || {
         super::on_own_runtime(async {
             let drop = async {
-                let (client, _, _) = super::connect_watched(config, "maintenance").await?;
+                let (client, _, _) = super::connect_watched(config, &tls, "maintenance").await?;
                 end_creations(&client, &prefix).await?;
                 drop_prefixed(&client, &prefix).await
             };
@@ -406,6 +414,10 @@ impl Backend for Server {
         let mut c = self.base.clone();
         c.dbname(dbname);
         c
+    }
+
+    fn tls(&self) -> Result<Tls> {
+        Ok(self.tls.clone())
     }
 
     fn admin_db(&self) -> &str {
@@ -503,7 +515,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
             cleanup::forget_job(job);
-            drop_blocking(self.config(&self.maintenance), self.prefix.clone());
+            drop_blocking(
+                self.config(&self.maintenance),
+                self.tls.clone(),
+                self.prefix.clone(),
+            );
         }
         // The lock goes with the connection, after the drops.
         self.keeper.take();

@@ -19,6 +19,7 @@ pub mod conninfo;
 pub mod options;
 pub mod passfile;
 pub mod resolve;
+pub mod ssl;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +53,9 @@ pub struct Source {
     secrets: Vec<String>,
     /// libpq's default password file (`~/.pgpass`).
     default_passfile: Option<PathBuf>,
+    /// TLS as the settings and the files found say (boxed: a source is
+    /// moved about, its files seldom read).
+    ssl: Box<ssl::Ssl>,
 }
 
 /// Never prints a password.
@@ -113,13 +117,19 @@ impl Source {
         secrets.retain(|s| !s.is_empty());
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        let me = Source {
+        let ssl = ssl::Ssl::decide(|k| target.get(k), env.home());
+        let mut me = Source {
             arg: arg.to_string(),
             read_only: true,
             target,
             secrets,
             default_passfile: env.home().map(|h| h.join(".pgpass")),
+            ssl: Box::new(ssl::Ssl::plain()),
         };
+        *me.ssl = ssl.map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(format!("{arg} {}: {m}", me.redacted())),
+            e => e,
+        })?;
         if me.target.get("sslpassword").is_some() {
             return Err(Error::Usage(format!(
                 "{arg} {}: sslpassword cannot be handed to a client program without showing it \
@@ -163,6 +173,20 @@ impl Source {
             }
         }
         out
+    }
+
+    /// The TLS settings decided for the target.
+    pub fn ssl(&self) -> &ssl::Ssl {
+        &self.ssl
+    }
+
+    /// The TLS connector of downtime's own connections to the target: the
+    /// root and client certificates read and checked.
+    pub fn tls(&self) -> Result<crate::staging::tls::Tls> {
+        self.ssl.tls().map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(format!("{} {}: {m}", self.arg, self.redacted())),
+            e => e,
+        })
     }
 
     /// The resolved setting `name`.
@@ -248,14 +272,21 @@ impl Source {
     /// read-only options, and `passfile` when given.
     pub fn client_conninfo(&self, passfile: Option<&Path>, application_name: &str) -> String {
         let mut parts = Vec::new();
+        let ssl = self.ssl.for_client();
         for (k, v) in self.ordered() {
             if k.secret || matches!(k.name, "service" | "options") {
+                continue;
+            }
+            if ssl.iter().any(|(name, _)| *name == k.name) {
                 continue;
             }
             if k.name == "passfile" && passfile.is_some() {
                 continue;
             }
             parts.push(format!("{}={}", k.name, quote(v)));
+        }
+        for (name, v) in &ssl {
+            parts.push(format!("{name}={}", quote(v)));
         }
         if let Some(p) = passfile {
             parts.push(format!("passfile={}", quote(&p.display().to_string())));
@@ -335,8 +366,8 @@ impl Source {
     /// Connection settings for downtime's own connections to the source
     /// (`stats export`; the server backend's server, a provisioner's clone):
     /// the same target, the same options (read-only for a source), TLS as
-    /// `sslmode` says, the password given or the one libpq would find in
-    /// the password file.
+    /// `sslmode` says (the certificate checked by [`Source::tls`]), the
+    /// password given or the one libpq would find in the password file.
     pub fn connect_config(&self, application_name: &str) -> Result<tokio_postgres::Config> {
         use std::str::FromStr;
         const SUPPORTED: [&str; 15] = [
@@ -356,22 +387,6 @@ impl Source {
             "channel_binding",
             "load_balance_hosts",
         ];
-        // TLS as libpq's modes that do not check the certificate (see
-        // `staging::tls`); `allow` tries TLS first, as `prefer` does.
-        let sslmode = match self.get("sslmode") {
-            None | Some("") => None,
-            Some("disable") => Some("disable"),
-            Some("allow" | "prefer") => Some("prefer"),
-            Some("require") => Some("require"),
-            Some(mode) => {
-                return Err(Error::Usage(format!(
-                    "{}: sslmode={mode}, but downtime's own connections do not check the \
-                     server's certificate: use sslmode=require (encrypted, not checked, as \
-                     libpq's require), prefer or disable",
-                    self.redacted()
-                )))
-            }
-        };
         let mut parts = Vec::new();
         for (k, v) in self.ordered() {
             if SUPPORTED.contains(&k.name) {
@@ -381,9 +396,19 @@ impl Source {
         if let Some(v) = self.get("keepalives_count") {
             parts.push(format!("keepalives_retries={}", quote(v)));
         }
-        if let Some(mode) = sslmode {
-            parts.push(format!("sslmode={mode}"));
-        }
+        // The certificate is checked by the connector ([`Source::tls`]);
+        // libpq uses no TLS on a Unix socket, whatever the mode.
+        let sockets_only = self.get("hostaddr").is_none_or(str::is_empty)
+            && self.get("host").is_some_and(|h| {
+                h.split(',')
+                    .all(|h| h.starts_with('/') || h.starts_with('@'))
+            });
+        let mode = if sockets_only {
+            "disable"
+        } else {
+            self.ssl.mode.driver()
+        };
+        parts.push(format!("sslmode={mode}"));
         if self.get("password").is_none() {
             if let Some(pw) = self.password_from_file() {
                 parts.push(format!("password={}", quote(&pw)));

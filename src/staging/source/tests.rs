@@ -230,21 +230,28 @@ fn downtimes_own_connection_uses_the_same_target() {
         .get_options()
         .unwrap()
         .ends_with("-c default_transaction_read_only=on"));
-    // TLS as libpq's modes that do not check the certificate; the modes
-    // that do are refused.
+    // The driver's TLS modes; the certificate is checked by the connector.
     let mode = |m: &str| {
         Source::with_env("--url", &format!("host=h sslmode={m}"), &e)
-            .unwrap()
-            .connect_config("downtime")
+            .and_then(|s| s.connect_config("downtime"))
             .map(|c| c.get_ssl_mode())
     };
     use tokio_postgres::config::SslMode;
     assert_eq!(mode("require").unwrap(), SslMode::Require);
     assert_eq!(mode("allow").unwrap(), SslMode::Prefer);
     assert_eq!(mode("disable").unwrap(), SslMode::Disable);
+    // libpq uses no TLS on a Unix socket.
+    let socket = Source::with_env("--url", "host=/tmp,@abstract sslmode=require", &e)
+        .and_then(|s| s.connect_config("downtime"))
+        .map(|c| c.get_ssl_mode());
+    assert_eq!(socket.unwrap(), SslMode::Disable);
+    // No home directory to find root.crt in: libpq's error.
     for m in ["verify-ca", "verify-full"] {
         let err = mode(m).unwrap_err().to_string();
-        assert!(err.contains("sslmode=require"), "{err}");
+        assert!(
+            err.contains("sslrootcert: could not get home directory"),
+            "{err}"
+        );
     }
     // Without a password, the one the password file holds for the target.
     let home = tempfile::tempdir().unwrap();
@@ -279,4 +286,202 @@ fn a_password_no_password_file_can_hold_goes_by_the_environment() {
         pw.map(|v| v.to_string_lossy().into_owned()).as_deref(),
         Some("line\nbreak")
     );
+}
+
+/// A home directory with `~/.postgresql/` holding `files`.
+fn home_with(files: &[&str]) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let dot = home.path().join(".postgresql");
+    std::fs::create_dir(&dot).unwrap();
+    for f in files {
+        std::fs::write(dot.join(f), "").unwrap();
+    }
+    home
+}
+
+#[test]
+fn tls_files_are_found_as_libpq_finds_them() {
+    let home = home_with(&[]);
+    let e = Environment::new(&[], Some(home.path()), "u");
+    let ssl = |text: &str| Source::with_env("--url", text, &e).map(|s| s.ssl().clone());
+    // A missing root certificate file is an error in the modes that check,
+    // naming the file and the setting; `require` then checks nothing.
+    let root = home.path().join(".postgresql/root.crt");
+    let err = ssl("host=h sslmode=verify-full").unwrap_err();
+    assert!(matches!(err, Error::Usage(_)));
+    let err = err.to_string();
+    assert!(
+        err.contains(&format!(
+            "sslrootcert: root certificate file \"{}\" does not exist",
+            root.display()
+        )),
+        "{err}"
+    );
+    let err = ssl("host=h sslmode=verify-ca sslrootcert=/nonexistent/ca.pem")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"/nonexistent/ca.pem\" does not exist"),
+        "{err}"
+    );
+    assert_eq!(ssl("host=h sslmode=require").unwrap().root, None);
+    // With the file there, `require` checks the chain as `verify-ca` does;
+    // `prefer` does not check.
+    std::fs::write(&root, "").unwrap();
+    let s = ssl("host=h sslmode=require").unwrap();
+    assert_eq!(
+        (s.mode, s.root.as_deref()),
+        (ssl::Mode::Require, Some(root.as_path()))
+    );
+    assert_eq!(ssl("host=h").unwrap().root, None);
+    // verify-full checks `host`: an address alone is not one.
+    let err = ssl("hostaddr=127.0.0.1 sslmode=verify-full")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("host name must be specified"), "{err}");
+    assert!(ssl("hostaddr=127.0.0.1 sslmode=verify-ca").is_ok());
+    // A bad mode, and a weak one with the system's roots, each named.
+    let err = ssl("host=h sslmode=verify").unwrap_err().to_string();
+    assert!(err.contains("invalid sslmode value: \"verify\""), "{err}");
+    match ssl("host=h sslrootcert=system") {
+        Ok(s) => assert!(s.mode == ssl::Mode::VerifyFull && s.system && s.root.is_some()),
+        Err(e) => assert!(e.to_string().contains("no root certificate bundle"), "{e}"),
+    }
+    let err = ssl("host=h sslrootcert=system sslmode=require")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("weak sslmode \"require\""), "{err}");
+    assert!(err.starts_with("--url host=h"), "{err}");
+    // Revocation lists where the chain is checked: the default file when
+    // none is named, one not there passed over, none without a check.
+    let crl = home.path().join(".postgresql/root.crl");
+    std::fs::write(&crl, "").unwrap();
+    assert_eq!(
+        ssl("host=h sslmode=verify-ca").unwrap().crl,
+        Some(crl.clone())
+    );
+    assert_eq!(
+        ssl("host=h sslmode=verify-ca sslcrl=/x.crl").unwrap().crl,
+        None
+    );
+    let dir = ssl(&format!(
+        "host=h sslmode=verify-ca sslcrldir={}",
+        home.path().display()
+    ));
+    assert_eq!(
+        (dir.as_ref().unwrap().crl.clone(), dir.unwrap().crl_dir),
+        (None, Some(home.path().to_path_buf()))
+    );
+    assert_eq!(ssl("host=h").unwrap().crl, None);
+    std::fs::remove_file(&crl).unwrap();
+    // A client certificate is sent when its file is there; its key must be.
+    let cert = home.path().join(".postgresql/postgresql.crt");
+    std::fs::write(&cert, "").unwrap();
+    let err = ssl("host=h").unwrap_err().to_string();
+    assert!(
+        err.contains("certificate present, but not private key file"),
+        "{err}"
+    );
+    let key = home.path().join(".postgresql/postgresql.key");
+    std::fs::write(&key, "").unwrap();
+    assert_eq!(
+        ssl("host=h").unwrap().client,
+        Some((cert.clone(), key.clone()))
+    );
+    assert_eq!(ssl("host=h sslcertmode=disable").unwrap().client, None);
+    assert_eq!(ssl("host=h sslmode=disable").unwrap().client, None);
+}
+
+#[test]
+fn client_programs_get_the_tls_files_decided() {
+    let home = home_with(&["root.crt", "postgresql.crt", "postgresql.key"]);
+    let e = Environment::new(&[("PGSSLMODE", "verify-full")], Some(home.path()), "u");
+    let s = Source::with_env("--url", "host=h sslcert=''", &e).unwrap();
+    let info = s.client_conninfo(None, "x");
+    let dot = home.path().join(".postgresql");
+    for (k, f) in [
+        ("sslrootcert", "root.crt"),
+        ("sslcert", "postgresql.crt"),
+        ("sslkey", "postgresql.key"),
+    ] {
+        let want = format!("{k}='{}'", dot.join(f).display());
+        assert!(info.contains(&want), "{want} in {info}");
+    }
+    assert!(info.contains("sslmode='verify-full'"), "{info}");
+    assert_eq!(info.matches("sslcert=").count(), 1, "{info}");
+}
+
+#[test]
+fn a_client_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = home_with(&["postgresql.crt", "postgresql.key"]);
+    let key = home.path().join(".postgresql/postgresql.key");
+    let e = Environment::new(&[], Some(home.path()), "u");
+    let s = Source::with_env("--url", "host=h", &e).unwrap();
+    let owned_by_root = nix::unistd::geteuid().is_root();
+    // 0640 passes for a root-owned file only; 0604 never.
+    for (mode, ok) in [(0o640, owned_by_root), (0o604, false), (0o644, false)] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = s.tls().err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            !err.contains("group or world access"),
+            ok,
+            "{mode:o}: {err}"
+        );
+    }
+    // Private enough: then the file must hold a key.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = s.tls().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("sslkey: not a PEM private key"), "{err}");
+}
+
+#[test]
+fn tls_versions_are_libpqs_range_within_what_rustls_speaks() {
+    use crate::staging::tls::Versions;
+    let e = env();
+    let v = |text: &str| Source::with_env("--url", text, &e).map(|s| s.ssl().versions);
+    let (both, only12, only13) = (
+        Versions::default(),
+        Versions {
+            tls12: true,
+            tls13: false,
+        },
+        Versions {
+            tls12: false,
+            tls13: true,
+        },
+    );
+    assert_eq!(v("host=h").unwrap(), both);
+    assert_eq!(v("host=h ssl_min_protocol_version=TLSv1").unwrap(), both);
+    assert_eq!(
+        v("host=h ssl_min_protocol_version=TLSv1.3").unwrap(),
+        only13
+    );
+    assert_eq!(
+        v("host=h ssl_max_protocol_version=tlsv1.2").unwrap(),
+        only12
+    );
+    for (text, says) in [
+        (
+            "ssl_min_protocol_version=TLSv9",
+            "invalid value \"TLSv9\" for minimum",
+        ),
+        (
+            "ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2",
+            "invalid SSL protocol version range",
+        ),
+        // libpq's default minimum is TLSv1.2.
+        (
+            "ssl_max_protocol_version=TLSv1.1",
+            "invalid SSL protocol version range",
+        ),
+        (
+            "ssl_min_protocol_version=TLSv1 ssl_max_protocol_version=TLSv1.1",
+            "speak TLS 1.2 and 1.3 only",
+        ),
+    ] {
+        let err = v(&format!("host=h {text}")).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)));
+        assert!(err.to_string().contains(says), "{text}: {err}");
+    }
 }

@@ -1,12 +1,17 @@
-//! TLS for downtime's own connections, as libpq's `sslmode=prefer` and
-//! `require` have it: the connection is encrypted when the server offers
-//! TLS (`prefer`, the default) or must be (`require`), and the server's
-//! certificate is not checked, as libpq does not check it in those modes
-//! without a root certificate. Channel binding (`tls-server-end-point`,
-//! SCRAM-SHA-256-PLUS) is offered with the hash the certificate's own
-//! signature names, so `channel_binding=require` holds. (`verify-ca` and
-//! `verify-full` are refused where the connection string is read: see
-//! [`super::source::Source::connect_config`].)
+//! TLS for downtime's own connections, as libpq has it: encrypted when the
+//! server offers TLS (`prefer`, the default) or must be (`require`); the
+//! server's certificate checked against root certificates (`verify-ca`,
+//! and `require` when a root certificate file is there) and its host name
+//! too (`verify-full`, [`names`]); a client certificate presented when
+//! one is given (`sslcert`/`sslkey`), for servers that authenticate by
+//! certificate. Which files those come from is decided where the
+//! connection string is read ([`super::source::ssl`]). Channel binding
+//! (`tls-server-end-point`, SCRAM-SHA-256-PLUS) is offered with the hash
+//! the certificate's own signature names, so `channel_binding=require`
+//! holds.
+
+pub mod names;
+mod verify;
 
 use std::future::Future;
 use std::io;
@@ -14,78 +19,83 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::ClientConfig;
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+
+pub use verify::Trust;
 
 /// The TLS connector of every connection downtime opens.
 #[derive(Clone)]
 pub struct Tls {
     config: Arc<ClientConfig>,
+    /// The host name is checked (`verify-full`): a host that is no name
+    /// is refused instead of stood in for.
+    host_name: bool,
+}
+
+/// The TLS versions a connection may speak: libpq's
+/// `ssl_min_protocol_version` and `ssl_max_protocol_version` within what
+/// rustls speaks (1.2 and 1.3; both by default, libpq's default range
+/// being 1.2 and up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for Versions {
+    fn default() -> Versions {
+        Versions {
+            tls12: true,
+            tls13: true,
+        }
+    }
+}
+
+/// A client certificate (with the chain to send) and its private key.
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
 }
 
 impl Tls {
     /// A connector that encrypts and does not check the certificate.
     pub fn new() -> Result<Tls, rustls::Error> {
+        Tls::with(None, None, Versions::default())
+    }
+
+    /// A connector that checks what `trust` says, presents `identity`,
+    /// and speaks `versions`.
+    pub fn with(
+        trust: Option<Trust>,
+        identity: Option<Identity>,
+        versions: Versions,
+    ) -> Result<Tls, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
+        let host_name = trust.as_ref().is_some_and(|t| t.host_name);
+        let verifier = verify::Verifier::new(provider.clone(), trust)?;
+        let mut speaks = Vec::new();
+        if versions.tls12 {
+            speaks.push(&rustls::version::TLS12);
+        }
+        if versions.tls13 {
+            speaks.push(&rustls::version::TLS13);
+        }
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&speaks)?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked { provider }))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let config = match identity {
+            Some(id) => builder.with_client_auth_cert(id.chain, id.key)?,
+            None => builder.with_no_client_auth(),
+        };
         Ok(Tls {
             config: Arc::new(config),
+            host_name,
         })
-    }
-}
-
-/// Accepts any certificate (libpq's `prefer` and `require`), checking
-/// only that the server holds its key.
-#[derive(Debug)]
-struct Unchecked {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -99,10 +109,18 @@ where
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<Connector, rustls::Error> {
         // No host name (a Unix socket, where the server offers no TLS, or
-        // an address alone): the name is not checked anyway.
-        let name = ServerName::try_from(domain.to_string())
-            .or_else(|_| ServerName::try_from("localhost".to_string()))
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        // an address alone): where the name is not checked, any stands in.
+        let name = match ServerName::try_from(domain.to_string()) {
+            Ok(name) => name,
+            Err(_) if self.host_name => {
+                return Err(rustls::Error::General(format!(
+                    "sslmode=verify-full: `{domain}` is not a host name the server's \
+                     certificate can be checked against"
+                )))
+            }
+            Err(_) => ServerName::try_from("localhost".to_string())
+                .map_err(|e| rustls::Error::General(e.to_string()))?,
+        };
         Ok(Connector {
             connector: tokio_rustls::TlsConnector::from(self.config.clone()),
             name,
@@ -126,9 +144,31 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let tls = self.connector.connect(self.name, stream).await?;
+            let tls = self
+                .connector
+                .connect(self.name, stream)
+                .await
+                .map_err(in_words)?;
             Ok(TlsStream(tls))
         })
+    }
+}
+
+/// A certificate [`verify`] refused, in its own words (rustls shows them
+/// as a debug structure); any other error as it is.
+fn in_words(e: io::Error) -> io::Error {
+    let why = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+                Some(o.0.to_string())
+            }
+            _ => None,
+        });
+    match why {
+        Some(why) => io::Error::new(e.kind(), why),
+        None => e,
     }
 }
 
