@@ -3,6 +3,8 @@
 //! before anything runs, and nothing on the host is touched.
 
 mod common;
+#[path = "common/tcp.rs"]
+mod tcp;
 
 use common::{patch, Scratch};
 use downtime::patch::analyse;
@@ -82,6 +84,11 @@ fn statements_that_reach_the_host_are_recognised() {
         "do $$ begin load '/tmp/x.so'; end $$",
         "do $$ declare q text := 'copy t to program ''id'''; begin execute q; end $$",
         "do $$ begin perform dblink_exec('dbname=postgres', $q$ do $i$ begin execute 'load ''/x'''; end $i$ $q$); end $$",
+        // Subscriptions that connect to their publisher.
+        "create subscription s connection 'host=prod' publication p",
+        "alter subscription s enable",
+        "alter subscription s refresh publication",
+        "do $$ begin execute 'create subscription s connection ''host=prod'' publication p'; end $$",
     ] {
         assert!(refused(sql).is_some(), "not refused: {sql}");
     }
@@ -90,6 +97,9 @@ fn statements_that_reach_the_host_are_recognised() {
 #[test]
 fn ordinary_statements_are_not_refused() {
     for sql in [
+        "create subscription s connection 'host=prod' publication p with (connect = false)",
+        "alter subscription s disable",
+        "alter subscription s set (slot_name = none)",
         "copy t from stdin",
         "copy t to stdout",
         "copy (select 1) to stdout with (format csv)",
@@ -181,4 +191,69 @@ fn a_patch_reaching_the_host_is_refused_at_its_line_and_touches_nothing() {
     assert!(!written.exists(), "COPY TO a file must never run");
     assert!(!ran.exists(), "COPY TO PROGRAM must never run");
     assert_eq!(std::fs::read_dir(&tablespace).unwrap().count(), 0);
+}
+
+/// Replication slots on `server`.
+fn slots(server: &tcp::TcpServer) -> String {
+    server
+        .psql("postgres", "select count(*) from pg_replication_slots")
+        .trim()
+        .to_string()
+}
+
+/// A subscription that would connect to its publisher (on a rehearsal,
+/// production) is refused at its line and the publisher never hears of it;
+/// one made WITH (connect = false) applies. The same statement sent by a
+/// subscriber of its own makes a slot there: what the refusal prevents.
+#[test]
+fn a_subscription_that_would_reach_its_publisher_is_refused() {
+    let publisher = tcp::TcpServer::publisher("pub-secret");
+    publisher.psql(
+        "postgres",
+        "create table feed (id int primary key); create publication p for table feed;",
+    );
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=postgres password=pub-secret dbname=postgres",
+        publisher.port
+    );
+    let create = format!("create subscription s connection '{conninfo}' publication p");
+    let s = Scratch::new();
+    s.patch("0001-feed.sql", "create table feed (id int primary key);");
+    s.patch(
+        "0002-subscribe.sql",
+        &format!("-- follow the feed\n{create};\n"),
+    );
+    let (code, report, stderr) = s.check_json(&["patches"]);
+    assert_eq!(code, 1, "{stderr}");
+    let r = patch(&report, "0002-subscribe");
+    assert_eq!(r["error"]["line"], 2, "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("publisher"), "{message}");
+    assert!(message.contains("connect = false"), "{message}");
+    assert_eq!(patch(&report, "0001-feed")["status"], "skipped");
+    s.assert_clean();
+    assert_eq!(slots(&publisher), "0", "the publisher was reached");
+
+    // Rehearsed unconnected, it applies and the publisher stays untouched.
+    let s = Scratch::new();
+    s.patch("0001-feed.sql", "create table feed (id int primary key);");
+    s.patch(
+        "0002-subscribe.sql",
+        &format!("{create} with (connect = false);\nalter subscription s disable;\n"),
+    );
+    let (code, report, stderr) = s.check_json(&["patches"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(patch(&report, "0002-subscribe")["status"], "ok");
+    s.assert_clean();
+    assert_eq!(slots(&publisher), "0", "the publisher was reached");
+
+    // Sent by a subscriber of its own, the same statement makes a slot on
+    // the publisher.
+    let subscriber = tcp::TcpServer::with_password("sub-secret");
+    subscriber.psql("postgres", "create table feed (id int primary key)");
+    // On its own: a slot cannot be made inside a transaction block.
+    subscriber.psql("postgres", &create);
+    assert_eq!(slots(&publisher), "1");
+    subscriber.psql("postgres", "drop subscription s;");
+    assert_eq!(slots(&publisher), "0");
 }

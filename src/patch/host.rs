@@ -77,6 +77,7 @@ const TRIGGERS: &[&str] = &[
     "lo_",
     "program",
     "foreign",
+    "subscription",
 ];
 
 /// Why the statement `sql` (parsed as `top`) reaches the host, or `None`
@@ -314,6 +315,9 @@ fn statement(node: &NodeEnum) -> Option<String> {
         NodeEnum::AlterForeignServerStmt(s) => fdw_options(&s.options),
         NodeEnum::CreateForeignServerStmt(s) => fdw_options(&s.options),
         NodeEnum::AlterTableStmt(t) => alter_table(t),
+        NodeEnum::CreateSubscriptionStmt(_) | NodeEnum::AlterSubscriptionStmt(_) => {
+            super::publisher::reaches(node)
+        }
         _ => None,
     }
 }

@@ -8,6 +8,7 @@ pub mod host;
 pub mod layout;
 mod lexical;
 mod nodes;
+mod publisher;
 pub mod split;
 pub mod statement;
 pub mod transaction;
@@ -192,7 +193,10 @@ pub fn load_with(file: PatchFile, tool: Migration) -> Result<Patch> {
         if let Some(why) = &s.analysis.host_access {
             refusals.push(Refusal {
                 line: s.line,
-                reason: format!("{why}: a staging run must not touch the machine it runs on"),
+                reason: format!(
+                    "{why}: a staging run must not touch the machine it runs on, nor any server \
+                     but its own"
+                ),
             });
         }
         if s.analysis.tx_control == Some(TxControl::TwoPhase) {

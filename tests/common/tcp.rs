@@ -51,7 +51,22 @@ impl TcpServer {
         TcpServer::boot("postgres", Some(password), Some(Tls::Files(files)))
     }
 
+    /// As [`TcpServer::with_password`], with `wal_level = logical`: a
+    /// publisher subscriptions can make replication slots on.
+    pub fn publisher(password: &str) -> TcpServer {
+        TcpServer::boot_with("postgres", Some(password), None, &["wal_level=logical"])
+    }
+
     fn boot(superuser: &str, password: Option<&str>, tls: Option<Tls>) -> TcpServer {
+        TcpServer::boot_with(superuser, password, tls, &[])
+    }
+
+    fn boot_with(
+        superuser: &str,
+        password: Option<&str>,
+        tls: Option<Tls>,
+        settings: &[&str],
+    ) -> TcpServer {
         let bin = find_bin_dir(None).expect("PostgreSQL server binaries");
         let dir = tempfile::Builder::new()
             .prefix("tcp-server-")
@@ -112,6 +127,7 @@ impl TcpServer {
             .arg("-c")
             .arg(format!("unix_socket_directories={}", dir.path().display()))
             .args(["-c", "fsync=off"])
+            .args(settings.iter().flat_map(|s| ["-c", s]))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         as_server(&mut postgres);
