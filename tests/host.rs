@@ -202,9 +202,12 @@ fn slots(server: &tcp::TcpServer) -> String {
 }
 
 /// A subscription that would connect to its publisher (on a rehearsal,
-/// production) is refused at its line and the publisher never hears of it;
-/// one made WITH (connect = false) applies. The same statement sent by a
-/// subscriber of its own makes a slot there: what the refusal prevents.
+/// production) is refused at its line, and so is dropping one that still
+/// names a slot; the publisher never hears of either, and its own slot
+/// named like the subscription survives. Made WITH (connect = false) and
+/// cut from its slot before the drop, it applies. The same statements
+/// sent by a subscriber of its own make and drop slots on the publisher:
+/// what the refusals prevent.
 #[test]
 fn a_subscription_that_would_reach_its_publisher_is_refused() {
     let publisher = tcp::TcpServer::publisher("pub-secret");
@@ -212,48 +215,71 @@ fn a_subscription_that_would_reach_its_publisher_is_refused() {
         "postgres",
         "create table feed (id int primary key); create publication p for table feed;",
     );
+    publisher.psql(
+        "postgres",
+        "select from pg_create_logical_replication_slot('s', 'pgoutput')",
+    );
     let conninfo = format!(
         "host=127.0.0.1 port={} user=postgres password=pub-secret dbname=postgres",
         publisher.port
     );
     let create = format!("create subscription s connection '{conninfo}' publication p");
-    let s = Scratch::new();
-    s.patch("0001-feed.sql", "create table feed (id int primary key);");
-    s.patch(
-        "0002-subscribe.sql",
-        &format!("-- follow the feed\n{create};\n"),
-    );
-    let (code, report, stderr) = s.check_json(&["patches"]);
-    assert_eq!(code, 1, "{stderr}");
-    let r = patch(&report, "0002-subscribe");
-    assert_eq!(r["error"]["line"], 2, "{r}");
-    let message = r["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("publisher"), "{message}");
-    assert!(message.contains("connect = false"), "{message}");
-    assert_eq!(patch(&report, "0001-feed")["status"], "skipped");
-    s.assert_clean();
-    assert_eq!(slots(&publisher), "0", "the publisher was reached");
+    let unconnected = format!("{create} with (connect = false);\nalter subscription s disable;\n");
+    let cases = [
+        (
+            format!("-- follow the feed\n{create};\n"),
+            2,
+            "connect = false",
+        ),
+        (
+            format!("{unconnected}drop subscription s;\n"),
+            3,
+            "slot_name = NONE",
+        ),
+    ];
+    for (sql, line, advice) in &cases {
+        let s = Scratch::new();
+        s.patch("0001-feed.sql", "create table feed (id int primary key);");
+        s.patch("0002-subscribe.sql", sql);
+        let (code, report, stderr) = s.check_json(&["patches"]);
+        assert_eq!(code, 1, "{sql}\n{stderr}");
+        let r = patch(&report, "0002-subscribe");
+        assert_eq!(r["error"]["line"], *line, "{r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("publisher"), "{message}");
+        assert!(message.contains(advice), "{message}");
+        assert_eq!(patch(&report, "0001-feed")["status"], "skipped");
+        s.assert_clean();
+        assert_eq!(slots(&publisher), "1", "the publisher was reached: {sql}");
+    }
 
-    // Rehearsed unconnected, it applies and the publisher stays untouched.
+    // Rehearsed unconnected and cut from its slot before the drop, it
+    // applies and the publisher stays untouched.
     let s = Scratch::new();
     s.patch("0001-feed.sql", "create table feed (id int primary key);");
     s.patch(
         "0002-subscribe.sql",
-        &format!("{create} with (connect = false);\nalter subscription s disable;\n"),
+        &format!(
+            "{unconnected}alter subscription s set (slot_name = none);\ndrop subscription s;\n"
+        ),
     );
     let (code, report, stderr) = s.check_json(&["patches"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(patch(&report, "0002-subscribe")["status"], "ok");
     s.assert_clean();
-    assert_eq!(slots(&publisher), "0", "the publisher was reached");
+    assert_eq!(slots(&publisher), "1", "the publisher was reached");
 
-    // Sent by a subscriber of its own, the same statement makes a slot on
-    // the publisher.
+    // Sent by a subscriber of its own: the unconnected subscription's drop
+    // drops the publisher's slot of its name, and a connected one makes a
+    // slot.
     let subscriber = tcp::TcpServer::with_password("sub-secret");
     subscriber.psql("postgres", "create table feed (id int primary key)");
+    subscriber.psql("postgres", &format!("{create} with (connect = false)"));
+    subscriber.psql("postgres", "drop subscription s");
+    assert_eq!(slots(&publisher), "0");
     // On its own: a slot cannot be made inside a transaction block.
     subscriber.psql("postgres", &create);
     assert_eq!(slots(&publisher), "1");
-    subscriber.psql("postgres", "drop subscription s;");
+    subscriber.psql("postgres", "drop subscription s");
     assert_eq!(slots(&publisher), "0");
 }

@@ -8,7 +8,7 @@ pub mod host;
 pub mod layout;
 mod lexical;
 mod nodes;
-mod publisher;
+pub mod publisher;
 pub mod split;
 pub mod statement;
 pub mod transaction;
@@ -167,7 +167,21 @@ pub fn load_with(file: PatchFile, tool: Migration) -> Result<Patch> {
             ),
         })
         .collect();
+    // Subscriptions left without a slot so far in this patch.
+    let mut cut = std::collections::BTreeSet::new();
     for s in &statements {
+        match &s.analysis.slot_step {
+            Some(publisher::SlotStep::Cut(name)) => {
+                cut.insert(name.clone());
+            }
+            Some(publisher::SlotStep::Drop(name)) if !cut.contains(name) => {
+                refusals.push(Refusal {
+                    line: s.line,
+                    reason: publisher::uncut_drop(name),
+                });
+            }
+            _ => {}
+        }
         if s.analysis.copy_from_stdin {
             refusals.push(Refusal {
                 line: s.line,

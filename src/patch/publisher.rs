@@ -8,6 +8,50 @@
 use pg_query::protobuf::{self, AlterSubscriptionType};
 use pg_query::NodeEnum;
 
+/// What a statement does to a subscription's link with its publisher's
+/// replication slot, for the check across a patch's statements.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum SlotStep {
+    /// The subscription is made, or set, without a slot (`slot_name = NONE`).
+    Cut(String),
+    /// `DROP SUBSCRIPTION`: it connects to the publisher to drop the slot,
+    /// unless the subscription has none.
+    Drop(String),
+}
+
+/// What `node` does to a subscription's slot, if anything.
+pub(super) fn slot_step(node: &NodeEnum) -> Option<SlotStep> {
+    let none = |options: &[protobuf::Node]| {
+        options.iter().any(|o| match &o.node {
+            Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case("slot_name") => {
+                matches!(d.arg.as_deref().and_then(|a| a.node.as_ref()),
+                    Some(NodeEnum::String(v)) if v.sval.eq_ignore_ascii_case("none"))
+            }
+            _ => false,
+        })
+    };
+    match node {
+        NodeEnum::CreateSubscriptionStmt(s) if none(&s.options) => {
+            Some(SlotStep::Cut(s.subname.clone()))
+        }
+        NodeEnum::AlterSubscriptionStmt(s) if none(&s.options) => {
+            Some(SlotStep::Cut(s.subname.clone()))
+        }
+        NodeEnum::DropSubscriptionStmt(s) => Some(SlotStep::Drop(s.subname.clone())),
+        _ => None,
+    }
+}
+
+/// Why `DROP SUBSCRIPTION name` is refused when no earlier statement of its
+/// patch left the subscription without a slot.
+pub fn uncut_drop(name: &str) -> String {
+    format!(
+        "DROP SUBSCRIPTION {name} connects to its publisher to drop its replication slot (on a \
+         rehearsal, production's slot of that name); earlier in the same patch, cut it from the \
+         slot: ALTER SUBSCRIPTION {name} DISABLE; ALTER SUBSCRIPTION {name} SET (slot_name = NONE)"
+    )
+}
+
 /// Why the subscription statement `node` reaches its publisher, or `None`.
 pub(super) fn reaches(node: &NodeEnum) -> Option<String> {
     match node {
@@ -152,6 +196,40 @@ mod tests {
         ] {
             assert_eq!(judge(sql), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn slot_steps_are_read_from_the_options() {
+        let step = |sql: &str| {
+            let parsed = pg_query::parse(sql, 0).expect("parses");
+            let node = parsed.protobuf.stmts[0]
+                .stmt
+                .as_ref()
+                .and_then(|s| s.node.clone());
+            slot_step(&node.expect("a statement"))
+        };
+        let cut = |n: &str| Some(SlotStep::Cut(n.into()));
+        assert_eq!(
+            step("alter subscription S set (slot_name = NONE)"),
+            cut("s")
+        );
+        assert_eq!(
+            step("alter subscription s set (slot_name = 'none')"),
+            cut("s")
+        );
+        assert_eq!(
+            step("create subscription s connection 'x' publication p with (connect = false, slot_name = none)"),
+            cut("s")
+        );
+        assert_eq!(step("alter subscription s set (slot_name = 'other')"), None);
+        assert_eq!(
+            step("create subscription s connection 'x' publication p with (connect = false)"),
+            None
+        );
+        assert_eq!(
+            step("drop subscription if exists s cascade"),
+            Some(SlotStep::Drop("s".into()))
+        );
     }
 
     #[test]

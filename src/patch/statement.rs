@@ -116,6 +116,9 @@ pub struct Analysis {
     /// by the relation's definition alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub values_into: Option<RelRef>,
+    /// What it does to a subscription's replication slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_step: Option<super::publisher::SlotStep>,
 }
 
 /// The node's variant name, from its `Debug` output cut at the first
@@ -171,6 +174,7 @@ pub fn analyse_tree(sql: &str) -> Analysis {
     };
     a.kind = statement_kind(node);
     a.host_access = super::host::access(sql, node);
+    a.slot_step = super::publisher::slot_step(node);
     a.outside_transaction = outside_transaction(node);
     describe(node, &mut a);
     a
