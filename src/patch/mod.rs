@@ -167,21 +167,16 @@ pub fn load_with(file: PatchFile, tool: Migration) -> Result<Patch> {
             ),
         })
         .collect();
-    // Subscriptions left without a slot so far in this patch.
-    let mut cut = std::collections::BTreeSet::new();
+    refusals.extend(
+        publisher::uncut_drops(
+            statements
+                .iter()
+                .map(|s| (s.line, s.analysis.slot_step.as_ref())),
+        )
+        .into_iter()
+        .map(|(line, reason)| Refusal { line, reason }),
+    );
     for s in &statements {
-        match &s.analysis.slot_step {
-            Some(publisher::SlotStep::Cut(name)) => {
-                cut.insert(name.clone());
-            }
-            Some(publisher::SlotStep::Drop(name)) if !cut.contains(name) => {
-                refusals.push(Refusal {
-                    line: s.line,
-                    reason: publisher::uncut_drop(name),
-                });
-            }
-            _ => {}
-        }
         if s.analysis.copy_from_stdin {
             refusals.push(Refusal {
                 line: s.line,

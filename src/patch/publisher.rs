@@ -42,9 +42,28 @@ pub(super) fn slot_step(node: &NodeEnum) -> Option<SlotStep> {
     }
 }
 
+/// The `DROP SUBSCRIPTION`s among a patch's statements (line, slot step)
+/// that no earlier statement of the patch left without a slot: (line, why
+/// it is refused).
+pub(super) fn uncut_drops<'a>(
+    statements: impl Iterator<Item = (usize, Option<&'a SlotStep>)>,
+) -> Vec<(usize, String)> {
+    let mut cut = std::collections::BTreeSet::new();
+    statements
+        .filter_map(|(line, step)| match step {
+            Some(SlotStep::Cut(name)) => {
+                cut.insert(name.clone());
+                None
+            }
+            Some(SlotStep::Drop(name)) if !cut.contains(name) => Some((line, uncut_drop(name))),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Why `DROP SUBSCRIPTION name` is refused when no earlier statement of its
 /// patch left the subscription without a slot.
-pub fn uncut_drop(name: &str) -> String {
+fn uncut_drop(name: &str) -> String {
     format!(
         "DROP SUBSCRIPTION {name} connects to its publisher to drop its replication slot (on a \
          rehearsal, production's slot of that name); earlier in the same patch, cut it from the \
