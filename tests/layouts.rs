@@ -627,6 +627,37 @@ fn a_feature_of_a_newer_postgresql_gets_a_hint_to_run_that_version() {
 }
 
 #[test]
+fn a_subquery_without_an_alias_is_named_as_a_feature_of_postgresql_16() {
+    let s = Scratch::new();
+    // PostgreSQL 16 accepts FROM (SELECT …) and FROM (VALUES …) without an
+    // alias; 15 refuses both with a message of its own, not a syntax error.
+    s.patch(
+        "0001_a.sql",
+        "create table t as select x from (select 1 as x);",
+    );
+    s.patch(
+        "0002_b.sql",
+        "create table u as select * from (values (1));",
+    );
+    let (code, report, _) = s.check_json(&["patches", "--keep-going"]);
+    assert_eq!(code, 1);
+    for (id, message) in [
+        ("0001_a", "subquery in FROM must have an alias"),
+        ("0002_b", "VALUES in FROM must have an alias"),
+    ] {
+        let error = &patch(&report, id)["error"];
+        assert_eq!(error["message"], message, "{error}");
+        let hint = error["hint"].as_str().unwrap_or_default();
+        assert!(
+            hint.contains("without an alias needs PostgreSQL 16")
+                && hint.contains("--backend docker --pg-version 16"),
+            "{hint}"
+        );
+    }
+    s.assert_clean();
+}
+
+#[test]
 fn flyway_baseline_migration_stands_in_for_the_versions_up_to_it_on_an_empty_history() {
     let s = Scratch::new();
     s.patch("V1__a.sql", "create table a (id int);");
