@@ -658,6 +658,49 @@ fn a_subquery_without_an_alias_is_named_as_a_feature_of_postgresql_16() {
 }
 
 #[test]
+fn names_that_fit_two_tools_say_which_and_how_to_choose() {
+    let s = Scratch::new();
+    s.patch("V1__a.sql", "create table a (id int);");
+    let out = s.run(&["check", "patches"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("layout flyway (V…__name.sql names; the names fit refinery too")
+            && stderr.contains("--layout refinery, chooses it"),
+        "{stderr}"
+    );
+    // Chosen by hand, nothing is left to choose.
+    let out = s.run(&["check", "patches", "--layout", "refinery"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("layout refinery (--layout)") && !stderr.contains("fit"),
+        "{stderr}"
+    );
+
+    let n = Scratch::new();
+    n.patch("20200101000000_a.sql", "create table a (id int);");
+    let out = n.run(&["check", "patches"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the names fit sqlx too") && stderr.contains("--layout sqlx"),
+        "{stderr}"
+    );
+    // A name only one tool reads says nothing more.
+    let d = Scratch::new();
+    d.patch("0001-a.sql", "create table a (id int);");
+    let out = d.run(&["check", "patches"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("layout numbered (NNN-name.sql names)"),
+        "{stderr}"
+    );
+    for scratch in [&s, &n, &d] {
+        scratch.assert_clean();
+    }
+}
+
+#[test]
 fn flyway_baseline_migration_stands_in_for_the_versions_up_to_it_on_an_empty_history() {
     let s = Scratch::new();
     s.patch("V1__a.sql", "create table a (id int);");
