@@ -377,6 +377,45 @@ fn broken_baseline_is_an_infrastructure_error() {
 }
 
 #[test]
+fn a_baseline_naming_a_role_the_staging_server_lacks_says_how_to_dump_it() {
+    let s = Scratch::new();
+    s.patch("0001-a.sql", "select 1;");
+    // What a plain pg_dump of a database owned by an application role holds.
+    std::fs::write(
+        s.path().join("base.sql"),
+        "create table t (id int);\nalter table public.t owner to app_owner;\n",
+    )
+    .unwrap();
+    let out = s.run(&["check", "patches", "--baseline", "base.sql"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("base.sql:2: ERROR:  role \"app_owner\" does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the staging server does not have the source's role \"app_owner\"")
+            && stderr.contains("--no-owner --no-privileges")
+            && stderr.contains("CREATE ROLE \"app_owner\" NOLOGIN;"),
+        "{stderr}"
+    );
+    // Created at the top, as the hint says, the same baseline loads.
+    std::fs::write(
+        s.path().join("base.sql"),
+        "create role app_owner nologin;\ncreate table t (id int);\nalter table public.t owner to app_owner;\n",
+    )
+    .unwrap();
+    let out = s.run(&["check", "patches", "--baseline", "base.sql"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.assert_clean();
+}
+
+#[test]
 fn sigint_stops_the_server_and_removes_everything() {
     let s = Scratch::new();
     s.patch("0001-long.sql", "select pg_sleep(60);");
