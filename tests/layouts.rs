@@ -658,6 +658,33 @@ fn a_subquery_without_an_alias_is_named_as_a_feature_of_postgresql_16() {
 }
 
 #[test]
+fn a_record_the_tools_table_refuses_fails_the_migration_with_the_servers_sqlstate() {
+    let s = Scratch::new();
+    s.patch("2020-01-01-000000_a/up.sql", "create table a (id int);");
+    // A migration that guards the books against another runner, as some
+    // projects do: its own record is refused.
+    s.patch(
+        "2020-01-02-000000_guard/up.sql",
+        "create function refuse() returns trigger language plpgsql as $$\n\
+         begin raise exception 'use the application to migrate' using errcode = 'P0001'; end $$;\n\
+         create trigger refuse before insert on __diesel_schema_migrations\n\
+         for each statement execute function refuse();",
+    );
+    let (code, report, stderr) = s.check_json(&["patches"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(patch(&report, "2020-01-01-000000_a")["status"], "ok");
+    let error = &patch(&report, "2020-01-02-000000_guard")["error"];
+    assert_eq!(
+        error["message"],
+        "recording the migration in __diesel_schema_migrations failed, as it would for the tool: \
+         use the application to migrate",
+        "{error}"
+    );
+    assert_eq!(error["sqlstate"], "P0001", "{error}");
+    s.assert_clean();
+}
+
+#[test]
 fn names_that_fit_two_tools_say_which_and_how_to_choose() {
     let s = Scratch::new();
     s.patch("V1__a.sql", "create table a (id int);");
