@@ -67,6 +67,45 @@ fn diesel_and_migrate_layouts_run_in_order() {
 }
 
 #[test]
+fn the_text_report_gives_the_servers_detail_and_hint_and_counts_failed_patches_apart() {
+    let s = Scratch::new();
+    s.patch("0001-a.sql", "create table a (id int);");
+    s.patch(
+        "0002-b.sql",
+        "create table b (id int);\ncreate extension downtime_absent_extension;",
+    );
+    s.patch("0003-c.sql", "create table c (id int);");
+    let out = s.run(&["check", "patches", "--keep-going"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l.contains("0002-b.sql:2: extension \"downtime_absent_extension\" is not available")
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    // PostgreSQL's DETAIL and HINT, right under the error.
+    assert!(
+        lines[at + 1]
+            .trim_start()
+            .starts_with("detail: Could not open extension control file"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[at + 2].trim(),
+        "hint: The extension must first be installed on the system where PostgreSQL is running.",
+        "{text}"
+    );
+    // The failed patch was rolled back: not among the applied ones.
+    assert!(
+        text.contains("\n2 patch(es) applied, 1 failed in "),
+        "{text}"
+    );
+    s.assert_clean();
+}
+
+#[test]
 fn over_budget_exits_1() {
     let s = Scratch::new();
     s.patch("0001-slow.sql", "select pg_sleep(0.3);");
@@ -334,6 +373,45 @@ fn broken_baseline_is_an_infrastructure_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("base.sql"), "{stderr}");
     assert!(stderr.contains("syntax error"), "{stderr}");
+    s.assert_clean();
+}
+
+#[test]
+fn a_baseline_naming_a_role_the_staging_server_lacks_says_how_to_dump_it() {
+    let s = Scratch::new();
+    s.patch("0001-a.sql", "select 1;");
+    // What a plain pg_dump of a database owned by an application role holds.
+    std::fs::write(
+        s.path().join("base.sql"),
+        "create table t (id int);\nalter table public.t owner to app_owner;\n",
+    )
+    .unwrap();
+    let out = s.run(&["check", "patches", "--baseline", "base.sql"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("base.sql:2: ERROR:  role \"app_owner\" does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the staging server does not have the source's role \"app_owner\"")
+            && stderr.contains("--no-owner --no-privileges")
+            && stderr.contains("CREATE ROLE \"app_owner\" NOLOGIN;"),
+        "{stderr}"
+    );
+    // Created at the top, as the hint says, the same baseline loads.
+    std::fs::write(
+        s.path().join("base.sql"),
+        "create role app_owner nologin;\ncreate table t (id int);\nalter table public.t owner to app_owner;\n",
+    )
+    .unwrap();
+    let out = s.run(&["check", "patches", "--baseline", "base.sql"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.assert_clean();
 }
 

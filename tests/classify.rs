@@ -458,6 +458,44 @@ fn lock_timeout_missing_fails_when_the_policy_requires_it() {
 }
 
 #[test]
+fn one_lock_timeout_warning_per_relation_for_the_strongest_lock() {
+    // ALTER TABLE … ADD UNIQUE holds SHARE (the index build) beside ACCESS
+    // EXCLUSIVE; a later CREATE INDEX asks for SHARE again while ACCESS
+    // EXCLUSIVE is held: neither queues behind anything the first did not.
+    let sql = "alter table bug add unique (id);\ncreate index on bug (heat);\n";
+    let first = on_bug(AccessExclusive, 0.02)
+        .takes(BUG, Share, 0.02)
+        .lock_timeout("0");
+    let second = Stmt(StatementRun {
+        index: 1,
+        ..on_bug(Share, 0.01).lock_timeout("0").0
+    });
+    let c = standard(sql, &run(1000.0, vec![first, second]));
+    let warnings: Vec<_> = c
+        .reasons
+        .iter()
+        .filter(|r| r.rule.as_str() == "lock-timeout-missing")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0].lock_mode, Some(AccessExclusive));
+    assert_eq!(warnings[0].statement_line, Some(1));
+    // SHARE first, ACCESS EXCLUSIVE later: each queues on its own, each warns.
+    let first = on_bug(Share, 0.01).lock_timeout("0");
+    let second = Stmt(StatementRun {
+        index: 1,
+        ..on_bug(AccessExclusive, 0.01).lock_timeout("0").0
+    });
+    let c = standard(sql, &run(1000.0, vec![first, second]));
+    let modes: Vec<_> = c
+        .reasons
+        .iter()
+        .filter(|r| r.rule.as_str() == "lock-timeout-missing")
+        .map(|r| r.lock_mode)
+        .collect();
+    assert_eq!(modes, [Some(Share), Some(AccessExclusive)]);
+}
+
+#[test]
 fn a_brief_blocking_lock_with_lock_timeout_is_quiet() {
     let sql = format!("set lock_timeout = '2s';\n{ADD_COLUMN}");
     let s = on_bug(AccessExclusive, 0.01).lock_timeout("2s");

@@ -627,6 +627,107 @@ fn a_feature_of_a_newer_postgresql_gets_a_hint_to_run_that_version() {
 }
 
 #[test]
+fn a_subquery_without_an_alias_is_named_as_a_feature_of_postgresql_16() {
+    let s = Scratch::new();
+    // PostgreSQL 16 accepts FROM (SELECT …) and FROM (VALUES …) without an
+    // alias; 15 refuses both with a message of its own, not a syntax error.
+    s.patch(
+        "0001_a.sql",
+        "create table t as select x from (select 1 as x);",
+    );
+    s.patch(
+        "0002_b.sql",
+        "create table u as select * from (values (1));",
+    );
+    let (code, report, _) = s.check_json(&["patches", "--keep-going"]);
+    assert_eq!(code, 1);
+    for (id, message) in [
+        ("0001_a", "subquery in FROM must have an alias"),
+        ("0002_b", "VALUES in FROM must have an alias"),
+    ] {
+        let error = &patch(&report, id)["error"];
+        assert_eq!(error["message"], message, "{error}");
+        let hint = error["hint"].as_str().unwrap_or_default();
+        assert!(
+            hint.contains("without an alias needs PostgreSQL 16")
+                && hint.contains("--backend docker --pg-version 16"),
+            "{hint}"
+        );
+    }
+    s.assert_clean();
+}
+
+#[test]
+fn a_record_the_tools_table_refuses_fails_the_migration_with_the_servers_sqlstate() {
+    let s = Scratch::new();
+    s.patch("2020-01-01-000000_a/up.sql", "create table a (id int);");
+    // A migration that guards the books against another runner, as some
+    // projects do: its own record is refused.
+    s.patch(
+        "2020-01-02-000000_guard/up.sql",
+        "create function refuse() returns trigger language plpgsql as $$\n\
+         begin raise exception 'use the application to migrate' using errcode = 'P0001'; end $$;\n\
+         create trigger refuse before insert on __diesel_schema_migrations\n\
+         for each statement execute function refuse();",
+    );
+    let (code, report, stderr) = s.check_json(&["patches"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(patch(&report, "2020-01-01-000000_a")["status"], "ok");
+    let error = &patch(&report, "2020-01-02-000000_guard")["error"];
+    assert_eq!(
+        error["message"],
+        "recording the migration in __diesel_schema_migrations failed, as it would for the tool: \
+         use the application to migrate",
+        "{error}"
+    );
+    assert_eq!(error["sqlstate"], "P0001", "{error}");
+    s.assert_clean();
+}
+
+#[test]
+fn names_that_fit_two_tools_say_which_and_how_to_choose() {
+    let s = Scratch::new();
+    s.patch("V1__a.sql", "create table a (id int);");
+    let out = s.run(&["check", "patches"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("layout flyway (V…__name.sql names; the names fit refinery too")
+            && stderr.contains("--layout refinery, chooses it"),
+        "{stderr}"
+    );
+    // Chosen by hand, nothing is left to choose.
+    let out = s.run(&["check", "patches", "--layout", "refinery"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("layout refinery (--layout)") && !stderr.contains("fit"),
+        "{stderr}"
+    );
+
+    let n = Scratch::new();
+    n.patch("20200101000000_a.sql", "create table a (id int);");
+    let out = n.run(&["check", "patches"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the names fit sqlx too") && stderr.contains("--layout sqlx"),
+        "{stderr}"
+    );
+    // A name only one tool reads says nothing more.
+    let d = Scratch::new();
+    d.patch("0001-a.sql", "create table a (id int);");
+    let out = d.run(&["check", "patches"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("layout numbered (NNN-name.sql names)"),
+        "{stderr}"
+    );
+    for scratch in [&s, &n, &d] {
+        scratch.assert_clean();
+    }
+}
+
+#[test]
 fn flyway_baseline_migration_stands_in_for_the_versions_up_to_it_on_an_empty_history() {
     let s = Scratch::new();
     s.patch("V1__a.sql", "create table a (id int);");

@@ -32,6 +32,20 @@ const WORDS: &[(&str, &str, &str, i32)] = &[
     ("column \"", "system_user", "SYSTEM_USER", 16),
 ];
 
+/// Whole messages an older server gives for what a newer one accepts.
+const MESSAGES: &[(&str, &str, i32)] = &[
+    (
+        "subquery in FROM must have an alias",
+        "a subquery in FROM without an alias",
+        16,
+    ),
+    (
+        "VALUES in FROM must have an alias",
+        "VALUES in FROM without an alias",
+        16,
+    ),
+];
+
 const FUNCTIONS: &[(&str, i32)] = &[
     ("gen_random_uuid", 13),
     ("gcd", 13),
@@ -155,7 +169,12 @@ pub fn needs_newer(message: &str, sql: &str, major: i32) -> Option<(String, i32)
     let word_of = WORDS.iter().find(|(prefix, word, ..)| {
         quoted(message, prefix).is_some_and(|w| w.eq_ignore_ascii_case(word))
     });
-    let found = if let Some(word) = quoted(message, "syntax error at or near \"") {
+    let whole = MESSAGES
+        .iter()
+        .find(|(m, ..)| message.eq_ignore_ascii_case(m));
+    let found = if let Some((_, what, v)) = whole {
+        Some((what.to_string(), *v))
+    } else if let Some(word) = quoted(message, "syntax error at or near \"") {
         SYNTAX
             .iter()
             .find(|(k, also, ..)| k.eq_ignore_ascii_case(word) && holds(also))
@@ -220,6 +239,8 @@ mod tests {
             None
         );
         assert_eq!(v("syntax error at or near \"tabel\"", ""), None);
+        assert_eq!(v("subquery in FROM must have an alias", ""), Some(16));
+        assert_eq!(v("VALUES in FROM must have an alias", ""), Some(16));
         let multirange = needs_newer("type \"int4multirange\" does not exist", "", 13);
         assert_eq!(multirange.map(|f| f.1), Some(14));
     }

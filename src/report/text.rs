@@ -102,6 +102,14 @@ fn patch_details(out: &mut String, p: &PatchReport) {
             .map(|s| format!(" (SQLSTATE {s})"))
             .unwrap_or_default();
         let _ = writeln!(out, "    error {}:{}: {}{state}", p.path, e.line, e.message);
+        // The server's DETAIL and HINT (and downtime's own hint) say why
+        // and what to do: a missing extension, a newer server's feature.
+        if let Some(detail) = &e.detail {
+            let _ = writeln!(out, "      detail: {detail}");
+        }
+        if let Some(hint) = &e.hint {
+            let _ = writeln!(out, "      hint: {hint}");
+        }
         if e.partially_applied {
             let _ = writeln!(
                 out,
@@ -143,11 +151,12 @@ fn reason_lines(out: &mut String, p: &PatchReport) {
 
 /// The totals, the run's notes, warnings and failures, and the verdict.
 fn summary(out: &mut String, report: &Report) {
-    let ran = report
-        .patches
-        .iter()
-        .filter(|p| p.status != Status::Skipped)
-        .count();
+    // A failed patch is rolled back: it is counted apart from the applied ones.
+    let count = |status: Status| report.patches.iter().filter(|p| p.status == status).count();
+    let failed = match count(Status::Failed) {
+        0 => String::new(),
+        n => format!(", {n} failed"),
+    };
     let total_budget = report
         .budget
         .total_seconds
@@ -155,8 +164,8 @@ fn summary(out: &mut String, report: &Report) {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "\n{} patch(es) applied in {:.3} s{total_budget}; cold window {:.3} s; profile {}; PostgreSQL {} ({})",
-        ran,
+        "\n{} patch(es) applied{failed} in {:.3} s{total_budget}; cold window {:.3} s; profile {}; PostgreSQL {} ({})",
+        count(Status::Ok),
         report.total_seconds,
         report.cold_seconds,
         report.policy.profile,

@@ -24,7 +24,7 @@ use crate::outcome::{
     Aborted, BaselineOutcome, CacheState, Outcome, PatchOutcome, PatchState, Phase,
 };
 use crate::patch::discover::same_file;
-use crate::patch::Patch;
+use crate::patch::{Layout, Migration, Patch};
 use crate::staging::cache::{self, Cache};
 use crate::staging::docker::Docker;
 use crate::staging::embedded::{self, Embedded};
@@ -117,6 +117,20 @@ pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// The other tools the names fit, when the names alone decided the layout:
+/// their tools send and record migrations differently, so say how to choose.
+fn fits_too(alternatives: &[(Layout, Vec<Migration>)]) -> String {
+    let names: Vec<&str> = alternatives.iter().map(|(a, _)| a.name()).collect();
+    match names.first() {
+        None => String::new(),
+        Some(first) => format!(
+            "; the names fit {} too, whose tool sends and records migrations its own way: \
+             a baseline holding its table, or --layout {first}, chooses it",
+            names.join(" and ")
+        ),
+    }
+}
+
 /// The patches the plan names, up to `until`, with discovery notes and
 /// their layout.
 fn patches(
@@ -130,7 +144,12 @@ fn patches(
     let loaded = load(&plan.paths, &exclude, plan.layout)?;
     let (mut patches, notes) = (loaded.patches, loaded.notes);
     if let Some(l) = loaded.layout {
-        ui::note(&format!("layout {} ({})", l.name(), loaded.reason));
+        ui::note(&format!(
+            "layout {} ({}{})",
+            l.name(),
+            loaded.reason,
+            fits_too(&loaded.alternatives)
+        ));
     }
     for n in &notes {
         ui::note(n);

@@ -454,9 +454,13 @@ async fn run_client(mut cmd: Command, loader: &Loader<'_>, cancel: &Cancel) -> R
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(8)..].join("\n");
         let tail = source.map_or(tail.clone(), |s| s.scrub(&tail));
+        let script = program.file_name().is_some_and(|n| n == "psql");
         return Err(Error::Baseline {
             path: baseline.to_path_buf(),
-            message: format!("loading failed:\n{tail}"),
+            message: format!(
+                "loading failed:\n{tail}{}",
+                missing_role_hint(&tail, script)
+            ),
         });
     }
     ui::note(&format!(
@@ -465,6 +469,32 @@ async fn run_client(mut cmd: Command, loader: &Loader<'_>, cancel: &Cancel) -> R
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// A baseline that names a role the staging server lacks (a plain
+/// `pg_dump` owns and grants its objects to the source's roles): how to
+/// load it anyway.
+fn missing_role_hint(output: &str, script: bool) -> String {
+    let Some(role) = output.split("role \"").nth(1).and_then(|r| {
+        r.split_once("\" does not exist")
+            .map(|(name, _)| name)
+            .filter(|name| !name.contains('"'))
+    }) else {
+        return String::new();
+    };
+    let dump = if script {
+        "a plain pg_dump names the source's roles in OWNER TO and GRANT: dump with \
+         --no-owner --no-privileges, or in the custom format (-Fc), which downtime \
+         restores without owners and grants; "
+    } else {
+        ""
+    };
+    format!(
+        "\nhint: the staging server does not have the source's role \"{role}\": {dump}\
+         a role the schema itself needs (a policy, default privileges) can be created \
+         at the top of the baseline (CREATE ROLE {} NOLOGIN;)",
+        ident(role)
+    )
 }
 
 /// Make a fresh copy of the template. PostgreSQL 15 and later are asked for

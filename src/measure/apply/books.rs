@@ -84,7 +84,11 @@ impl Tracer<'_> {
             Capped::Done(Ok(Some(why))) if self.client().is_closed() => Err(Error::Server(why)),
             Capped::Done(Ok(Some(why))) => {
                 let line = self.patch.statements.last().map_or(1, |s| s.line);
-                let error = self.own_error(line, why);
+                let mut error = self.own_error(line, why);
+                // The server's refusal keeps its SQLSTATE in the field of its own.
+                if let Some((message, code)) = split_sqlstate(&error.message) {
+                    (error.message, error.sqlstate) = (message, Some(code));
+                }
                 self.close_patch(index, error, None, false).await?;
                 Ok(false)
             }
@@ -95,5 +99,29 @@ impl Tracer<'_> {
                 Ok(false)
             }
         }
+    }
+}
+
+/// A message ending in ` (SQLSTATE XXXXX)`, as a server error is described:
+/// the message without it, and the code.
+fn split_sqlstate(message: &str) -> Option<(String, String)> {
+    let (text, rest) = message.rsplit_once(" (SQLSTATE ")?;
+    let code = rest.strip_suffix(')')?;
+    let valid = code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric());
+    valid.then(|| (text.to_string(), code.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_sqlstate;
+
+    #[test]
+    fn a_refusal_keeps_its_sqlstate_apart() {
+        assert_eq!(
+            split_sqlstate("recording …: refused (SQLSTATE P0001)"),
+            Some(("recording …: refused".into(), "P0001".into()))
+        );
+        assert_eq!(split_sqlstate("failed to update it correctly"), None);
+        assert_eq!(split_sqlstate("odd (SQLSTATE not a code)"), None);
     }
 }
