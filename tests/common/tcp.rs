@@ -230,6 +230,22 @@ pub struct ServerTls {
 
 /// `files` installed in `data` (owned by the server's user, the key
 /// 0600), `ssl = on`, and `files.hba` as the TCP lines.
+/// The key only its owner may read, as the server demands; the files the
+/// server's, when the server runs as `postgres`.
+fn give_to_server(data: &Path, names: &[&str]) {
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        for name in names {
+            nix::unistd::chown(&data.join(name), Some(u.uid), Some(u.gid)).unwrap();
+        }
+    }
+}
+
 fn install_tls(data: &Path, files: &ServerTls) {
     let mut copies = vec![("server.crt", &files.cert), ("server.key", &files.key)];
     if let Some(ca) = &files.client_ca {
@@ -238,17 +254,8 @@ fn install_tls(data: &Path, files: &ServerTls) {
     for (name, from) in &copies {
         std::fs::copy(from, data.join(name)).unwrap();
     }
-    std::fs::set_permissions(
-        data.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    if nix::unistd::geteuid().is_root() {
-        let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        for (name, _) in &copies {
-            nix::unistd::chown(&data.join(name), Some(u.uid), Some(u.gid)).unwrap();
-        }
-    }
+    let names: Vec<&str> = copies.iter().map(|(name, _)| *name).collect();
+    give_to_server(data, &names);
     let conf = data.join("postgresql.conf");
     let mut text = std::fs::read_to_string(&conf).unwrap();
     text.push_str("\nssl = on\n");
@@ -288,17 +295,7 @@ fn require_tls(data: &Path, key_args: &[&str]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::set_permissions(
-        data.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    if nix::unistd::geteuid().is_root() {
-        let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        for f in ["server.key", "server.crt"] {
-            nix::unistd::chown(&data.join(f), Some(u.uid), Some(u.gid)).unwrap();
-        }
-    }
+    give_to_server(data, &["server.key", "server.crt"]);
     let conf = data.join("postgresql.conf");
     let mut text = std::fs::read_to_string(&conf).unwrap();
     text.push_str("\nssl = on\n");
