@@ -153,6 +153,14 @@ fn the_bundled_patches_pass_on_a_password_protected_server_and_leave_it_as_it_wa
         let r = report(&s.path().join(dir).join("report.json"));
         assert_eq!(r["verdict"], "pass", "{r}");
         assert_eq!(r["postgres"]["backend"], "server");
+        // Where it ran, without the user or the password.
+        let at = format!("127.0.0.1:{}/postgres", server.port);
+        assert_eq!(r["postgres"]["address"], at.as_str(), "{}", r["postgres"]);
+        // The text report goes to stdout, the Markdown to its file.
+        let md = std::fs::read_to_string(s.path().join(dir).join("report.md")).unwrap();
+        for shown in [text(out), md] {
+            assert!(shown.contains(&format!("server at {at}")), "{shown}");
+        }
         assert!(r["postgres"]["version"]
             .as_str()
             .unwrap()

@@ -63,6 +63,9 @@ impl Outcome {
 pub struct Server {
     /// Empty when the server never started.
     pub version: String,
+    /// Where the server is, when it is one the user names (`--backend
+    /// server`): `host:port/dbname`, nothing secret.
+    pub address: Option<String>,
     /// `embedded` or `docker`.
     pub backend: String,
     pub image: Option<ImageInfo>,

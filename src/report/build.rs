@@ -51,6 +51,7 @@ pub fn build(
         postgres: Postgres {
             version: outcome.server.version.clone(),
             backend: outcome.server.backend.clone(),
+            address: outcome.server.address.clone(),
             image: outcome.server.image.clone(),
             settings: outcome.server.settings.clone(),
         },

@@ -101,6 +101,9 @@ pub struct AbortReport {
 pub struct Postgres {
     pub version: String,
     pub backend: String,
+    /// Where the server is, for the server backend: `host:port/dbname`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// The container image, for the Docker backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<crate::staging::docker::ImageInfo>,
@@ -108,8 +111,12 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// The backend, with the image and its id when there is one.
+    /// The backend, with the image and its id or the server's address
+    /// when there is one.
     pub fn describe_backend(&self) -> String {
+        if let Some(address) = &self.address {
+            return format!("{} at {address}", self.backend);
+        }
         match &self.image {
             Some(i) => format!(
                 "{} {} ({})",

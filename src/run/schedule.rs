@@ -218,6 +218,7 @@ pub(super) async fn record_server(
     outcome.server = Server {
         version: info.version.clone(),
         backend: info.backend.clone(),
+        address: backend.address(),
         image: backend.image(),
         settings: info.settings.clone(),
     };

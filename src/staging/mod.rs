@@ -97,6 +97,11 @@ pub trait Backend {
     fn image(&self) -> Option<docker::ImageInfo> {
         None
     }
+    /// Where the server is, for a report, when the user named it:
+    /// `host:port/dbname`, nothing secret.
+    fn address(&self) -> Option<String> {
+        None
+    }
     /// Stop the server and remove everything it left behind.
     async fn shutdown(&mut self) -> Result<()>;
     /// Stop the server at once, whatever its sessions are doing (the last

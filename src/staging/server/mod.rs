@@ -410,6 +410,10 @@ impl Backend for Server {
         "server"
     }
 
+    fn address(&self) -> Option<String> {
+        Some(self.source.address())
+    }
+
     fn config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut c = self.base.clone();
         c.dbname(dbname);

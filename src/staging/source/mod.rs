@@ -194,6 +194,18 @@ impl Source {
         self.target.get(name)
     }
 
+    /// Where the connection goes, for a report: `host:port/dbname`, with
+    /// neither the user nor anything secret.
+    pub fn address(&self) -> String {
+        let host = self
+            .get("host")
+            .or_else(|| self.get("hostaddr"))
+            .unwrap_or("localhost");
+        let port = self.get("port").unwrap_or("5432");
+        let db = self.get("dbname").unwrap_or("postgres");
+        format!("{host}:{port}/{db}")
+    }
+
     /// The hosts, addresses, database and service the connection goes to.
     pub fn names(&self) -> Vec<Name> {
         let mut names = Vec::new();
