@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{files_under, Scratch};
+use common::{files_under, text, Scratch};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -45,15 +45,6 @@ fn bundled(s: &Scratch) {
     for e in std::fs::read_dir(repo().join("patches")).unwrap().flatten() {
         std::fs::copy(e.path(), s.patches().join(e.file_name())).unwrap();
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// No spelling of the password in any of `texts`.

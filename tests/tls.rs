@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::Scratch;
+use common::{text, Scratch};
 use tcp::{ServerTls, TcpServer};
 
 const PASSWORD: &str = "tls-test-pw";
@@ -170,15 +170,6 @@ impl Pki {
         server.psql("postgres", "create role certuser login superuser");
         server
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A scratch with a small baseline (loaded by `psql` on the server) and

@@ -10,6 +10,17 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_downtime");
 
+/// A finished command's exit status, stdout and stderr, for a failing
+/// assertion's message.
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A scratch area: `patches/` for the test's patches and `tmp/` as TMPDIR
 /// for the tool, readable by the unprivileged server user.
 pub struct Scratch {
