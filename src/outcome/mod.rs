@@ -179,6 +179,14 @@ impl PatchOutcome {
         }
     }
 
+    /// The run, to merge figures of other runs into.
+    pub fn run_mut(&mut self) -> Option<&mut PatchRun> {
+        match &mut self.state {
+            PatchState::Applied(run) => Some(run),
+            _ => None,
+        }
+    }
+
     /// Applied without failing, in every run.
     pub fn ok(&self) -> bool {
         self.run().is_some_and(|r| !r.failed()) && self.failed_runs.is_empty()

@@ -11,11 +11,15 @@ use crate::patch::Patch;
 use super::TimingOptions;
 
 /// One timed run, reduced to its timings: per patch, its seconds and its
-/// statements' seconds when it applied without failing.
+/// statements' seconds (by downtime's clock, and by the server's when it has
+/// one) when it applied without failing.
 struct Sample {
     mode: CacheMode,
-    patches: Vec<Option<(f64, Vec<f64>)>>,
+    patches: Vec<Option<(f64, Vec<StatementTimes>)>>,
 }
+
+/// A statement's seconds in one run: downtime's clock, the server's.
+type StatementTimes = (f64, Option<f64>);
 
 impl Sample {
     fn of(mode: CacheMode, results: &[PatchOutcome]) -> Sample {
@@ -25,7 +29,17 @@ impl Sample {
                 .iter()
                 .map(|r| {
                     r.ok().then(|| {
-                        let statements = r.statements.iter().map(|s| s.seconds).collect();
+                        let server = |j: usize| {
+                            r.run()
+                                .and_then(|run| run.statements.get(j))
+                                .and_then(|s| s.server_seconds)
+                        };
+                        let statements = r
+                            .statements
+                            .iter()
+                            .enumerate()
+                            .map(|(j, s)| (s.seconds, server(j)))
+                            .collect();
                         (r.seconds, statements)
                     })
                 })
@@ -97,13 +111,30 @@ impl ScaleRuns {
             if let Some(st) = decided {
                 p.seconds = st.get(t.statistic);
             }
+            let mut server_medians = Vec::new();
             for (j, s) in p.statements.iter_mut().enumerate() {
-                let per_statement: Vec<f64> = of_mode(self.decide)
+                let per_run: Vec<StatementTimes> = of_mode(self.decide)
                     .filter_map(|(_, statements)| statements.get(j).copied())
                     .collect();
-                s.stats = stats::summarise(&per_statement);
+                let client: Vec<f64> = per_run.iter().map(|(c, _)| *c).collect();
+                s.stats = stats::summarise(&client);
                 if let Some(st) = &s.stats {
                     s.seconds = st.median;
+                }
+                // The server's time over the same runs, so that it stands
+                // beside the median it is compared with.
+                let server: Option<Vec<f64>> = per_run.iter().map(|(_, sv)| *sv).collect();
+                server_medians.push(
+                    server
+                        .and_then(|v| stats::summarise(&v))
+                        .map(|st| st.median),
+                );
+            }
+            if let Some(run) = p.run_mut() {
+                for (sr, median) in run.statements.iter_mut().zip(server_medians) {
+                    if median.is_some() {
+                        sr.server_seconds = median;
+                    }
                 }
             }
             p.timing = Some(timing);
