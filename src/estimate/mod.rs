@@ -203,7 +203,7 @@ fn statement_estimate(
     let production_rows = relation
         .as_ref()
         .and_then(|r| stats.table(r))
-        .map(|t| t.rows);
+        .and_then(|t| t.rows);
     let (seconds, low, high, note) = match (&relation, production_rows) {
         (Some(r), None) => {
             missing.push(r.clone());

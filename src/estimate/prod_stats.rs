@@ -6,20 +6,100 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::staging::source::Source;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The schema versions `load` reads: version 1 files (rows, sizes and
+/// modification rates only) read as version 2 without column statistics.
+pub const READS_VERSIONS: [u32; 2] = [1, 2];
+
+/// What kind of relation a stats entry describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableKind {
+    /// A plain table (also a partition or an inheritance child: see `parent`).
+    #[default]
+    Table,
+    /// A partitioned table: no rows of its own; `rows` is its partitions' sum.
+    Partitioned,
+    /// A materialized view.
+    Matview,
+}
+
+/// One index of a table as production has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexStats {
+    /// `schema.index`
+    pub name: String,
+    pub bytes: i64,
+    #[serde(default)]
+    pub unique: bool,
+    /// The indexed columns, in order (empty for an expression index).
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+/// One column's planner statistics (`pg_stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnStats {
+    pub name: String,
+    /// Fraction of rows that are NULL.
+    pub null_frac: f64,
+    /// Distinct non-NULL values: a count when positive, minus a fraction of
+    /// the rows when negative (as `pg_stats.n_distinct`).
+    pub n_distinct: f64,
+    pub avg_width: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<f64>,
+    /// Data values: only with `stats export --with-values`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub most_common_vals: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub most_common_freqs: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram_bounds: Option<Vec<String>>,
+}
+
+impl ColumnStats {
+    /// Distinct non-NULL values in a table of `rows` rows.
+    pub fn distinct_values(&self, rows: f64) -> f64 {
+        if self.n_distinct < 0.0 {
+            -self.n_distinct * rows
+        } else {
+            self.n_distinct
+        }
+    }
+
+    /// Rows that are not NULL, of `rows`.
+    pub fn non_null_rows(&self, rows: f64) -> f64 {
+        rows * (1.0 - self.null_frac)
+    }
+}
 
 /// One table as production sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableStats {
     /// `schema.table`
     pub name: String,
-    /// Planner estimate (`pg_class.reltuples`).
-    pub rows: f64,
-    pub pages: i64,
+    #[serde(default)]
+    pub kind: TableKind,
+    /// The partitioned table (or inheritance parent) this one belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Planner estimate (`pg_class.reltuples`); null when the table was never
+    /// analysed or vacuumed (`-1`); for a partitioned table, the sum of its
+    /// partitions' known rows.
+    pub rows: Option<f64>,
+    /// `pg_class.relpages`; null where the relation has none of its own.
+    pub pages: Option<i64>,
     /// Table, indexes and TOAST (`pg_total_relation_size`).
     pub total_bytes: i64,
     /// The table's main fork (`pg_relation_size`).
     pub table_bytes: i64,
+    /// Its TOAST table and TOAST index.
+    #[serde(default)]
+    pub toast_bytes: i64,
+    #[serde(default)]
+    pub indexes: Vec<IndexStats>,
     /// Rows inserted, updated and deleted since `stats_since`, when known.
     pub inserts: Option<i64>,
     pub updates: Option<i64>,
@@ -28,6 +108,18 @@ pub struct TableStats {
     /// Net growth per month as a fraction of the rows ((inserts - deletes) /
     /// rows / months since `stats_since`), when it can be told.
     pub monthly_growth: Option<f64>,
+    /// When it was last analysed (manually or by autovacuum), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysed_at: Option<String>,
+    #[serde(default)]
+    pub columns: Vec<ColumnStats>,
+}
+
+impl TableStats {
+    /// A column's statistics, by name.
+    pub fn column(&self, name: &str) -> Option<&ColumnStats> {
+        self.columns.iter().find(|c| c.name == name)
+    }
 }
 
 /// A `downtime stats export` file.
@@ -38,6 +130,10 @@ pub struct ProdStats {
     pub server_version: String,
     /// The source, password redacted.
     pub source: String,
+    /// Data values were exported (`--with-values`): most common values and
+    /// histogram bounds.
+    #[serde(default)]
+    pub with_values: bool,
     pub tables: Vec<TableStats>,
 }
 
@@ -66,7 +162,7 @@ impl ProdStats {
             line: e.line(),
             message: format!("not a downtime stats file: {e}"),
         })?;
-        if s.schema_version != SCHEMA_VERSION {
+        if !READS_VERSIONS.contains(&s.schema_version) {
             return Err(Error::input(
                 path,
                 format!("stats schema version {} is not supported", s.schema_version),
@@ -84,11 +180,13 @@ impl TableStats {
     /// Numbers a database can report: rows in range, nothing negative, a
     /// finite growth.
     fn check(&self) -> std::result::Result<(), String> {
-        crate::limits::ROWS
-            .check(self.rows)
-            .map_err(|e| format!("rows: {e}"))?;
+        if let Some(rows) = self.rows {
+            crate::limits::ROWS
+                .check(rows)
+                .map_err(|e| format!("rows: {e}"))?;
+        }
         let counts = [
-            ("pages", Some(self.pages)),
+            ("pages", self.pages),
             ("total_bytes", Some(self.total_bytes)),
             ("table_bytes", Some(self.table_bytes)),
             ("inserts", self.inserts),
@@ -164,8 +262,14 @@ pub async fn export(source: &Source) -> Result<ProdStats> {
             };
             TableStats {
                 name: r.get(0),
-                rows,
-                pages: r.get(2),
+                kind: TableKind::Table,
+                parent: None,
+                rows: Some(rows),
+                pages: Some(r.get(2)),
+                toast_bytes: 0,
+                indexes: Vec::new(),
+                analysed_at: None,
+                columns: Vec::new(),
                 total_bytes: r.get(3),
                 table_bytes: r.get(4),
                 inserts,
@@ -181,6 +285,7 @@ pub async fn export(source: &Source) -> Result<ProdStats> {
         exported_at: crate::time::now_rfc3339(),
         server_version: version,
         source: source.redacted(),
+        with_values: false,
         tables,
     })
 }
