@@ -57,8 +57,9 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
     if let Some(verdict) = verdict::budget::refused(&outcome) {
         return Ok(report::build(&outcome, &[], &verdict, &opts.policy, None));
     }
-    let mut assessed = classify(&outcome, &opts.policy);
-    let estimate = estimate(&outcome, opts, &mut assessed);
+    let policy = judging(&outcome, &opts.policy);
+    let mut assessed = classify(&outcome, &policy);
+    let estimate = estimate(&outcome, opts, &policy, &mut assessed);
     let threshold = opts.compare_history.unwrap_or(20.0);
     let compared = history::compare(
         &outcome,
@@ -89,17 +90,26 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         aborted: outcome.aborted.as_ref(),
         max_run_seconds: opts.run.max_run_seconds,
     };
-    let verdict = verdict::decide(&judged, facts, &opts.policy, &signoffs);
+    let verdict = verdict::decide(&judged, facts, &policy, &signoffs);
     if let (Some(f), None, true) = (&opts.history_file, &outcome.aborted, opts.record_history) {
         history::append(f, &history::entries(&outcome))?;
     }
     Ok(report::build(
-        &outcome,
-        &assessed,
-        &verdict,
-        &opts.policy,
-        estimate,
+        &outcome, &assessed, &verdict, &policy, estimate,
     ))
+}
+
+/// The policy the outcome is judged by: `policy`, knowing which tables the
+/// baseline had (those a patch of the run created are empty in production
+/// too, and judged as staging measured them).
+fn judging(outcome: &Outcome, policy: &Policy) -> Policy {
+    let mut policy = policy.clone();
+    let first = outcome.results.iter().find_map(|r| r.run());
+    if let Some(run) = first {
+        let names = run.snapshot.relations.values().map(|r| r.name.clone());
+        policy.classify.sizes.baseline = Some(std::sync::Arc::new(names.collect()));
+    }
+    policy
 }
 
 /// Each applied patch's class and reasons, and why it failed if it did.
@@ -127,13 +137,13 @@ fn classify(outcome: &Outcome, policy: &Policy) -> Vec<Assessed> {
 fn estimate(
     outcome: &Outcome,
     opts: &CheckOptions,
+    policy: &Policy,
     assessed: &mut [Assessed],
 ) -> Option<EstimateInfo> {
     let (path, stats) = opts.prod_stats.as_ref()?;
     if outcome.scales.is_empty() {
         return None;
     }
-    let policy = &opts.policy;
     let budget_of = |p: &crate::patch::Patch, run: &crate::measure::PatchRun| {
         let class = verdict::classify(p, run, &policy.classify).class;
         policy.budget.for_patch(Some(class), p.post_deploy)

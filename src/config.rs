@@ -40,6 +40,19 @@ pub struct ConfigFile {
     pub signoff: SignoffSection,
     #[serde(default)]
     pub probe: ProbeSection,
+    /// Production's statistics (`--prod-stats`).
+    pub prod_stats: Option<PathBuf>,
+    #[serde(default)]
+    pub tables: TablesSection,
+}
+
+/// `[tables]`: what is known of production's tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TablesSection {
+    /// Tables that stay small in production (`schema.table` or a bare
+    /// name): work over them is judged as staging measured it.
+    pub small: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +125,7 @@ pub struct ClassifySection {
     pub require_lock_timeout: Option<bool>,
     pub live_lock_threshold_seconds: Number,
     pub bulk_write_fraction: Number,
+    pub bulk_write_rows: Number,
 }
 
 /// `[probe]`: simulated application traffic while each patch applies.
@@ -219,6 +233,7 @@ impl ConfigFile {
                 &c.bulk_write_fraction,
                 limits::FRACTION,
             ),
+            ("classify.bulk-write-rows", &c.bulk_write_rows, limits::ROWS),
             (
                 "probe.long-query-seconds",
                 &p.long_query_seconds,
@@ -387,6 +402,7 @@ pub struct Overrides {
     pub cold_window_seconds: Option<f64>,
     pub live_lock_threshold_seconds: Option<f64>,
     pub bulk_write_fraction: Option<f64>,
+    pub bulk_write_rows: Option<f64>,
     pub require_lock_timeout: bool,
 }
 
@@ -440,6 +456,10 @@ impl Config {
             .bulk_write_fraction
             .or(value(&fc.bulk_write_fraction))
             .unwrap_or(c.bulk_write_fraction);
+        c.bulk_write_rows = o
+            .bulk_write_rows
+            .or(value(&fc.bulk_write_rows))
+            .unwrap_or(c.bulk_write_rows);
         c.require_lock_timeout =
             o.require_lock_timeout || fc.require_lock_timeout.unwrap_or(c.require_lock_timeout);
 

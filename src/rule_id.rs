@@ -37,6 +37,7 @@ rule_ids! {
     SetNotNullScan => "set-not-null-scan",
     AttachPartitionScan => "attach-partition-scan",
     BulkWrite => "bulk-write",
+    HeldLockWork => "held-lock-work",
     LongLock => "long-lock",
     LockTimeoutMissing => "lock-timeout-missing",
     MeasuredBlocking => "measured-blocking",

@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
+use downtime::estimate::ProdStats;
 use downtime::measure::probe::{PatchProbe, RelationStall};
 use downtime::measure::{LockHeld, PatchRun, PreCheck, Relation, Rewrite, Snapshot, StatementRun};
 use downtime::patch::discover::{Layout, Position};
 use downtime::patch::{Class, Patch, PatchFile};
 use downtime::pg::LockMode;
 use downtime::pg::LockMode::*;
+use downtime::verdict::size::{Basis, Sizes};
 use downtime::verdict::{classify, Classification, ClassifyOptions, Profile, Reason, Severity};
 use Severity::{Error, Note, Warning};
 
@@ -134,7 +136,12 @@ impl Stmt {
     }
 
     fn scanned(mut self, oid: u32, blocks: i64) -> Self {
-        self.0.scanned_blocks.insert(oid, blocks);
+        let reads = downtime::measure::Reads {
+            blocks,
+            scans: i64::from(blocks > 0),
+            tuples: 0,
+        };
+        self.0.scanned_blocks.insert(oid, reads);
         self
     }
 
@@ -251,8 +258,90 @@ fn table_rewrite_of_a_populated_table_only() {
     let r = fires(&c, "table-rewrite", cold("public.bug", AccessExclusive));
     assert_eq!(r.statement_line, Some(1));
     assert!(c.errors().next().is_none());
-    // The same rewrite of an empty table.
+    // The same rewrite of a table the patch's run created: empty in
+    // production too.
+    let c = with_sizes(ALTER_TYPE, &rewrite_run(0.0), new_bug());
+    quiet(&c, "table-rewrite", Class::Live);
+}
+
+// Sizes: production's, staging's, unknown.
+
+/// Production's statistics: `bug` holds `rows`.
+fn production(rows: f64) -> Sizes {
+    let stats: ProdStats = serde_json::from_value(serde_json::json!({
+        "schema_version": 2, "exported_at": "2026-12-01T00:00:00Z",
+        "server_version": "15.8", "source": "test",
+        "tables": [{"name": "public.bug", "rows": rows, "pages": (rows / 50.0) as i64,
+                    "total_bytes": (rows * 160.0) as i64, "table_bytes": (rows * 100.0) as i64,
+                    "inserts": null, "updates": null, "deletes": null,
+                    "stats_since": null, "monthly_growth": null}]
+    }))
+    .unwrap();
+    Sizes {
+        production: Some(std::sync::Arc::new(stats)),
+        ..Sizes::default()
+    }
+}
+
+/// A baseline without `bug`: a patch of the run created it.
+fn new_bug() -> Sizes {
+    Sizes {
+        baseline: Some(std::sync::Arc::new(
+            ["public.person".to_string()].into_iter().collect(),
+        )),
+        ..Sizes::default()
+    }
+}
+
+fn with_sizes(sql: &str, run: &PatchRun, sizes: Sizes) -> Classification {
+    let options = ClassifyOptions {
+        sizes,
+        ..ClassifyOptions::default()
+    };
+    classify(&patch(sql), run, &options)
+}
+
+#[test]
+fn a_rewrite_of_a_table_empty_on_staging_is_cold_with_its_size_unknown() {
     let c = standard(ALTER_TYPE, &rewrite_run(0.0));
+    let r = fires(&c, "table-rewrite", cold("public.bug", AccessExclusive));
+    assert!(r.message.contains("size in production unknown"), "{r:#?}");
+    assert!(r.message.contains("--prod-stats"), "{r:#?}");
+    assert_eq!(r.size.as_ref().map(|s| s.basis), Some(Basis::Unknown));
+    // Declared small, in the patch or in downtime.toml: judged as measured.
+    let sql = format!("-- downtime: small bug\n{ALTER_TYPE}");
+    quiet(
+        &standard(&sql, &rewrite_run(0.0)),
+        "table-rewrite",
+        Class::Live,
+    );
+    let small = Sizes {
+        small: vec!["public.bug".into()],
+        ..Sizes::default()
+    };
+    let c = with_sizes(ALTER_TYPE, &rewrite_run(0.0), small);
+    quiet(&c, "table-rewrite", Class::Live);
+}
+
+#[test]
+fn production_statistics_decide_the_size_work_is_judged_at() {
+    let c = with_sizes(ALTER_TYPE, &rewrite_run(0.0), production(900_000.0));
+    let r = fires(&c, "table-rewrite", cold("public.bug", AccessExclusive));
+    assert!(
+        r.message
+            .contains("0 rows here, 900 000 rows in production (stats of 2026-12-01)"),
+        "{r:#?}"
+    );
+    assert_eq!(r.size.as_ref().map(|s| s.basis), Some(Basis::Production));
+    // Staging's rows give the cost per row: the time at production's size.
+    let c = with_sizes(ALTER_TYPE, &rewrite_run(1000.0), production(900_000.0));
+    let r = fires(&c, "table-rewrite", cold("public.bug", AccessExclusive));
+    assert!(
+        r.message.contains("about 9.00 s at production's size"),
+        "{r:#?}"
+    );
+    // Empty in production: live, whatever staging holds.
+    let c = with_sizes(ALTER_TYPE, &rewrite_run(1000.0), production(0.0));
     quiet(&c, "table-rewrite", Class::Live);
 }
 
@@ -382,6 +471,30 @@ fn updating_a_whole_table_is_cold() {
 }
 
 #[test]
+fn bulk_writes_are_judged_by_the_rows_they_touch_where_the_patch_runs() {
+    // A third of a seed table is a handful of rows: no bulk write.
+    let sql = "update bug set heat = 0 where id < 5;\n";
+    let seed = run1(14.0, on_bug(RowExclusive, 0.01).rows(5));
+    quiet(&standard(sql, &seed), "bulk-write", Class::Live);
+    // The same fraction of production's 900 000 rows is.
+    let c = with_sizes(sql, &seed, production(900_000.0));
+    let r = fires(&c, "bulk-write", cold("public.bug", None));
+    assert!(
+        r.message.contains("about 321 429 rows in production"),
+        "{r:#?}"
+    );
+    // Staging empty: the fraction cannot be measured, which is said.
+    let empty = run1(0.0, on_bug(RowExclusive, 0.01).rows(0));
+    let c = with_sizes(sql, &empty, production(900_000.0));
+    let r = find(&c, "bulk-write").expect("a note");
+    assert_eq!(r.severity, Note, "{r:#?}");
+    assert_eq!(c.class, Class::Live);
+    // Without a WHERE clause it touches every row production has.
+    let c = with_sizes("update bug set heat = 0;\n", &empty, production(900_000.0));
+    fires(&c, "bulk-write", cold("public.bug", None));
+}
+
+#[test]
 fn updating_a_few_rows_is_live() {
     let c = standard("update bug set heat = 0 where id < 10;\n", &update_run(9));
     quiet(&c, "bulk-write", Class::Live);
@@ -389,7 +502,8 @@ fn updating_a_few_rows_is_live() {
 
 #[test]
 fn the_bulk_write_fraction_is_the_threshold() {
-    let (sql, r) = ("update bug set heat = 0 where id < 200;\n", update_run(200));
+    let sql = "update bug set heat = 0 where id < 200;\n";
+    let r = run1(10_000.0, on_bug(RowExclusive, 0.5).rows(2000));
     fires(&standard(sql, &r), "bulk-write", cold("public.bug", None));
     let options = ClassifyOptions {
         bulk_write_fraction: 0.5,
@@ -397,6 +511,62 @@ fn the_bulk_write_fraction_is_the_threshold() {
     };
     let c = classify(&patch(sql), &r, &options);
     quiet(&c, "bulk-write", Class::Live);
+}
+
+// held-lock-work
+
+const ADD_THEN_BACKFILL: &str =
+    "alter table bug add column note text;\nupdate bug set note = 'x' where id % 20 = 0;\n";
+
+/// ALTER TABLE takes ACCESS EXCLUSIVE; the UPDATE after it, in the same
+/// transaction, reads the table with `scans` sequential scans and writes
+/// `rows` rows.
+fn add_then_backfill(scans: i64, tuples: i64, rows: u64) -> PatchRun {
+    let alter = on_bug(AccessExclusive, 0.4);
+    let mut update = stmt(1)
+        .resolves("bug", Some(BUG))
+        .takes(BUG, RowExclusive, 0.38)
+        .holds(BUG, AccessExclusive)
+        .rows(rows);
+    update.0.seconds = 0.38;
+    update.0.scanned_blocks.insert(
+        BUG,
+        downtime::measure::Reads {
+            blocks: 100,
+            scans,
+            tuples,
+        },
+    );
+    run(1000.0, vec![alter, update])
+}
+
+#[test]
+fn a_backfill_under_the_alters_lock_is_cold_naming_the_statement_that_took_it() {
+    let c = standard(ADD_THEN_BACKFILL, &add_then_backfill(1, 1000, 50));
+    let r = fires(&c, "held-lock-work", cold("public.bug", AccessExclusive));
+    assert_eq!(r.statement_line, Some(2));
+    assert!(r.message.contains("line 1's ACCESS EXCLUSIVE"), "{r:#?}");
+    // At production's size the same backfill takes longer.
+    let c = with_sizes(
+        ADD_THEN_BACKFILL,
+        &add_then_backfill(1, 1000, 50),
+        production(1e6),
+    );
+    let r = fires(&c, "held-lock-work", cold("public.bug", AccessExclusive));
+    assert!(
+        r.message.contains("about 6 min at production's size"),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn a_lookup_under_the_alters_lock_is_not_work_that_grows() {
+    // One row by its key: no scan, one row read.
+    let c = standard(ADD_THEN_BACKFILL, &add_then_backfill(0, 1, 1));
+    quiet(&c, "held-lock-work", Class::Live);
+    // A seed table's one-row fix scans it, but touches one row.
+    let c = standard(ADD_THEN_BACKFILL, &add_then_backfill(1, 1000, 1));
+    quiet(&c, "held-lock-work", Class::Live);
 }
 
 // long-lock
@@ -637,9 +807,15 @@ fn an_invalid_index_left_behind_is_an_error() {
 
 // declared-live-but-cold, declared-cold-but-live
 
+/// `bug_rows` 0: a table created by the run (empty in production too).
 fn declared(class: &str, bug_rows: f64) -> Classification {
     let sql = format!("-- downtime: {class}\n{ALTER_TYPE}");
-    standard(&sql, &rewrite_run(bug_rows))
+    let sizes = if bug_rows > 0.0 {
+        Sizes::default()
+    } else {
+        new_bug()
+    };
+    with_sizes(&sql, &rewrite_run(bug_rows), sizes)
 }
 
 #[test]

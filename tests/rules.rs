@@ -78,6 +78,7 @@ rule_tests! {
     set_not_null_scan => "set-not-null-scan",
     attach_partition_scan => "attach-partition-scan",
     bulk_write => "bulk-write",
+    held_lock_work => "held-lock-work",
     long_lock => "long-lock",
     lock_timeout_missing => "lock-timeout-missing",
     measured_blocking => "measured-blocking",

@@ -74,6 +74,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FRACTION", value_parser = fraction, allow_hyphen_values = true)]
     pub bulk_write_fraction: Option<f64>,
 
+    /// An UPDATE/DELETE touching fewer rows than this where the patch will
+    /// run (production's, with --prod-stats) is no bulk write, whatever the
+    /// fraction [default: 1000]
+    #[arg(long, value_name = "ROWS", value_parser = rows, allow_hyphen_values = true)]
+    pub bulk_write_rows: Option<f64>,
+
     /// Fail live patches that take a blocking lock with lock_timeout off
     /// (instead of warning).
     #[arg(long)]
@@ -485,6 +491,10 @@ fn seconds(s: &str) -> std::result::Result<f64, String> {
 
 fn statement_timeout(s: &str) -> std::result::Result<f64, String> {
     limits::STATEMENT_TIMEOUT.parse(s)
+}
+
+fn rows(s: &str) -> std::result::Result<f64, String> {
+    limits::ROWS.parse(s)
 }
 
 fn fraction(s: &str) -> std::result::Result<f64, String> {

@@ -51,6 +51,8 @@ impl EstimateArgs {
     pub(super) fn apply(&self, opts: &mut CheckOptions, default_scales: &[f64]) -> Result<()> {
         if let Some(path) = &self.prod_stats {
             let stats = crate::estimate::ProdStats::load(path)?;
+            // The verdict judges work at production's sizes.
+            opts.policy.classify.sizes.production = Some(std::sync::Arc::new(stats.clone()));
             opts.prod_stats = Some((path.clone(), stats));
             opts.run.scales = if self.scales.is_empty() {
                 default_scales.to_vec()
@@ -82,13 +84,18 @@ pub fn check_plan(args: &CheckArgs) -> Result<CheckOptions> {
         cold_window_seconds: args.cold_window_budget,
         live_lock_threshold_seconds: args.live_lock_threshold,
         bulk_write_fraction: args.bulk_write_fraction,
+        bulk_write_rows: args.bulk_write_rows,
         require_lock_timeout: args.require_lock_timeout,
     };
     let mut opts = check_options(&args.common, &args.paths, &overrides)?;
     opts.run.keep_going = args.keep_going;
     args.timing.apply(&mut opts, 1, 0);
-    args.estimate.apply(&mut opts, &[0.25, 0.5, 1.0])?;
     let config = config::load(args.common.config.as_deref())?;
+    let mut estimate = args.estimate.clone();
+    if estimate.prod_stats.is_none() {
+        estimate.prod_stats = config.file.prod_stats.as_ref().map(|p| config.resolve(p));
+    }
+    estimate.apply(&mut opts, &[0.25, 0.5, 1.0])?;
     opts.run.probe = probe_options(&args.probe, &config, opts.run.statement_cap)?;
     restart_fits(&opts)?;
     check_targets(&args.out, args.output.as_deref())?;
@@ -214,6 +221,7 @@ pub(super) fn check_options(
     let config = config::load(common.config.as_deref())?;
     let mut policy = config.policy(overrides);
     let file = &config.file;
+    policy.classify.sizes.small = file.tables.small.clone().unwrap_or_default();
     let paths = if !paths.is_empty() {
         paths.to_vec()
     } else if let Some(p) = &file.patches {

@@ -344,7 +344,10 @@ impl<'a> Tracer<'a> {
                 .pre
                 .blocks_before
                 .iter()
-                .map(|(oid, before)| (*oid, trace.blocks.get(oid).copied().unwrap_or(0) - before))
+                .map(|(oid, before)| {
+                    let after = trace.blocks.get(oid).copied().unwrap_or(*before);
+                    (*oid, after.since(before))
+                })
                 .collect(),
         };
         let mut sr = StatementRun {
@@ -433,6 +436,8 @@ impl<'a> Tracer<'a> {
         if self.tx != TxState::Idle {
             self.tx_ended += 1;
         }
+        // Its locks are released with it.
+        self.last_held.clear();
         self.tx = TxState::Idle;
     }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cancel::{Abort, Ended};
 use crate::pg::locks::LockMode;
+pub use crate::pg::trace::Reads;
 pub use crate::pg::{Relation, Snapshot};
 pub use apply::{apply, apply_with};
 pub use exec::{own_work, GRACE};
@@ -75,8 +76,12 @@ pub struct PreCheck {
     pub not_null_proven: HashMap<String, bool>,
     /// VALIDATE CONSTRAINT: (already validated, contype).
     pub constraint: HashMap<String, (bool, String)>,
-    /// Pages of each validated table read by the transaction before the statement.
-    pub blocks_before: HashMap<u32, i64>,
+    /// What the transaction had read before the statement of each table it
+    /// validates (and their leaf partitions) and of each pre-existing table
+    /// held under a lock that blocks the application.
+    pub blocks_before: HashMap<u32, Reads>,
+    /// The leaf partitions of each partitioned table it validates.
+    pub partitions: HashMap<u32, Vec<u32>>,
 }
 
 /// One statement as it ran.
@@ -100,9 +105,9 @@ pub struct StatementRun {
     /// `lock_timeout` in effect when the statement started.
     pub lock_timeout: String,
     pub pre: PreCheck,
-    /// Pages of each table the statement was to validate that it actually
-    /// read (known only inside a transaction).
-    pub scanned_blocks: HashMap<u32, i64>,
+    /// What the statement read of each table in `pre.blocks_before` (known
+    /// only inside a transaction).
+    pub scanned_blocks: HashMap<u32, Reads>,
     /// The statement's execution time by the server's clock, when known.
     pub server_seconds: Option<f64>,
     /// When it was sent, by the monotonic clock (to place what the probe

@@ -15,11 +15,14 @@ use crate::pg::catalog;
 /// classification needs, before it runs. Names are resolved with the
 /// patch's own search path (as the statement will resolve them); the
 /// catalogue is read [`catalog::pinned`]. `in_transaction`: the session is
-/// in a transaction block.
+/// in a transaction block. `held`: pre-existing tables the transaction
+/// holds a lock on that blocks the application, whose reads by the
+/// statement are counted as those of the tables it validates are.
 pub(super) async fn precheck(
     client: &Client,
     st: &Statement,
     in_transaction: bool,
+    held: &[u32],
 ) -> Result<PreCheck> {
     let mut pre = PreCheck::default();
     for fact in &st.analysis.facts {
@@ -29,10 +32,21 @@ pub(super) async fn precheck(
             slot.insert(catalog::resolve(client, &rel.regclass_text()).await?);
         }
     }
-    let validates = st.analysis.facts.iter().any(|f| {
-        matches!(f, Fact::Validates { rel, .. } if matches!(pre.resolved.get(&rel.to_string()), Some(Some(_))))
-    });
-    if !validates {
+    let validated: Vec<u32> = st
+        .analysis
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Validates { rel, .. } => pre.resolved.get(&rel.to_string()).copied().flatten(),
+            _ => None,
+        })
+        .collect();
+    let mut watched = validated.clone();
+    watched.extend(held.iter().filter(|o| !validated.contains(o)));
+    if !watched.is_empty() {
+        (pre.blocks_before, pre.partitions) = catalog::reads(client, &watched).await?;
+    }
+    if validated.is_empty() {
         return Ok(pre);
     }
     catalog::pinned(client, in_transaction, validations(client, st, &mut pre)).await?;
@@ -53,8 +67,8 @@ fn relation_of(fact: &Fact) -> &crate::patch::statement::RelRef {
     }
 }
 
-/// For each validation of a resolved relation: the pages read so far, and
-/// what the catalogue already proves.
+/// For each validation of a resolved relation: what the catalogue already
+/// proves.
 async fn validations(client: &Client, st: &Statement, pre: &mut PreCheck) -> Result<()> {
     for fact in &st.analysis.facts {
         let Fact::Validates {
@@ -68,9 +82,6 @@ async fn validations(client: &Client, st: &Statement, pre: &mut PreCheck) -> Res
         let Some(Some(oid)) = pre.resolved.get(&rel.to_string()).copied() else {
             continue;
         };
-        if let Entry::Vacant(slot) = pre.blocks_before.entry(oid) {
-            slot.insert(catalog::blocks_fetched(client, oid).await?);
-        }
         let Some(name) = name else {
             continue;
         };

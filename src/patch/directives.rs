@@ -5,6 +5,9 @@
 //! - `-- downtime: post-deploy`: a post-deployment patch (before its first statement).
 //! - `-- downtime: allow RULE_ID because REASON`: waive one rule for the
 //!   statement on this line or the next; the reason is mandatory.
+//! - `-- downtime: small TABLE[, TABLE…]`: these tables stay small in
+//!   production, so work over them is judged as staging measured it even
+//!   when staging has none of their rows.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,8 @@ pub struct Directives {
     pub declared: Option<Class>,
     pub post_deploy: bool,
     pub waivers: Vec<Waiver>,
+    /// Tables declared small in production.
+    pub small_tables: Vec<String>,
 }
 
 /// A directive that cannot be understood: (line, message).
@@ -94,6 +99,21 @@ pub fn parse(
             });
             continue;
         }
+        if let Some(rest) = value.strip_prefix("small ") {
+            let names: Vec<String> = rest
+                .split(',')
+                .map(|n| n.trim().trim_matches('"').to_string())
+                .filter(|n| !n.is_empty())
+                .collect();
+            if names.is_empty() {
+                return Err((
+                    c.line,
+                    "`-- downtime: small` needs table names: `-- downtime: small public.country, currency`".into(),
+                ));
+            }
+            d.small_tables.extend(names);
+            continue;
+        }
         let class = match value {
             "live" => Some(Class::Live),
             "cold" => Some(Class::Cold),
@@ -106,8 +126,8 @@ pub fn parse(
                 return Err((
                     c.line,
                     format!(
-                        "unknown downtime directive `{other}`; expected live, cold, post-deploy \
-                         or `allow RULE_ID because REASON`"
+                        "unknown downtime directive `{other}`; expected live, cold, post-deploy, \
+                         `small TABLE, …` or `allow RULE_ID because REASON`"
                     ),
                 ))
             }
@@ -150,6 +170,9 @@ mod tests {
         assert!(d.waivers[0].covers(5) && !d.waivers[0].covers(6));
         assert_eq!(d.waivers[1].because, "same line");
         assert!(d.waivers[1].covers(6));
+        let d = directives("-- downtime: small public.country, currency\nselect 1;").unwrap();
+        assert_eq!(d.small_tables, ["public.country", "currency"]);
+        assert!(directives("-- downtime: small \nselect 1;").is_err());
     }
 
     #[test]

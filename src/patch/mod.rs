@@ -97,6 +97,8 @@ pub struct Patch {
     pub post_deploy: bool,
     /// `-- downtime: allow RULE because …` comments.
     pub waivers: Vec<Waiver>,
+    /// `-- downtime: small TABLE, …`: tables that stay small in production.
+    pub small_tables: Vec<String>,
     /// Set when the patch cannot be applied by downtime at all.
     pub refusal: Option<Refusal>,
     /// What the layout's tool knows of it: version, description, how it
@@ -230,6 +232,7 @@ pub fn load_with(file: PatchFile, tool: Migration) -> Result<Patch> {
         declared: directives.declared,
         post_deploy,
         waivers: directives.waivers,
+        small_tables: directives.small_tables,
         refusal,
         tool,
         text,

@@ -11,10 +11,13 @@
 //! length of the query, the patch's path restored afterwards; and every
 //! function is schema-qualified besides.
 
+use std::collections::HashMap;
+
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
 use super::relation::{Relation, Snapshot};
+use super::trace::Reads;
 use crate::error::Result;
 
 /// The search path of downtime's own connections (the admin connection):
@@ -247,18 +250,52 @@ pub async fn invalid_indexes(client: &Client) -> Result<(Vec<(u32, String)>, Str
     Ok((oids.into_iter().zip(names).collect(), row.get(0)))
 }
 
-/// Table pages this transaction has requested from the buffer manager so far
-/// (PostgreSQL's pending, transaction-local statistics). A scan of a populated
-/// table moves this counter; a statement that skipped its scan does not.
-/// Run it [`pinned`].
-pub async fn blocks_fetched(client: &Client, oid: u32) -> Result<i64> {
-    let row = client
-        .query_one(
-            "/*downtime*/ select pg_catalog.pg_stat_get_xact_blocks_fetched($1)",
-            &[&oid],
+/// What the session's transaction has read so far of each table in
+/// `oids` (PostgreSQL's pending, transaction-local statistics), and the
+/// leaf partitions of those that are partitioned (a validation of a
+/// partitioned table scans its leaves). Schema-qualified: needs no pinned
+/// search path.
+pub async fn reads(
+    client: &Client,
+    oids: &[u32],
+) -> Result<(HashMap<u32, Reads>, HashMap<u32, Vec<u32>>)> {
+    let leaves = client
+        .query(
+            "/*downtime*/ select r.oid, p.relid::pg_catalog.oid from pg_catalog.unnest($1::pg_catalog.oid[]) r(oid), \
+               pg_catalog.pg_partition_tree(r.oid::pg_catalog.regclass) p \
+             where p.isleaf and p.relid OPERATOR(pg_catalog.<>) r.oid",
+            &[&oids],
         )
         .await?;
-    Ok(row.get(0))
+    let mut partitions: HashMap<u32, Vec<u32>> = HashMap::new();
+    for row in &leaves {
+        let leaf: u32 = row.get(1);
+        partitions.entry(row.get(0)).or_default().push(leaf);
+    }
+    let mut all: Vec<u32> = oids.to_vec();
+    all.extend(partitions.values().flatten().copied());
+    let rows = client
+        .query(
+            "/*downtime*/ select r.oid, pg_catalog.pg_stat_get_xact_blocks_fetched(r.oid), \
+               pg_catalog.pg_stat_get_xact_numscans(r.oid), \
+               pg_catalog.pg_stat_get_xact_tuples_returned(r.oid) \
+                 OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_fetched(r.oid) \
+             from pg_catalog.unnest($1::pg_catalog.oid[]) r(oid)",
+            &[&all],
+        )
+        .await?;
+    let reads = rows
+        .iter()
+        .map(|r| {
+            let reads = Reads {
+                blocks: r.get(1),
+                scans: r.get(2),
+                tuples: r.get(3),
+            };
+            (r.get(0), reads)
+        })
+        .collect();
+    Ok((reads, partitions))
 }
 
 /// Prepare, on the admin connection (where downtime created

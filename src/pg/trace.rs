@@ -44,7 +44,10 @@ const STATEMENT_TRACE: &str = "/*downtime*/ \
           and ($3::pg_catalog.int8 is null or w.pending OPERATOR(pg_catalog.<>) $3)), \
       d as (select d.oid, d.datname::pg_catalog.text as name from pg_catalog.pg_database d \
         where d.oid OPERATOR(pg_catalog.=) any ($1::pg_catalog.oid[])), \
-      b as (select b.rel, pg_catalog.pg_stat_get_xact_blocks_fetched(b.rel) as blocks \
+      b as (select b.rel, pg_catalog.pg_stat_get_xact_blocks_fetched(b.rel) as blocks, \
+          pg_catalog.pg_stat_get_xact_numscans(b.rel) as scans, \
+          pg_catalog.pg_stat_get_xact_tuples_returned(b.rel) \
+            OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_fetched(b.rel) as tuples \
         from pg_catalog.unnest($2::pg_catalog.oid[]) b(rel)) \
     select array(select l.relation from l), \
       array(select pg_catalog.array_position('{AccessShareLock,RowShareLock,RowExclusiveLock,\
@@ -62,7 +65,8 @@ ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExc
       pg_catalog.current_setting('server_version_num')::pg_catalog.int4, \
       pg_catalog.pg_stat_get_tuples_inserted('1259'::pg_catalog.oid) \
         OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_tuples_updated('1259'::pg_catalog.oid), \
-      pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) \
+      pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), \
+      array(select b.scans from b), array(select b.tuples from b) \
     from w";
 
 /// Storage of relations by oid (`$1`).
@@ -100,9 +104,8 @@ pub struct Trace {
     /// The names of the watched databases (the templates copies are made
     /// from) that still exist, by oid, as this session sees them.
     pub databases: HashMap<u32, String>,
-    /// Table pages this transaction has requested so far, for the tables
-    /// asked about.
-    pub blocks: HashMap<u32, i64>,
+    /// What this transaction has read so far of the tables asked about.
+    pub blocks: HashMap<u32, Reads>,
     /// The storage file of each relation held under ACCESS EXCLUSIVE or
     /// EXCLUSIVE, read only when the session wrote `pg_class` since the
     /// last trace in the transaction block.
@@ -114,6 +117,35 @@ pub struct Trace {
     /// The first transaction id not yet completed: whatever a transaction
     /// starting later writes carries an id at least this.
     pub next_xid: i64,
+}
+
+/// What a transaction read of one table so far, as PostgreSQL's pending,
+/// transaction-local statistics count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Pages requested (`pg_stat_get_xact_blocks_fetched`).
+    pub blocks: i64,
+    /// Sequential scans started (`pg_stat_get_xact_numscans`): counted when a
+    /// scan starts, so a scan of an empty table counts too.
+    pub scans: i64,
+    /// Rows read by sequential scans and fetched through indexes.
+    pub tuples: i64,
+}
+
+impl Reads {
+    /// What was read after `before`.
+    pub fn since(&self, before: &Reads) -> Reads {
+        Reads {
+            blocks: self.blocks - before.blocks,
+            scans: self.scans - before.scans,
+            tuples: self.tuples - before.tuples,
+        }
+    }
+
+    /// A sequential scan started, or pages were read.
+    pub fn scanned(&self) -> bool {
+        self.blocks > 0 || self.scans > 0
+    }
 }
 
 /// The `pg_class` rows this session wrote, counted two ways.
@@ -216,7 +248,21 @@ fn parse(rows: &[Row]) -> Trace {
     t.databases = dbs.into_iter().zip(names).collect();
     let tables: Vec<u32> = r.get(6);
     let blocks: Vec<i64> = r.get(7);
-    t.blocks = tables.into_iter().zip(blocks).collect();
+    let scans: Vec<i64> = r.get(18);
+    let tuples: Vec<i64> = r.get(19);
+    t.blocks = tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, oid)| {
+            let at = |v: &[i64]| v.get(i).copied().unwrap_or(0);
+            let reads = Reads {
+                blocks: at(&blocks),
+                scans: at(&scans),
+                tuples: at(&tuples),
+            };
+            (oid, reads)
+        })
+        .collect();
     t.lock_timeout = r.get(8);
     for (i, name) in TIMEOUTS.iter().enumerate() {
         let value: Option<String> = r.get(9 + i);

@@ -7,6 +7,7 @@ pub mod history;
 pub mod policy;
 pub mod rules;
 pub mod signoff;
+pub mod size;
 
 use serde::{Deserialize, Serialize};
 

@@ -118,7 +118,22 @@ pub struct ClassifyOptions {
     pub require_lock_timeout: bool,
     /// Cold patches are acceptable at all (false under `strict`).
     pub allow_cold: bool,
+    /// Bulk writes are judged by the rows they touch where the patch will
+    /// run: fewer than this many is not a bulk write, whatever the fraction.
+    #[serde(default = "default_bulk_write_rows")]
+    pub bulk_write_rows: f64,
+    /// The sizes tables are judged at: production's statistics, tables
+    /// declared small, the baseline's tables.
+    #[serde(default)]
+    pub sizes: super::size::Sizes,
 }
+
+fn default_bulk_write_rows() -> f64 {
+    DEFAULT_BULK_WRITE_ROWS
+}
+
+/// `bulk_write_rows` unless set.
+pub const DEFAULT_BULK_WRITE_ROWS: f64 = 1000.0;
 
 impl ClassifyOptions {
     pub fn for_profile(profile: Profile) -> Self {
@@ -128,6 +143,8 @@ impl ClassifyOptions {
             bulk_write_fraction: 0.1,
             require_lock_timeout: false,
             allow_cold: profile != Profile::Strict,
+            bulk_write_rows: DEFAULT_BULK_WRITE_ROWS,
+            sizes: super::size::Sizes::default(),
         }
     }
 

@@ -39,11 +39,27 @@ impl Tracer<'_> {
     /// Catalogue facts before `st`, read as downtime (names resolved with
     /// the patch's search path, the catalogue read pinned).
     pub(super) async fn precheck(&self, st: &Statement, in_transaction: bool) -> Result<PreCheck> {
-        if st.analysis.facts.is_empty() {
+        // Pre-existing tables held under a lock that blocks the
+        // application: what the statement reads of them is its work under it.
+        let held: Vec<u32> = match in_transaction {
+            true => self
+                .last_held
+                .iter()
+                .filter(|(oid, mode)| {
+                    mode.blocks_application()
+                        && self.run.snapshot.get(*oid).is_some_and(|r| r.is_table())
+                })
+                .map(|(oid, _)| *oid)
+                .collect::<std::collections::BTreeSet<u32>>()
+                .into_iter()
+                .collect(),
+            false => Vec::new(),
+        };
+        if st.analysis.facts.is_empty() && held.is_empty() {
             return Ok(PreCheck::default());
         }
         let borrowed = self.as_downtime().await?;
-        let pre = precheck(self.client(), st, in_transaction).await;
+        let pre = precheck(self.client(), st, in_transaction, &held).await;
         // Given back even when the precheck failed (an aborted
         // transaction refuses both; the failure is the precheck's).
         let back = self.back_to_patch(borrowed).await;

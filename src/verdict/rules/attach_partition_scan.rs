@@ -26,20 +26,23 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
         else {
             continue;
         };
-        let Some((part, lock)) = cx.scanned_under_blocking_lock(rel) else {
+        let Some(scanned) = cx.scanned_under_blocking_lock(rel) else {
             continue;
         };
-        out.push(INFO.reason(
-            Some(cx.statement.line),
-            Some(&part.name),
-            Some(lock.mode),
-            format!(
-                "attaching {} checks its {:.0} rows against the partition bound while holding {}",
-                part.name,
-                part.rows,
-                cx.describe_lock(&lock)
-            ),
-        ));
+        out.push(
+            INFO.reason(
+                Some(cx.statement.line),
+                Some(&scanned.named.name),
+                Some(scanned.lock.mode),
+                format!(
+                    "attaching {} checks its rows against the partition bound, scanning {}, while holding {}",
+                    scanned.named.name,
+                    scanned.describe(),
+                    cx.describe_lock(&scanned.lock)
+                ),
+            )
+            .sized_work(scanned.deciding(), cx.measured.seconds),
+        );
     }
     out
 }

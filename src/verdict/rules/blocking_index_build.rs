@@ -53,25 +53,28 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
     }
     let mut out = Vec::new();
     for (table, index, rebuilt) in builds {
-        let Some(rel) = cx.run.snapshot.populated_table(table) else {
+        let Some((rel, size)) = cx.populated_table(table) else {
             continue;
         };
         let Some(lock) = cx.blocking_lock_for(table) else {
             continue;
         };
-        out.push(INFO.reason(
-            Some(cx.statement.line),
-            Some(&rel.name),
-            Some(lock.mode),
-            format!(
-                "{} index {} over {} ({:.0} rows) while holding {} until the build ends",
-                if rebuilt { "rebuilds" } else { "builds" },
-                index,
-                rel.name,
-                rel.rows,
-                cx.describe_lock(&lock)
-            ),
-        ));
+        out.push(
+            INFO.reason(
+                Some(cx.statement.line),
+                Some(&rel.name),
+                Some(lock.mode),
+                format!(
+                    "{} index {} over {} ({}) while holding {} until the build ends",
+                    if rebuilt { "rebuilds" } else { "builds" },
+                    index,
+                    rel.name,
+                    size.describe(),
+                    cx.describe_lock(&lock)
+                ),
+            )
+            .sized_work(&size, cx.measured.seconds),
+        );
     }
     out
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Measured, Reason, RuleInfo, Severity};
+use super::{seconds_text, Measured, Reason, RuleInfo, Severity};
 use crate::measure::PatchRun;
 use crate::patch::Patch;
 use crate::rule_id::RuleId;
@@ -13,7 +13,7 @@ use crate::verdict::ClassifyOptions;
 pub const INFO: RuleInfo = RuleInfo {
     id: RuleId::LongLock,
     severity: Severity::Cold,
-    why: "Whatever the work, a lock that conflicts with the application's statements makes them wait for as long as it is held: until the end of the transaction that took it. An explicit LOCK TABLE followed by slow work, or a brief ALTER TABLE followed by a long data change in the same transaction, blocks the application for the whole transaction. The threshold is --live-lock-threshold (default 1 s on staging; production is usually slower).",
+    why: "Whatever the work, a lock that conflicts with the application's statements makes them wait for as long as it is held: until the end of the transaction that took it. An explicit LOCK TABLE followed by slow work, or a brief ALTER TABLE followed by a long data change in the same transaction, blocks the application for the whole transaction. The threshold is --live-lock-threshold (default 1 s). With --prod-stats the statements inside the lock's span are also judged at production's sizes: a lock held 0.2 s here around a backfill that grows to 4 s at production's rows is long.",
     summary: "holds a lock that blocks the application on an existing table for longer than the live-lock threshold (default 1 s) on staging",
     recipe: "keep blocking locks short: move slow work out of the transaction that holds the lock, or split the patch",
     measured: Measured::Stalls,
@@ -29,33 +29,85 @@ pub fn check(
 ) -> Vec<Reason> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for sr in &run.statements {
+    let threshold = options.live_lock_threshold_seconds;
+    for (position, sr) in run.statements.iter().enumerate() {
         // Strongest mode first, so one reason per relation names the worst lock.
         let mut locks: Vec<_> = sr.locks.iter().collect();
         locks.sort_by_key(|l| std::cmp::Reverse(l.mode));
         for lock in locks {
+            let Some(rel) = run.snapshot.get(lock.oid).filter(|r| r.is_table()) else {
+                continue;
+            };
             if !lock.mode.blocks_application()
-                || lock.held_seconds <= options.live_lock_threshold_seconds
-                || !run.snapshot.get(lock.oid).is_some_and(|r| r.is_table())
                 || explained.contains(&lock.relation)
-                || !seen.insert(lock.oid)
+                || seen.contains(&lock.oid)
             {
                 continue;
             }
+            let size = options.sizes.of(rel, &patch.small_tables);
+            if !size.has_rows() && lock.held_seconds <= threshold {
+                continue;
+            }
+            // The work inside the lock's span, at production's sizes.
+            let extra = grown_work(patch, run, options, position, (lock.oid, lock.mode));
+            let predicted = lock.held_seconds + extra;
+            if lock.held_seconds <= threshold && predicted <= threshold {
+                continue;
+            }
+            seen.insert(lock.oid);
+            let production = if lock.held_seconds <= threshold {
+                format!(
+                    "for about {} at production's size ({:.2} s here, threshold {threshold:.2} s)",
+                    seconds_text(predicted),
+                    lock.held_seconds
+                )
+            } else {
+                format!(
+                    "for {:.2} s (threshold {threshold:.2} s)",
+                    lock.held_seconds
+                )
+            };
             out.push(INFO.reason(
                 Some(patch.statements[sr.index].line),
                 Some(&lock.relation),
                 Some(lock.mode),
                 format!(
-                    "holds {} on {} for {:.2} s (threshold {:.2} s), which {} for that long",
+                    "holds {} on {} from this statement to the end of its transaction {production}, which {} for that long",
                     lock.mode,
                     lock.relation,
-                    lock.held_seconds,
-                    options.live_lock_threshold_seconds,
                     lock.mode.effect()
                 ),
             ));
         }
     }
     out
+}
+
+/// The seconds the statements from `from` on, while `lock` is still held,
+/// would take beyond what they took here, at production's sizes of the
+/// tables their work grows with.
+fn grown_work(
+    patch: &Patch,
+    run: &PatchRun,
+    options: &ClassifyOptions,
+    from: usize,
+    lock: (u32, crate::pg::LockMode),
+) -> f64 {
+    let rest = run.statements[from + 1..]
+        .iter()
+        .take_while(|s| !run.statements[from].outside_transaction && s.held.contains(&lock));
+    std::iter::once(&run.statements[from])
+        .chain(rest)
+        .filter_map(|s| {
+            let work = crate::estimate::work::work_of(patch, run, s)?;
+            let rel = run
+                .snapshot
+                .relations
+                .values()
+                .find(|r| r.name == work.relation)?;
+            let size = options.sizes.of(rel, &patch.small_tables);
+            Some(size.at_production(s.seconds)? - s.seconds)
+        })
+        .map(|extra| extra.max(0.0))
+        .sum()
 }

@@ -7,6 +7,7 @@ mod attach_partition_scan;
 mod blocking_index_build;
 mod bulk_write;
 mod declared_class;
+mod held_lock_work;
 mod invalid_index;
 mod launchpad;
 mod lock_timeout_missing;
@@ -18,6 +19,7 @@ mod validation_scan;
 
 use serde::{Deserialize, Serialize};
 
+use super::size::{Basis, Size};
 use super::ClassifyOptions;
 use crate::measure::{PatchRun, StatementRun};
 use crate::patch::{Patch, Statement};
@@ -65,9 +67,37 @@ pub struct Reason {
     /// waiver's reason. A waived reason does not count.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub waived: Option<String>,
+    /// The size of the table that decided it, and where that size comes
+    /// from (staging, production statistics, unknown).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub size: Option<Size>,
 }
 
 impl Reason {
+    /// With the size that decided it; a size that is unknown says so, and
+    /// how to make it known, at the end of the message.
+    pub fn sized(mut self, size: &Size) -> Reason {
+        if size.basis == Basis::Unknown {
+            self.message
+                .push_str(&format!("; {}", super::size::UNKNOWN_ADVICE));
+        }
+        self.size = Some(size.clone());
+        self
+    }
+
+    /// With the size that decided it, and the time the work that took
+    /// `seconds` here takes at production's size, when that can be told.
+    pub fn sized_work(mut self, size: &Size, seconds: f64) -> Reason {
+        if let Some(prod) = size.at_production(seconds) {
+            self.message.push_str(&format!(
+                "; about {} at production's size ({:.3} s here)",
+                seconds_text(prod),
+                seconds
+            ));
+        }
+        self.sized(size)
+    }
+
     /// Counts towards the class and the verdict.
     pub fn counts(&self) -> bool {
         self.waived.is_none()
@@ -127,6 +157,7 @@ impl RuleInfo {
             message,
             hint: self.recipe.to_string(),
             waived: None,
+            size: None,
         }
     }
 }
@@ -139,6 +170,7 @@ pub const RULES: &[RuleInfo] = &[
     set_not_null_scan::INFO,
     attach_partition_scan::INFO,
     bulk_write::INFO,
+    held_lock_work::INFO,
     long_lock::INFO,
     lock_timeout_missing::INFO,
     measured_blocking::INFO,
@@ -170,6 +202,59 @@ pub struct Held<'a> {
     pub taken_at: usize,
 }
 
+/// The tables a validation scanned under a lock that blocks the
+/// application.
+pub struct Scanned<'a> {
+    /// The table the statement names (a partitioned table's leaves are
+    /// what is scanned).
+    pub named: &'a Relation,
+    /// The strongest such lock on them.
+    pub lock: Held<'a>,
+    /// Each scanned table with its judged size.
+    pub tables: Vec<(&'a Relation, Size)>,
+}
+
+impl Scanned<'_> {
+    /// "public.payment (50 000 rows)", "3 partitions of public.m (…)".
+    pub fn describe(&self) -> String {
+        match &self.tables[..] {
+            [(t, size)] if t.oid == self.named.oid => format!("{} ({})", t.name, size.describe()),
+            [(t, size)] => format!(
+                "{}, partition of {} ({})",
+                t.name,
+                self.named.name,
+                size.describe()
+            ),
+            many => {
+                let parts: Vec<String> = many
+                    .iter()
+                    .map(|(t, size)| format!("{}: {}", t.name, size.describe()))
+                    .collect();
+                format!(
+                    "{} partitions of {} ({})",
+                    many.len(),
+                    self.named.name,
+                    parts.join("; ")
+                )
+            }
+        }
+    }
+
+    /// The size that decided: the largest scanned table's, an unknown one
+    /// first.
+    pub fn deciding(&self) -> &Size {
+        let unknown = self.tables.iter().find(|(_, s)| s.basis == Basis::Unknown);
+        let largest = self
+            .tables
+            .iter()
+            .max_by(|a, b| a.1.rows().total_cmp(&b.1.rows()));
+        &unknown
+            .or(largest)
+            .expect("a scan names at least one table")
+            .1
+    }
+}
+
 /// What a statement-level rule sees.
 pub struct StatementContext<'a> {
     pub patch: &'a Patch,
@@ -186,27 +271,62 @@ impl<'a> StatementContext<'a> {
         self.run.snapshot.get(oid)
     }
 
-    /// Whether the statement read pages of `oid` (a validation scan ran).
-    /// Where the counter could not be read (outside a transaction), PostgreSQL's
-    /// documented behaviour stands: the scan is assumed.
+    /// The size `rel` is judged at.
+    pub fn size(&self, rel: &Relation) -> Size {
+        self.options.sizes.of(rel, &self.patch.small_tables)
+    }
+
+    /// A pre-existing table (not an index) that holds rows where the patch
+    /// will run (or may: its size unknown), with its judged size.
+    pub fn populated_table(&self, oid: u32) -> Option<(&'a Relation, Size)> {
+        let rel = self.run.snapshot.get(oid).filter(|r| r.is_table())?;
+        let size = self.size(rel);
+        size.has_rows().then_some((rel, size))
+    }
+
+    /// Whether the statement read `oid` (a validation scan ran): pages
+    /// read, or a sequential scan started (which counts on an empty table
+    /// too). Where the counters could not be read (outside a transaction),
+    /// PostgreSQL's documented behaviour stands: the scan is assumed.
     pub fn scanned(&self, oid: u32) -> bool {
         self.measured
             .scanned_blocks
             .get(&oid)
-            .is_none_or(|&blocks| blocks > 0)
+            .is_none_or(|r| r.scanned())
     }
 
-    /// For a statement that validates `rel`: the table, when it existed
-    /// before the patch, has rows, was actually scanned, and a lock that
-    /// blocks the application was held meanwhile — with that lock.
-    pub fn scanned_under_blocking_lock(
-        &self,
-        rel: &crate::patch::RelRef,
-    ) -> Option<(&'a Relation, Held<'a>)> {
-        let table = self
-            .resolved(rel)
-            .filter(|r| r.is_table() && r.populated() && self.scanned(r.oid))?;
-        Some((table, self.blocking_lock_for(table.oid)?))
+    /// For a statement that validates `rel`: the tables it scanned that
+    /// existed before the patch and hold rows where it will run — `rel`
+    /// itself, or the leaf partitions of a partitioned `rel` — while a lock
+    /// that blocks the application was held on them, with that lock.
+    pub fn scanned_under_blocking_lock(&self, rel: &crate::patch::RelRef) -> Option<Scanned<'a>> {
+        let named = self.resolved(rel).filter(|r| r.is_table())?;
+        let leaves: Vec<u32> = match self.measured.pre.partitions.get(&named.oid) {
+            Some(parts) if named.kind == 'p' => parts.clone(),
+            _ => vec![named.oid],
+        };
+        let mut tables = Vec::new();
+        let mut lock: Option<Held<'a>> = None;
+        for oid in leaves {
+            let Some((table, size)) = self.populated_table(oid) else {
+                continue;
+            };
+            if !self.scanned(oid) {
+                continue;
+            }
+            let Some(held) = self.blocking_lock_for(oid) else {
+                continue;
+            };
+            if lock.is_none_or(|l| held.mode > l.mode) {
+                lock = Some(held);
+            }
+            tables.push((table, size));
+        }
+        Some(Scanned {
+            named,
+            lock: lock?,
+            tables,
+        })
     }
 
     /// Line of the statement that first took `mode` on `oid` in this patch.
@@ -237,7 +357,7 @@ impl<'a> StatementContext<'a> {
             .into_iter()
             .filter(|(_, mode)| mode.blocks_application())
             .filter_map(|(oid, mode)| {
-                let relation = self.run.snapshot.populated_table(oid)?;
+                let (relation, _) = self.populated_table(oid)?;
                 Some(Held {
                     relation,
                     mode,
@@ -279,6 +399,19 @@ impl<'a> StatementContext<'a> {
     }
 }
 
+/// "4.4 s", "12 min", "3.1 h".
+pub fn seconds_text(s: f64) -> String {
+    if s >= 7200.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 120.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s >= 10.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
 /// Human-readable size.
 pub fn bytes(n: i64) -> String {
     let n = n as f64;
@@ -302,6 +435,11 @@ pub fn check_statement(cx: &StatementContext<'_>) -> Vec<Reason> {
     out.extend(set_not_null_scan::check(cx));
     out.extend(attach_partition_scan::check(cx));
     out.extend(bulk_write::check(cx));
+    // Work another rule of this statement already calls cold (a
+    // validation of every partition under the ADD's lock) is not news.
+    if !out.iter().any(|r| r.severity == Severity::Cold) {
+        out.extend(held_lock_work::check(cx));
+    }
     if cx.options.launchpad_rules() {
         out.extend(launchpad::check(cx));
     }

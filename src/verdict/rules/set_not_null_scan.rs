@@ -29,20 +29,23 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
         if cx.measured.pre.not_null_proven.get(column) == Some(&true) {
             continue;
         }
-        let Some((table, lock)) = cx.scanned_under_blocking_lock(rel) else {
+        let Some(scanned) = cx.scanned_under_blocking_lock(rel) else {
             continue;
         };
-        out.push(INFO.reason(
-            Some(cx.statement.line),
-            Some(&table.name),
-            Some(lock.mode),
-            format!(
-                "SET NOT NULL on {}.{column} scans all {:.0} rows while holding {}",
-                table.name,
-                table.rows,
-                cx.describe_lock(&lock)
-            ),
-        ));
+        out.push(
+            INFO.reason(
+                Some(cx.statement.line),
+                Some(&scanned.named.name),
+                Some(scanned.lock.mode),
+                format!(
+                    "SET NOT NULL on {}.{column} scans {} while holding {}",
+                    scanned.named.name,
+                    scanned.describe(),
+                    cx.describe_lock(&scanned.lock)
+                ),
+            )
+            .sized_work(scanned.deciding(), cx.measured.seconds),
+        );
     }
     out
 }

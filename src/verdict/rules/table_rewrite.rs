@@ -27,25 +27,28 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
     }
     let mut out = Vec::new();
     for rw in &cx.measured.rewrites {
-        let Some(rel) = cx.run.snapshot.populated_table(rw.oid) else {
+        let Some((rel, size)) = cx.populated_table(rw.oid) else {
             continue;
         };
         let Some(lock) = cx.blocking_lock_for(rel.oid) else {
             continue;
         };
-        out.push(INFO.reason(
-            Some(cx.statement.line),
-            Some(&rel.name),
-            Some(lock.mode),
-            format!(
-                "rewrites {} {} ({} rows, {}) while holding {} for the whole rewrite",
-                rel.kind_name(),
-                rel.name,
-                rw.rows,
-                bytes(rw.bytes),
-                cx.describe_lock(&lock)
-            ),
-        ));
+        out.push(
+            INFO.reason(
+                Some(cx.statement.line),
+                Some(&rel.name),
+                Some(lock.mode),
+                format!(
+                    "rewrites {} {} ({}, {} here) while holding {} for the whole rewrite",
+                    rel.kind_name(),
+                    rel.name,
+                    size.describe(),
+                    bytes(rw.bytes),
+                    cx.describe_lock(&lock)
+                ),
+            )
+            .sized_work(&size, cx.measured.seconds),
+        );
     }
     out
 }

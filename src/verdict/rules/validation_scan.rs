@@ -43,21 +43,23 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             }
             _ => continue,
         };
-        let Some((table, lock)) = cx.scanned_under_blocking_lock(rel) else {
+        let Some(scanned) = cx.scanned_under_blocking_lock(rel) else {
             continue;
         };
         let named = name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
-        out.push(INFO.reason(
-            Some(cx.statement.line),
-            Some(&table.name),
-            Some(lock.mode),
-            format!(
-                "validating {what}{named} scans {} ({:.0} rows) while holding {}",
-                table.name,
-                table.rows,
-                cx.describe_lock(&lock)
-            ),
-        ));
+        out.push(
+            INFO.reason(
+                Some(cx.statement.line),
+                Some(&scanned.named.name),
+                Some(scanned.lock.mode),
+                format!(
+                    "validating {what}{named} scans {} while holding {}",
+                    scanned.describe(),
+                    cx.describe_lock(&scanned.lock)
+                ),
+            )
+            .sized_work(scanned.deciding(), cx.measured.seconds),
+        );
     }
     out
 }
