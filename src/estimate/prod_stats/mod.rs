@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::staging::source::Source;
+
+mod export;
+pub use export::export;
 
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -33,9 +35,13 @@ pub struct IndexStats {
     pub bytes: i64,
     #[serde(default)]
     pub unique: bool,
-    /// The indexed columns, in order (empty for an expression index).
+    /// The indexed (key) columns, in order; empty when the index has an
+    /// expression.
     #[serde(default)]
     pub columns: Vec<String>,
+    /// A partial index (`WHERE …`): unique, if at all, only over its rows.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// One column's planner statistics (`pg_stats`).
@@ -204,88 +210,4 @@ impl TableStats {
             _ => Ok(()),
         }
     }
-}
-
-const EXPORT_SQL: &str = "\
-select n.nspname || '.' || c.relname,
-       greatest(c.reltuples, 0)::float8,
-       c.relpages::int8,
-       pg_total_relation_size(c.oid),
-       pg_relation_size(c.oid),
-       s.n_tup_ins, s.n_tup_upd, s.n_tup_del,
-       coalesce((select stats_reset from pg_stat_database where datname = current_database()),
-                pg_postmaster_start_time())::text,
-       extract(epoch from now() - coalesce(
-           (select stats_reset from pg_stat_database where datname = current_database()),
-           pg_postmaster_start_time()))::float8
-  from pg_class c
-  join pg_namespace n on n.oid = c.relnamespace
-  left join pg_stat_user_tables s on s.relid = c.oid
- where c.relkind in ('r', 'p', 'm')
-   and n.nspname not in ('pg_catalog', 'information_schema')
-   and n.nspname !~ '^pg_toast' and n.nspname !~ '^pg_temp'
- order by 1";
-
-/// Read the statistics of the source database (read-only transactions,
-/// catalogue and statistics views only), connected to as libpq would
-/// connect to it.
-pub async fn export(source: &Source) -> Result<ProdStats> {
-    let config = source.connect_config("downtime stats export (read-only)")?;
-    let (client, connection) = config.connect(source.tls()?).await.map_err(|e| {
-        Error::Server(source.scrub(&format!(
-            "cannot connect to {}: {}",
-            source.redacted(),
-            crate::error::describe_pg_error(&e)
-        )))
-    })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let version: String = client
-        .query_one("select current_setting('server_version')", &[])
-        .await?
-        .get(0);
-    let rows = client.query(EXPORT_SQL, &[]).await?;
-    let tables = rows
-        .iter()
-        .map(|r| {
-            let rows: f64 = r.get(1);
-            let inserts: Option<i64> = r.get(5);
-            let deletes: Option<i64> = r.get(7);
-            let seconds: f64 = r.get(9);
-            let months = seconds / (30.44 * 86_400.0);
-            let monthly_growth = match (inserts, deletes) {
-                (Some(i), Some(d)) if rows > 0.0 && months >= 1.0 / 30.0 => {
-                    Some((i - d) as f64 / rows / months)
-                }
-                _ => None,
-            };
-            TableStats {
-                name: r.get(0),
-                kind: TableKind::Table,
-                parent: None,
-                rows: Some(rows),
-                pages: Some(r.get(2)),
-                toast_bytes: 0,
-                indexes: Vec::new(),
-                analysed_at: None,
-                columns: Vec::new(),
-                total_bytes: r.get(3),
-                table_bytes: r.get(4),
-                inserts,
-                updates: r.get(6),
-                deletes,
-                stats_since: r.get(8),
-                monthly_growth,
-            }
-        })
-        .collect();
-    Ok(ProdStats {
-        schema_version: SCHEMA_VERSION,
-        exported_at: crate::time::now_rfc3339(),
-        server_version: version,
-        source: source.redacted(),
-        with_values: false,
-        tables,
-    })
 }
