@@ -161,9 +161,11 @@ impl ProdStats {
         first
     }
 
+    /// Read a stats file of a version [`READS_VERSIONS`] lists, refusing
+    /// numbers no database reports (naming the file and the table).
     pub fn load(path: &std::path::Path) -> Result<ProdStats> {
         let text = crate::fsutil::read_text(path, crate::fsutil::STATS)?;
-        let s: ProdStats = serde_json::from_str(&text).map_err(|e| Error::InputAt {
+        let mut s: ProdStats = serde_json::from_str(&text).map_err(|e| Error::InputAt {
             path: path.to_path_buf(),
             line: e.line(),
             message: format!("not a downtime stats file: {e}"),
@@ -171,8 +173,15 @@ impl ProdStats {
         if !READS_VERSIONS.contains(&s.schema_version) {
             return Err(Error::input(
                 path,
-                format!("stats schema version {} is not supported", s.schema_version),
+                format!(
+                    "stats schema version {} is not supported (this downtime reads {})",
+                    s.schema_version,
+                    READS_VERSIONS.map(|v| v.to_string()).join(" and ")
+                ),
             ));
+        }
+        if s.schema_version == 1 {
+            s.tables.iter_mut().for_each(TableStats::upgrade_v1);
         }
         for t in &s.tables {
             t.check()
@@ -183,8 +192,22 @@ impl ProdStats {
 }
 
 impl TableStats {
+    /// A version 1 entry as version 2 has it. Version 1 exports wrote a
+    /// partitioned table's `relpages` as it was, -1 (PostgreSQL 14+), and
+    /// its rows as 0: no pages and no rows known, as version 2 writes it.
+    /// (A never-analysed table's 0 rows cannot be told from an empty one's.)
+    fn upgrade_v1(&mut self) {
+        if self.pages == Some(-1) {
+            self.kind = TableKind::Partitioned;
+            self.pages = None;
+            if self.rows == Some(0.0) {
+                self.rows = None;
+            }
+        }
+    }
+
     /// Numbers a database can report: rows in range, nothing negative, a
-    /// finite growth.
+    /// finite growth, column statistics within their ranges.
     fn check(&self) -> std::result::Result<(), String> {
         if let Some(rows) = self.rows {
             crate::limits::ROWS
@@ -195,12 +218,22 @@ impl TableStats {
             ("pages", self.pages),
             ("total_bytes", Some(self.total_bytes)),
             ("table_bytes", Some(self.table_bytes)),
+            ("toast_bytes", Some(self.toast_bytes)),
             ("inserts", self.inserts),
             ("updates", self.updates),
             ("deletes", self.deletes),
         ];
         if let Some((name, Some(v))) = counts.iter().find(|(_, v)| v.is_some_and(|v| v < 0)) {
             return Err(format!("{name} is {v}: a count cannot be negative"));
+        }
+        if let Some(i) = self.indexes.iter().find(|i| i.bytes < 0) {
+            return Err(format!(
+                "index {}: bytes is {}: a size cannot be negative",
+                i.name, i.bytes
+            ));
+        }
+        for c in &self.columns {
+            c.check().map_err(|m| format!("column {}: {m}", c.name))?;
         }
         match self.monthly_growth {
             Some(g) if !(g.is_finite() && g > -1.0) => Err(format!(
@@ -211,3 +244,50 @@ impl TableStats {
         }
     }
 }
+
+impl ColumnStats {
+    /// Values `pg_stats` can hold: fractions within 0..1, `n_distinct` a
+    /// count or at least minus every row, a width not negative.
+    fn check(&self) -> std::result::Result<(), String> {
+        let fraction = |v: f64| (0.0..=1.0).contains(&v);
+        if !fraction(self.null_frac) {
+            return Err(format!(
+                "null_frac is {}: not a fraction",
+                crate::limits::show(self.null_frac)
+            ));
+        }
+        if !(self.n_distinct.is_finite() && self.n_distinct >= -1.0) {
+            return Err(format!(
+                "n_distinct is {}: neither a count nor minus a fraction of the rows",
+                crate::limits::show(self.n_distinct)
+            ));
+        }
+        if self.avg_width < 0 {
+            return Err(format!(
+                "avg_width is {}: a width cannot be negative",
+                self.avg_width
+            ));
+        }
+        if let Some(c) = self.correlation.filter(|c| !c.is_finite()) {
+            return Err(format!(
+                "correlation is {}: not a correlation",
+                crate::limits::show(c)
+            ));
+        }
+        match self
+            .most_common_freqs
+            .iter()
+            .flatten()
+            .find(|f| !fraction(**f))
+        {
+            Some(f) => Err(format!(
+                "most_common_freqs holds {}: not a fraction",
+                crate::limits::show(*f)
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
