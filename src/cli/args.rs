@@ -245,11 +245,12 @@ pub struct EstimateCmdArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StatsAction {
-    /// Write per-table row counts, sizes and modification rates of a
-    /// database. Safe against production: the connection is read-only
-    /// (default_transaction_read_only=on) and reads only catalogue and
-    /// statistics views (pg_class, pg_stat_user_tables), never table rows,
-    /// so the production guard does not apply.
+    /// Write per-table row counts, sizes, indexes, modification rates and
+    /// column statistics of a database. Safe against production: the
+    /// connection is read-only (default_transaction_read_only=on) and reads
+    /// only catalogue and statistics views (pg_class, pg_index, pg_stats,
+    /// pg_stat_user_tables), never table rows, so the production guard does
+    /// not apply.
     Export {
         /// The database: a URL, a key/value connection string or a database
         /// name, completed as libpq completes it (service file, PG*
@@ -263,6 +264,12 @@ pub enum StatsAction {
         /// Where to write the JSON.
         #[arg(short, long, value_name = "FILE", default_value = "prod-stats.json")]
         output: PathBuf,
+        /// Also write each column's most common values and histogram bounds
+        /// (pg_stats): this copies production data values into the file.
+        /// Off by default: the file then holds only counts, sizes and
+        /// fractions.
+        #[arg(long)]
+        with_values: bool,
     },
 }
 

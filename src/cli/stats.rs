@@ -5,15 +5,25 @@ use crate::error::{Error, Result, EXIT_PASS};
 
 pub(super) async fn run(action: StatsAction) -> Result<i32> {
     match action {
-        StatsAction::Export { url, output } => {
+        StatsAction::Export {
+            url,
+            output,
+            with_values,
+        } => {
             crate::fsutil::check_writable(&output, "stats file")?;
             let source = crate::staging::source::Source::new("--url", &url)?;
-            let stats = crate::estimate::prod_stats::export(&source).await?;
-            let text = serde_json::to_string_pretty(&stats).unwrap_or_default();
+            let stats = crate::estimate::prod_stats::export(&source, with_values).await?;
+            let text = serde_json::to_string_pretty(&stats)
+                .map_err(|e| Error::write("stats file", &output, e))?;
             std::fs::write(&output, text + "\n")
                 .map_err(|e| Error::write("stats file", &output, e))?;
+            let values = if stats.with_values {
+                "with data values (most common values, histogram bounds)"
+            } else {
+                "without data values"
+            };
             println!(
-                "wrote {} tables of {} to {}",
+                "wrote {} tables of {} to {}, {values}",
                 stats.tables.len(),
                 stats.source,
                 output.display()

@@ -84,9 +84,15 @@ pub struct PatchEstimate {
     /// 95 % prediction interval.
     pub low: f64,
     pub high: f64,
-    /// Every statement could be predicted (no table missing from the stats).
+    /// Every statement could be predicted (no table missing from the stats,
+    /// none without a row estimate there).
     pub complete: bool,
+    /// Tables the statements' work grows with that the stats file lacks.
     pub missing_tables: Vec<String>,
+    /// Tables the stats file has without a row estimate (never analysed or
+    /// vacuumed in production).
+    #[serde(default)]
+    pub unknown_rows: Vec<String>,
     /// Monthly growth used for the forecast (fraction).
     pub monthly_growth: Option<f64>,
     /// "2027-06": the last month it fits its budget; "over budget now";
@@ -96,6 +102,19 @@ pub struct PatchEstimate {
 }
 
 impl PatchEstimate {
+    /// The tables whose statements have no prediction: missing from the
+    /// stats file or without a row estimate there.
+    pub fn unpredicted(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .missing_tables
+            .iter()
+            .chain(&self.unknown_rows)
+            .cloned()
+            .collect();
+        all.sort();
+        all
+    }
+
     /// The statement that dominates the prediction, for the scaling chart.
     pub fn dominant(&self) -> Option<&StatementEstimate> {
         self.statements
@@ -143,11 +162,11 @@ pub fn estimate(
                 .filter_map(|r| Some((r, r.run()?)))
                 .collect();
             let (_, base) = runs.first()?;
-            let mut missing = Vec::new();
+            let mut unresolved = Unresolved::default();
             let statements: Vec<StatementEstimate> = (0..base.statements.len())
-                .map(|j| statement_estimate(patch, &runs, j, stats, &mut missing))
+                .map(|j| statement_estimate(patch, &runs, j, stats, &mut unresolved))
                 .collect();
-            let mut est = patch_estimate(statements, missing);
+            let mut est = patch_estimate(statements, unresolved);
             let g = growth.or_else(|| {
                 est.dominant()
                     .and_then(|d| d.relation.as_ref())
@@ -163,13 +182,22 @@ pub fn estimate(
         .collect()
 }
 
+/// The tables of a patch's statements that cannot be predicted at.
+#[derive(Default)]
+struct Unresolved {
+    /// Not in the stats file.
+    missing: Vec<String>,
+    /// In it without a row estimate.
+    unknown_rows: Vec<String>,
+}
+
 /// One statement's fit over the scales, and its prediction.
 fn statement_estimate(
     patch: &Patch,
     runs: &[(&PatchOutcome, &PatchRun)],
     j: usize,
     stats: &ProdStats,
-    missing: &mut Vec<String>,
+    unresolved: &mut Unresolved,
 ) -> StatementEstimate {
     // (work, seconds, every run's seconds) at each scale
     let samples: Vec<(Option<Work>, f64, Vec<f64>)> = runs
@@ -200,18 +228,27 @@ fn statement_estimate(
         .flat_map(|(w, _, every)| every.iter().map(|y| (rows_of(w), *y)).collect::<Vec<_>>())
         .collect();
     let fit = model::fit(&every_run, relation.is_some(), expected);
-    let production_rows = relation
-        .as_ref()
-        .and_then(|r| stats.table(r))
-        .and_then(|t| t.rows);
-    let (seconds, low, high, note) = match (&relation, production_rows) {
-        (Some(r), None) => {
-            missing.push(r.clone());
+    let table = relation.as_ref().map(|r| (r, stats.table(r)));
+    let production_rows = table.and_then(|(_, t)| t?.rows);
+    let (seconds, low, high, note) = match table {
+        Some((r, None)) => {
+            unresolved.missing.push(r.clone());
             (
                 None,
                 None,
                 None,
                 Some(format!("{r} is not in the stats file")),
+            )
+        }
+        Some((r, Some(t))) if t.rows.is_none() => {
+            unresolved.unknown_rows.push(r.clone());
+            (
+                None,
+                None,
+                None,
+                Some(format!(
+                    "{r} has no row estimate in the stats file (never analysed or vacuumed)"
+                )),
             )
         }
         _ => {
@@ -243,21 +280,28 @@ fn statement_estimate(
 
 /// The patch's prediction: the sum over its statements, with their
 /// intervals combined.
-fn patch_estimate(statements: Vec<StatementEstimate>, mut missing: Vec<String>) -> PatchEstimate {
+fn patch_estimate(statements: Vec<StatementEstimate>, unresolved: Unresolved) -> PatchEstimate {
+    let Unresolved {
+        mut missing,
+        mut unknown_rows,
+    } = unresolved;
     let seconds: f64 = statements.iter().filter_map(|s| s.seconds).sum();
     let half: f64 = statements
         .iter()
         .filter_map(|s| Some((s.high? - s.seconds?).powi(2)))
         .sum::<f64>()
         .sqrt();
-    missing.sort();
-    missing.dedup();
+    for tables in [&mut missing, &mut unknown_rows] {
+        tables.sort();
+        tables.dedup();
+    }
     PatchEstimate {
         seconds,
         low: (seconds - half).max(0.0),
         high: seconds + half,
-        complete: missing.is_empty(),
+        complete: missing.is_empty() && unknown_rows.is_empty(),
         missing_tables: missing,
+        unknown_rows,
         monthly_growth: None,
         fits_until: None,
         statements,
@@ -270,6 +314,8 @@ fn fits_until(est: &PatchEstimate, budget: f64, growth: f64, today: &str) -> Str
         est.statements
             .iter()
             .filter_map(|s| {
+                // A statement without a prediction today has none later.
+                s.seconds?;
                 let fit = s.fit.as_ref()?;
                 Some(fit.predict(s.production_rows.unwrap_or(0.0) * factor))
             })

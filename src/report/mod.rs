@@ -234,10 +234,16 @@ impl PatchReport {
         if let Some(f) = &e.fits_until {
             t.push_str(&format!(", fits until {f}"));
         }
-        if !e.complete {
+        if !e.missing_tables.is_empty() {
             t.push_str(&format!(
                 " (incomplete: {} not in the stats)",
                 e.missing_tables.join(", ")
+            ));
+        }
+        if !e.unknown_rows.is_empty() {
+            t.push_str(&format!(
+                " (incomplete: no row estimate for {} in the stats)",
+                e.unknown_rows.join(", ")
             ));
         }
         Some(t)

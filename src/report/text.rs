@@ -400,11 +400,18 @@ pub fn render_estimate(report: &Report) -> String {
             };
             let _ = writeln!(out, "  line {:<5} {what}", s.line);
         }
-        if !e.complete {
+        if !e.missing_tables.is_empty() {
             let _ = writeln!(
                 out,
                 "  incomplete: not in the stats file: {}",
                 e.missing_tables.join(", ")
+            );
+        }
+        if !e.unknown_rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "  incomplete: no row estimate in the stats file: {}",
+                e.unknown_rows.join(", ")
             );
         }
     }

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::staging::source::Source;
+
+mod export;
+pub use export::export;
 
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -33,9 +35,13 @@ pub struct IndexStats {
     pub bytes: i64,
     #[serde(default)]
     pub unique: bool,
-    /// The indexed columns, in order (empty for an expression index).
+    /// The indexed (key) columns, in order; empty when the index has an
+    /// expression.
     #[serde(default)]
     pub columns: Vec<String>,
+    /// A partial index (`WHERE …`): unique, if at all, only over its rows.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// One column's planner statistics (`pg_stats`).
@@ -155,9 +161,11 @@ impl ProdStats {
         first
     }
 
+    /// Read a stats file of a version [`READS_VERSIONS`] lists, refusing
+    /// numbers no database reports (naming the file and the table).
     pub fn load(path: &std::path::Path) -> Result<ProdStats> {
         let text = crate::fsutil::read_text(path, crate::fsutil::STATS)?;
-        let s: ProdStats = serde_json::from_str(&text).map_err(|e| Error::InputAt {
+        let mut s: ProdStats = serde_json::from_str(&text).map_err(|e| Error::InputAt {
             path: path.to_path_buf(),
             line: e.line(),
             message: format!("not a downtime stats file: {e}"),
@@ -165,8 +173,15 @@ impl ProdStats {
         if !READS_VERSIONS.contains(&s.schema_version) {
             return Err(Error::input(
                 path,
-                format!("stats schema version {} is not supported", s.schema_version),
+                format!(
+                    "stats schema version {} is not supported (this downtime reads {})",
+                    s.schema_version,
+                    READS_VERSIONS.map(|v| v.to_string()).join(" and ")
+                ),
             ));
+        }
+        if s.schema_version == 1 {
+            s.tables.iter_mut().for_each(TableStats::upgrade_v1);
         }
         for t in &s.tables {
             t.check()
@@ -177,8 +192,22 @@ impl ProdStats {
 }
 
 impl TableStats {
+    /// A version 1 entry as version 2 has it. Version 1 exports wrote a
+    /// partitioned table's `relpages` as it was, -1 (PostgreSQL 14+), and
+    /// its rows as 0: no pages and no rows known, as version 2 writes it.
+    /// (A never-analysed table's 0 rows cannot be told from an empty one's.)
+    fn upgrade_v1(&mut self) {
+        if self.pages == Some(-1) {
+            self.kind = TableKind::Partitioned;
+            self.pages = None;
+            if self.rows == Some(0.0) {
+                self.rows = None;
+            }
+        }
+    }
+
     /// Numbers a database can report: rows in range, nothing negative, a
-    /// finite growth.
+    /// finite growth, column statistics within their ranges.
     fn check(&self) -> std::result::Result<(), String> {
         if let Some(rows) = self.rows {
             crate::limits::ROWS
@@ -189,12 +218,22 @@ impl TableStats {
             ("pages", self.pages),
             ("total_bytes", Some(self.total_bytes)),
             ("table_bytes", Some(self.table_bytes)),
+            ("toast_bytes", Some(self.toast_bytes)),
             ("inserts", self.inserts),
             ("updates", self.updates),
             ("deletes", self.deletes),
         ];
         if let Some((name, Some(v))) = counts.iter().find(|(_, v)| v.is_some_and(|v| v < 0)) {
             return Err(format!("{name} is {v}: a count cannot be negative"));
+        }
+        if let Some(i) = self.indexes.iter().find(|i| i.bytes < 0) {
+            return Err(format!(
+                "index {}: bytes is {}: a size cannot be negative",
+                i.name, i.bytes
+            ));
+        }
+        for c in &self.columns {
+            c.check().map_err(|m| format!("column {}: {m}", c.name))?;
         }
         match self.monthly_growth {
             Some(g) if !(g.is_finite() && g > -1.0) => Err(format!(
@@ -206,86 +245,49 @@ impl TableStats {
     }
 }
 
-const EXPORT_SQL: &str = "\
-select n.nspname || '.' || c.relname,
-       greatest(c.reltuples, 0)::float8,
-       c.relpages::int8,
-       pg_total_relation_size(c.oid),
-       pg_relation_size(c.oid),
-       s.n_tup_ins, s.n_tup_upd, s.n_tup_del,
-       coalesce((select stats_reset from pg_stat_database where datname = current_database()),
-                pg_postmaster_start_time())::text,
-       extract(epoch from now() - coalesce(
-           (select stats_reset from pg_stat_database where datname = current_database()),
-           pg_postmaster_start_time()))::float8
-  from pg_class c
-  join pg_namespace n on n.oid = c.relnamespace
-  left join pg_stat_user_tables s on s.relid = c.oid
- where c.relkind in ('r', 'p', 'm')
-   and n.nspname not in ('pg_catalog', 'information_schema')
-   and n.nspname !~ '^pg_toast' and n.nspname !~ '^pg_temp'
- order by 1";
-
-/// Read the statistics of the source database (read-only transactions,
-/// catalogue and statistics views only), connected to as libpq would
-/// connect to it.
-pub async fn export(source: &Source) -> Result<ProdStats> {
-    let config = source.connect_config("downtime stats export (read-only)")?;
-    let (client, connection) = config.connect(source.tls()?).await.map_err(|e| {
-        Error::Server(source.scrub(&format!(
-            "cannot connect to {}: {}",
-            source.redacted(),
-            crate::error::describe_pg_error(&e)
-        )))
-    })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let version: String = client
-        .query_one("select current_setting('server_version')", &[])
-        .await?
-        .get(0);
-    let rows = client.query(EXPORT_SQL, &[]).await?;
-    let tables = rows
-        .iter()
-        .map(|r| {
-            let rows: f64 = r.get(1);
-            let inserts: Option<i64> = r.get(5);
-            let deletes: Option<i64> = r.get(7);
-            let seconds: f64 = r.get(9);
-            let months = seconds / (30.44 * 86_400.0);
-            let monthly_growth = match (inserts, deletes) {
-                (Some(i), Some(d)) if rows > 0.0 && months >= 1.0 / 30.0 => {
-                    Some((i - d) as f64 / rows / months)
-                }
-                _ => None,
-            };
-            TableStats {
-                name: r.get(0),
-                kind: TableKind::Table,
-                parent: None,
-                rows: Some(rows),
-                pages: Some(r.get(2)),
-                toast_bytes: 0,
-                indexes: Vec::new(),
-                analysed_at: None,
-                columns: Vec::new(),
-                total_bytes: r.get(3),
-                table_bytes: r.get(4),
-                inserts,
-                updates: r.get(6),
-                deletes,
-                stats_since: r.get(8),
-                monthly_growth,
-            }
-        })
-        .collect();
-    Ok(ProdStats {
-        schema_version: SCHEMA_VERSION,
-        exported_at: crate::time::now_rfc3339(),
-        server_version: version,
-        source: source.redacted(),
-        with_values: false,
-        tables,
-    })
+impl ColumnStats {
+    /// Values `pg_stats` can hold: fractions within 0..1, `n_distinct` a
+    /// count or at least minus every row, a width not negative.
+    fn check(&self) -> std::result::Result<(), String> {
+        let fraction = |v: f64| (0.0..=1.0).contains(&v);
+        if !fraction(self.null_frac) {
+            return Err(format!(
+                "null_frac is {}: not a fraction",
+                crate::limits::show(self.null_frac)
+            ));
+        }
+        if !(self.n_distinct.is_finite() && self.n_distinct >= -1.0) {
+            return Err(format!(
+                "n_distinct is {}: neither a count nor minus a fraction of the rows",
+                crate::limits::show(self.n_distinct)
+            ));
+        }
+        if self.avg_width < 0 {
+            return Err(format!(
+                "avg_width is {}: a width cannot be negative",
+                self.avg_width
+            ));
+        }
+        if let Some(c) = self.correlation.filter(|c| !c.is_finite()) {
+            return Err(format!(
+                "correlation is {}: not a correlation",
+                crate::limits::show(c)
+            ));
+        }
+        match self
+            .most_common_freqs
+            .iter()
+            .flatten()
+            .find(|f| !fraction(**f))
+        {
+            Some(f) => Err(format!(
+                "most_common_freqs holds {}: not a fraction",
+                crate::limits::show(*f)
+            )),
+            None => Ok(()),
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;
