@@ -45,6 +45,7 @@ rule_ids! {
     LaunchpadTrigger => "launchpad-trigger",
     LaunchpadReferences => "launchpad-references",
     InvalidIndex => "invalid-index",
+    PredictedFailure => "predicted-failure",
     DeclaredLiveButCold => "declared-live-but-cold",
     DeclaredColdButLive => "declared-cold-but-live",
 }

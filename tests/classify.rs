@@ -513,6 +513,50 @@ fn the_bulk_write_fraction_is_the_threshold() {
     quiet(&c, "bulk-write", Class::Live);
 }
 
+// predicted-failure
+
+/// Production's statistics: `bug` holds 900 000 rows and its `heat` column
+/// has `null_frac` and `n_distinct` as given.
+fn production_heat(null_frac: f64, n_distinct: f64) -> Sizes {
+    let mut sizes = production(900_000.0);
+    let mut stats = (**sizes.production.as_ref().unwrap()).clone();
+    stats.tables[0].columns = vec![serde_json::from_value(serde_json::json!({
+        "name": "heat", "null_frac": null_frac, "n_distinct": n_distinct, "avg_width": 4
+    }))
+    .unwrap()];
+    sizes.production = Some(std::sync::Arc::new(stats));
+    sizes
+}
+
+#[test]
+fn production_statistics_predict_failures_staging_cannot_show() {
+    let brief = || run1(0.0, on_bug(AccessExclusive, 0.01));
+    let predicted = |sql: &str, sizes: Sizes| {
+        let c = with_sizes(sql, &brief(), sizes);
+        find(&c, "predicted-failure").cloned()
+    };
+    // A NOT NULL column without a default, on a table production fills.
+    let sql = "alter table bug add column note text not null;\n";
+    let r = predicted(sql, production(900_000.0)).expect("predicted");
+    assert_eq!(r.severity, Error);
+    assert!(r.message.contains("900 000 rows"), "{r:#?}");
+    assert!(predicted(sql, production(0.0)).is_none());
+    let with_default = "alter table bug add column note text not null default '';\n";
+    assert!(predicted(with_default, production(900_000.0)).is_none());
+    // SET NOT NULL over a column production has NULLs in.
+    let sql = "alter table bug alter column heat set not null;\n";
+    let r = predicted(sql, production_heat(0.1, -0.5)).expect("predicted");
+    assert!(r.message.contains("null_frac 0.1000"), "{r:#?}");
+    assert!(predicted(sql, production_heat(0.0, -0.5)).is_none());
+    // A unique index over a column production's sample held duplicates of.
+    let sql = "create unique index concurrently bug_heat_uq on bug (heat);\n";
+    let r = predicted(sql, production_heat(0.0, -0.5)).expect("predicted");
+    assert!(r.message.contains("duplicates"), "{r:#?}");
+    assert!(predicted(sql, production_heat(0.2, -0.8)).is_none());
+    // Without production's statistics nothing is predicted.
+    assert!(find(&standard(sql, &brief()), "predicted-failure").is_none());
+}
+
 // held-lock-work
 
 const ADD_THEN_BACKFILL: &str =

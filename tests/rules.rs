@@ -25,7 +25,9 @@ fn check_rule(id: &str) {
         "--keep-going".into(),
     ];
     if let Ok(extra) = std::fs::read_to_string(dir.join("args")) {
-        args.extend(extra.split_whitespace().map(str::to_string));
+        // `$DIR`: the fixture directory (a stats file beside the patches).
+        let here = dir.to_str().unwrap();
+        args.extend(extra.split_whitespace().map(|a| a.replace("$DIR", here)));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (_, report, stderr) = s.check_json(&args);
@@ -86,6 +88,7 @@ rule_tests! {
     launchpad_trigger => "launchpad-trigger",
     launchpad_references => "launchpad-references",
     invalid_index => "invalid-index",
+    predicted_failure => "predicted-failure",
     declared_live_but_cold => "declared-live-but-cold",
     declared_cold_but_live => "declared-cold-but-live",
 }

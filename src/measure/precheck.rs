@@ -62,7 +62,8 @@ fn relation_of(fact: &Fact) -> &crate::patch::statement::RelRef {
         | Fact::Truncates { rel }
         | Fact::AltersTable { rel }
         | Fact::CreatesTrigger { rel }
-        | Fact::HoldsWhileRunning { rel, .. } => rel,
+        | Fact::HoldsWhileRunning { rel, .. }
+        | Fact::Requires { rel, .. } => rel,
         Fact::NewTableReferences { referenced, .. } => referenced,
     }
 }

@@ -298,14 +298,10 @@ fn alter_command(rel: &RelRef, cmd: &[Token<'_>], facts: &mut Vec<Fact>) -> Opti
             return Some(());
         }
         c.word("column");
-        let column = c.name()?;
+        c.name()?;
         if c.words(&["set", "not", "null"]) {
-            facts.push(Fact::Validates {
-                rel: rel.clone(),
-                validation: Validation::NotNull,
-                name: Some(column),
-            });
-            return c.rest().is_empty().then_some(());
+            // What the rows must satisfy is the parser's to say.
+            return None;
         }
         return Some(());
     }
@@ -330,8 +326,16 @@ fn add(rel: &RelRef, c: &mut Cursor<'_, '_>, facts: &mut Vec<Fact>) -> Option<()
     let constraint = c.peek().is_some_and(|t| t.is("constraint"))
         || c.peek().is_some_and(|t| kinds.iter().any(|k| t.is(k)));
     if !constraint {
-        // A column: only plain ones (no constraint that yields a fact).
-        let facts_words = ["check", "references", "primary", "unique", "constraint"];
+        // A column: only plain ones (no constraint that yields a fact, no
+        // NOT NULL that existing rows must satisfy).
+        let facts_words = [
+            "check",
+            "references",
+            "primary",
+            "unique",
+            "constraint",
+            "not",
+        ];
         return (!mentions(c.rest(), &facts_words)).then_some(());
     }
     let name = if c.word("constraint") {
@@ -361,7 +365,9 @@ fn add(rel: &RelRef, c: &mut Cursor<'_, '_>, facts: &mut Vec<Fact>) -> Option<()
                 });
             }
         }
-        None if kind.is("primary") || kind.is("unique") || kind.is("exclude") => {
+        // What the rows must satisfy is the parser's to say.
+        None if kind.is("primary") || kind.is("unique") => return None,
+        None if kind.is("exclude") => {
             if !uses_existing_index(rest) {
                 facts.push(Fact::BuildsIndex {
                     rel: rel.clone(),
@@ -384,7 +390,11 @@ fn uses_existing_index(toks: &[Token<'_>]) -> bool {
 /// CREATE INDEX, TABLE or FUNCTION; the host-safety finding of a function.
 fn create(toks: &[Token<'_>], a: &mut Analysis, sql: &str) -> Option<Option<String>> {
     let mut c = Cursor::new(toks);
-    if c.word("unique") || c.peek().is_some_and(|t| t.is("index")) {
+    if c.peek().is_some_and(|t| t.is("unique")) {
+        // What the rows must satisfy is the parser's to say.
+        return None;
+    }
+    if c.peek().is_some_and(|t| t.is("index")) {
         c.word("index").then_some(())?;
         a.kind = "IndexStmt".into();
         index(&mut c, a)?;

@@ -9,6 +9,7 @@ pub mod layout;
 mod lexical;
 mod nodes;
 pub mod publisher;
+pub mod requirement;
 pub mod split;
 pub mod statement;
 pub mod transaction;

@@ -9,6 +9,8 @@ use pg_query::NodeEnum;
 use serde::Serialize;
 
 use super::nodes::has_option;
+use super::requirement;
+pub use super::requirement::Requirement;
 pub use super::transaction::TxControl;
 use super::transaction::{outside_transaction, tx_control};
 use crate::pg::locks::LockMode;
@@ -90,6 +92,12 @@ pub enum Fact {
     /// transaction block, where the lock cannot be read from `pg_locks`
     /// after the statement.
     HoldsWhileRunning { rel: RelRef, mode: LockMode },
+    /// What the table's existing rows must satisfy for the statement to
+    /// succeed.
+    Requires {
+        rel: RelRef,
+        requirement: Requirement,
+    },
 }
 
 /// Everything known about one statement before it runs.
@@ -304,6 +312,8 @@ fn index_facts(i: &protobuf::IndexStmt, a: &mut Analysis) {
             mode: LockMode::ShareUpdateExclusive,
         });
     }
+    a.facts
+        .extend(requirement::of_index(i).map(|r| requires(&rel, r)));
     a.facts.push(Fact::BuildsIndex {
         rel,
         concurrently: i.concurrent,
@@ -422,6 +432,8 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
                         constraint_facts(rel, c, a);
                     }
                 }
+                a.facts
+                    .extend(requirement::of_new_column(col).map(|r| requires(rel, r)));
             }
         }
         AlterTableType::AtValidateConstraint => a.facts.push(Fact::Validates {
@@ -429,11 +441,15 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
             validation: Validation::Constraint,
             name: Some(cmd.name.clone()),
         }),
-        AlterTableType::AtSetNotNull => a.facts.push(Fact::Validates {
-            rel: rel.clone(),
-            validation: Validation::NotNull,
-            name: Some(cmd.name.clone()),
-        }),
+        AlterTableType::AtSetNotNull => {
+            a.facts.push(Fact::Validates {
+                rel: rel.clone(),
+                validation: Validation::NotNull,
+                name: Some(cmd.name.clone()),
+            });
+            a.facts
+                .push(requires(rel, requirement::not_null(&cmd.name)));
+        }
         AlterTableType::AtAttachPartition => {
             if let Some(NodeEnum::PartitionCmd(p)) =
                 cmd.def.as_deref().and_then(|d| d.node.as_ref())
@@ -463,6 +479,13 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
     }
 }
 
+fn requires(rel: &RelRef, requirement: Requirement) -> Fact {
+    Fact::Requires {
+        rel: rel.clone(),
+        requirement,
+    }
+}
+
 fn constraint_facts(rel: &RelRef, c: &protobuf::Constraint, a: &mut Analysis) {
     let name = (!c.conname.is_empty()).then(|| c.conname.clone());
     match ConstrType::try_from(c.contype) {
@@ -479,6 +502,8 @@ fn constraint_facts(rel: &RelRef, c: &protobuf::Constraint, a: &mut Analysis) {
         Ok(ConstrType::ConstrPrimary | ConstrType::ConstrUnique | ConstrType::ConstrExclusion)
             if c.indexname.is_empty() =>
         {
+            let each = requirement::of_constraint(c).into_iter();
+            a.facts.extend(each.map(|r| requires(rel, r)));
             a.facts.push(Fact::BuildsIndex {
                 rel: rel.clone(),
                 concurrently: false,
@@ -489,92 +514,5 @@ fn constraint_facts(rel: &RelRef, c: &protobuf::Constraint, a: &mut Analysis) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::patch::analyse;
-
-    #[test]
-    fn validation_facts() {
-        let a =
-            analyse("alter table bugtask add constraint fk foreign key (a) references person(id)");
-        assert!(matches!(
-            &a.facts[1],
-            Fact::Validates { validation: Validation::ForeignKey, rel, .. } if rel.name == "bugtask"
-        ));
-        let a =
-            analyse("alter table t add constraint fk foreign key (a) references p(id) not valid");
-        assert_eq!(a.facts.len(), 1, "{:?}", a.facts);
-        let a = analyse("alter table t add column c int references p(id)");
-        assert!(a.facts.iter().any(|f| matches!(
-            f,
-            Fact::Validates {
-                validation: Validation::ForeignKey,
-                ..
-            }
-        )));
-        let a = analyse("alter table s.t alter column c set not null");
-        assert!(a.facts.iter().any(|f| matches!(f, Fact::Validates { validation: Validation::NotNull, rel, name } if rel.to_string() == "s.t" && name.as_deref() == Some("c"))));
-        let a = analyse("alter table t add primary key using index i");
-        assert_eq!(a.facts.len(), 1);
-        let a = analyse("alter table t add constraint u unique (a)");
-        assert!(a.facts.iter().any(|f| matches!(
-            f,
-            Fact::BuildsIndex {
-                concurrently: false,
-                ..
-            }
-        )));
-    }
-
-    #[test]
-    fn writes_transactions_and_copy() {
-        let a = analyse("update bug set heat = heat + 1");
-        assert_eq!(
-            a.facts,
-            vec![Fact::Writes {
-                rel: RelRef {
-                    schema: None,
-                    name: "bug".into()
-                },
-                verb: "UPDATE",
-                whole_table: true
-            }]
-        );
-        let a = analyse("delete from bug where id = 3");
-        assert!(matches!(
-            a.facts[0],
-            Fact::Writes {
-                whole_table: false,
-                ..
-            }
-        ));
-        assert_eq!(analyse("BEGIN").tx_control, Some(TxControl::Begin));
-        assert_eq!(
-            analyse("start transaction").tx_control,
-            Some(TxControl::Begin)
-        );
-        assert_eq!(analyse("end").tx_control, Some(TxControl::Commit));
-        assert_eq!(analyse("abort").tx_control, Some(TxControl::Rollback));
-        assert!(analyse("copy t from stdin").copy_from_stdin);
-        assert!(!analyse("copy t from '/x.csv'").copy_from_stdin);
-        assert!(analyse("set local lock_timeout = '2s'").sets_lock_timeout);
-        let a = analyse_tree("alter table bug add colum severity integer");
-        assert_eq!(a.kind, "Unparsed");
-        assert!(a.parse_error.unwrap().contains("syntax error"));
-        // Read from its words, the statement is what they say: the server
-        // names the syntax error when it runs.
-        let a = analyse("alter table bug add colum severity integer");
-        assert_eq!(a.kind, "AlterTableStmt");
-        // What would run outside the transaction is checked by the grammar.
-        let a = analyse("create index concurrently i on t (a");
-        assert_eq!(a.kind, "Unparsed");
-        assert!(!a.outside_transaction);
-    }
-
-    #[test]
-    fn kinds_are_named() {
-        assert_eq!(analyse("create view v as select 1").kind, "ViewStmt");
-        assert_eq!(analyse("lock table t").kind, "LockStmt");
-        assert_eq!(analyse("comment on table t is 'x'").kind, "CommentStmt");
-    }
-}
+#[path = "statement_tests.rs"]
+mod tests;

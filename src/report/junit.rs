@@ -139,6 +139,8 @@ fn testcase(out: &mut String, p: &PatchReport) {
 fn failure(out: &mut String, p: &PatchReport) {
     let kind = if p.error.is_some() {
         "failed"
+    } else if p.status == Status::PredictedFailure {
+        "predicted-failure"
     } else if p.over_budget {
         "over-budget"
     } else {

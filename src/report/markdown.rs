@@ -58,6 +58,7 @@ pub(crate) fn verdict_word(p: &PatchReport) -> &'static str {
     match p.status {
         Status::Failed => "failed",
         Status::Skipped => "skipped",
+        Status::PredictedFailure => "fails in production",
         _ if !p.failures.is_empty() => "fails",
         _ if p.over_budget && signed => "signed off",
         _ => "ok",
@@ -66,7 +67,7 @@ pub(crate) fn verdict_word(p: &PatchReport) -> &'static str {
 
 fn verdict_cell(p: &PatchReport) -> String {
     let mark = match verdict_word(p) {
-        "failed" | "fails" => "❌",
+        "failed" | "fails" | "fails in production" => "❌",
         "skipped" => "⏭",
         _ => "✅",
     };

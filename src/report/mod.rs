@@ -151,6 +151,10 @@ pub enum Status {
     Ok,
     Failed,
     Skipped,
+    /// Applied on staging, but production's statistics prove it fails there
+    /// (`predicted-failure`).
+    #[serde(rename = "predicted-failure")]
+    PredictedFailure,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -47,6 +47,7 @@ fn verdict(p: &PatchReport) -> &'static str {
         .is_some_and(|s| s.state == SignoffState::Valid);
     match p.status {
         Status::Failed => "FAILED",
+        Status::PredictedFailure => "FAILS IN PRODUCTION",
         Status::Skipped => "skipped",
         Status::Ok if p.over_budget && signed_off => "signed off",
         Status::Ok if p.over_budget => "OVER BUDGET",
@@ -157,6 +158,10 @@ fn summary(out: &mut String, report: &Report) {
         0 => String::new(),
         n => format!(", {n} failed"),
     };
+    let failed = match count(Status::PredictedFailure) {
+        0 => failed,
+        n => format!("{failed}, {n} predicted to fail in production"),
+    };
     let total_budget = report
         .budget
         .total_seconds
@@ -165,7 +170,7 @@ fn summary(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
         "\n{} patch(es) applied{failed} in {:.3} s{total_budget}; cold window {:.3} s; profile {}; PostgreSQL {} ({})",
-        count(Status::Ok),
+        count(Status::Ok) + count(Status::PredictedFailure),
         report.total_seconds,
         report.cold_seconds,
         report.policy.profile,

@@ -13,6 +13,7 @@ mod launchpad;
 mod lock_timeout_missing;
 mod long_lock;
 pub mod measured_blocking;
+mod predicted_failure;
 mod set_not_null_scan;
 mod table_rewrite;
 mod validation_scan;
@@ -178,6 +179,7 @@ pub const RULES: &[RuleInfo] = &[
     launchpad::TRIGGER,
     launchpad::REFERENCES,
     invalid_index::INFO,
+    predicted_failure::INFO,
     declared_class::LIVE_BUT_COLD,
     declared_class::COLD_BUT_LIVE,
 ];
@@ -435,6 +437,7 @@ pub fn check_statement(cx: &StatementContext<'_>) -> Vec<Reason> {
     out.extend(set_not_null_scan::check(cx));
     out.extend(attach_partition_scan::check(cx));
     out.extend(bulk_write::check(cx));
+    out.extend(predicted_failure::check(cx));
     // Work another rule of this statement already calls cold (a
     // validation of every partition under the ADD's lock) is not news.
     if !out.iter().any(|r| r.severity == Severity::Cold) {

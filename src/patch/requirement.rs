@@ -1,0 +1,113 @@
+//! What a table's existing rows must satisfy for a statement to succeed:
+//! unique keys, NOT NULL columns. Read from the parse tree; production's
+//! statistics can prove a requirement fails where staging's rows cannot.
+
+use pg_query::protobuf::{self, ConstrType};
+use pg_query::NodeEnum;
+use serde::Serialize;
+
+/// A condition on existing rows that a statement fails without.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "requires", rename_all = "snake_case")]
+pub enum Requirement {
+    /// No two rows alike over these columns (a unique index over every
+    /// row, a primary key, a unique constraint).
+    Unique { columns: Vec<String> },
+    /// No NULL in the column (SET NOT NULL, a primary key's columns).
+    NotNull { column: String },
+    /// A new NOT NULL column without a default: only an empty table takes it.
+    NewNotNull { column: String },
+}
+
+/// `column` must hold no NULL.
+pub(super) fn not_null(column: &str) -> Requirement {
+    Requirement::NotNull {
+        column: column.to_string(),
+    }
+}
+
+/// A unique index over every row (not partial) of plain columns.
+pub(super) fn of_index(i: &protobuf::IndexStmt) -> Option<Requirement> {
+    if !i.unique || i.where_clause.is_some() {
+        return None;
+    }
+    let columns: Option<Vec<String>> = i
+        .index_params
+        .iter()
+        .map(|p| match &p.node {
+            Some(NodeEnum::IndexElem(e)) if !e.name.is_empty() => Some(e.name.clone()),
+            _ => None,
+        })
+        .collect();
+    Some(Requirement::Unique { columns: columns? })
+}
+
+/// A primary key (unique, and NOT NULL columns) or unique constraint over
+/// named columns.
+pub(super) fn of_constraint(c: &protobuf::Constraint) -> Vec<Requirement> {
+    let columns: Vec<String> = c.keys.iter().filter_map(string_of).collect();
+    let primary = c.contype == ConstrType::ConstrPrimary as i32;
+    let unique = primary || c.contype == ConstrType::ConstrUnique as i32;
+    if !unique || columns.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<Requirement> = Vec::new();
+    if primary {
+        out.extend(columns.iter().map(|column| not_null(column)));
+    }
+    out.push(Requirement::Unique { columns });
+    out
+}
+
+/// ADD COLUMN … NOT NULL with nothing to fill existing rows.
+pub(super) fn of_new_column(col: &protobuf::ColumnDef) -> Option<Requirement> {
+    new_not_null_without_value(col).then(|| Requirement::NewNotNull {
+        column: col.colname.clone(),
+    })
+}
+
+/// A string node's text (a column name in a constraint's key list).
+fn string_of(n: &protobuf::Node) -> Option<String> {
+    match &n.node {
+        Some(NodeEnum::String(s)) => Some(s.sval.clone()),
+        _ => None,
+    }
+}
+
+/// ADD COLUMN … NOT NULL with nothing to fill existing rows: no DEFAULT,
+/// no identity, not generated, not a serial type.
+fn new_not_null_without_value(col: &protobuf::ColumnDef) -> bool {
+    let kinds: Vec<Option<ConstrType>> = col
+        .constraints
+        .iter()
+        .map(|n| match &n.node {
+            Some(NodeEnum::Constraint(c)) => ConstrType::try_from(c.contype).ok(),
+            _ => None,
+        })
+        .collect();
+    let not_null = kinds.iter().any(|k| {
+        matches!(
+            k,
+            Some(ConstrType::ConstrNotnull | ConstrType::ConstrPrimary)
+        )
+    });
+    let filled = kinds.iter().any(|k| {
+        matches!(
+            k,
+            Some(
+                ConstrType::ConstrDefault
+                    | ConstrType::ConstrIdentity
+                    | ConstrType::ConstrGenerated
+            )
+        )
+    }) || col.raw_default.is_some();
+    let serial = col.type_name.as_ref().is_some_and(|t| {
+        t.names.last().and_then(string_of).is_some_and(|n| {
+            matches!(
+                n.as_str(),
+                "serial" | "bigserial" | "smallserial" | "serial2" | "serial4" | "serial8"
+            )
+        })
+    });
+    not_null && !filled && !serial
+}
