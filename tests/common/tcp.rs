@@ -187,6 +187,55 @@ impl TcpServer {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// A client program of the server's bin directory (`psql`, `pg_dump`,
+    /// …) connecting as the superuser over the socket to `db`, the password
+    /// (if any) from the environment; the caller adds the rest.
+    pub fn client(&self, program: &str, db: &str) -> Command {
+        let bin = find_bin_dir(None).unwrap();
+        let mut cmd = Command::new(bin.join(program));
+        cmd.env_clear();
+        if let Some(pw) = &self.password {
+            cmd.env("PGPASSWORD", pw);
+        }
+        cmd.arg("-h").arg(self.dir.path()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            &self.superuser,
+            "-d",
+            db,
+        ]);
+        cmd
+    }
+
+    /// Run the SQL script `file` with psql as the superuser over the
+    /// socket, stopping at its first error; returns stdout.
+    pub fn psql_file(&self, db: &str, file: &Path) -> String {
+        let out = self
+            .client("psql", db)
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql -f {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `postgresql://` URL of `db` over TCP, with the superuser and its
+    /// password (percent-encoded) when the server has one.
+    pub fn url(&self, db: &str) -> String {
+        let auth = match &self.password {
+            Some(pw) => format!("{}:{}", self.superuser, percent_encode(pw)),
+            None => self.superuser.clone(),
+        };
+        format!("postgresql://{auth}@127.0.0.1:{}/{db}", self.port)
+    }
+
     /// A login role with this password (superuser: a write the read-only
     /// session lets through would succeed).
     pub fn role(&self, name: &str, password: &str) {
@@ -322,4 +371,16 @@ impl Drop for TcpServer {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGQUIT);
         let _ = self.child.wait();
     }
+}
+
+/// `text` with every byte but URL-unreserved ones percent-encoded.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
