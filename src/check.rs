@@ -121,6 +121,7 @@ fn judging(outcome: &Outcome, policy: &Policy) -> Policy {
         let names = run.snapshot.relations.values().map(|r| r.name.clone());
         policy.classify.sizes.baseline = Some(std::sync::Arc::new(names.collect()));
     }
+    policy.classify.sizes.costs = outcome.costs.clone().map(std::sync::Arc::new);
     policy
 }
 

@@ -640,6 +640,21 @@ fn a_long_lock_that_does_not_block_the_application_is_live() {
     quiet(&c, "long-lock", Class::Live);
 }
 
+#[test]
+fn rows_an_update_would_lock_in_production_held_past_the_threshold_are_a_long_lock() {
+    let sql = "update bug set heat = 0 where id <= 100;\nselect pg_sleep(1.5);\n";
+    let update = |rows: f64| {
+        let write = on_bug(RowExclusive, 1.52).rows(if rows > 0.0 { 100 } else { 0 });
+        run(rows, vec![write, stmt(1).holds(BUG, RowExclusive)])
+    };
+    // Staging holds none of its rows: those production has stay locked.
+    let c = with_sizes(sql, &update(0.0), production(900_000.0));
+    let r = fires(&c, "long-lock", cold("public.bug", None));
+    assert!(r.message.contains("stay locked for 1.52 s"), "{r:#?}");
+    // Where staging holds the rows, what they show (and the probe) stands.
+    quiet(&standard(sql, &update(1000.0)), "long-lock", Class::Live);
+}
+
 // lock-timeout-missing
 
 const ADD_COLUMN: &str = "alter table bug add column note text;\n";

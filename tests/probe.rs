@@ -27,13 +27,17 @@ fn fixtures() -> PathBuf {
 }
 
 /// The rule fixtures' baseline with more rows where the scan and build
-/// rules work (account, payment, measurement_2025): enough that each bad
+/// rules work (account, payment, measurement's partition, measurement_2025): enough that each bad
 /// fixture's blocking work outlasts the probe's threshold and its period.
 fn scaled_baseline(s: &Scratch) -> PathBuf {
     let mut text = std::fs::read_to_string(fixtures().join("baseline.sql")).unwrap();
     for (from, to) in [
         ("from generate_series(1, 20000) g;", "from generate_series(1, 1000000) g;"),
         ("from generate_series(1, 50000) g;", "from generate_series(1, 500000) g;"),
+        (
+            "insert into measurement select g, date '2024-01-01' + (g % 300), g from generate_series(1, 10000) g;",
+            "insert into measurement select g, date '2024-01-01' + (g % 300), g from generate_series(1, 4000000) g;",
+        ),
         (
             "insert into measurement_2025 select g, date '2025-01-01' + (g % 300), g from generate_series(1, 10000) g;",
             "insert into measurement_2025 select g, date '2025-01-01' + (g % 300), g from generate_series(1, 2000000) g;",
@@ -89,8 +93,7 @@ fn every_rule_fixture_pair_agrees_with_the_probe() {
             "--probe-rate".into(),
             "25".into(),
         ];
-        let extra = std::fs::read_to_string(dir.join("args")).unwrap_or_default();
-        args.extend(extra.split_whitespace().map(str::to_string));
+        args.extend(common::fixture_args(&dir));
         if !args.iter().any(|a| a == "--probe") {
             args.push("--probe".into());
         }

@@ -24,11 +24,7 @@ fn check_rule(id: &str) {
         baseline.to_str().unwrap().to_string(),
         "--keep-going".into(),
     ];
-    if let Ok(extra) = std::fs::read_to_string(dir.join("args")) {
-        // `$DIR`: the fixture directory (a stats file beside the patches).
-        let here = dir.to_str().unwrap();
-        args.extend(extra.split_whitespace().map(|a| a.replace("$DIR", here)));
-    }
+    args.extend(common::fixture_args(&dir));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (_, report, stderr) = s.check_json(&args);
     let patches = report["patches"].as_array().unwrap();

@@ -53,6 +53,7 @@ impl EstimateArgs {
             let stats = crate::estimate::ProdStats::load(path)?;
             // The verdict judges work at production's sizes.
             opts.policy.classify.sizes.production = Some(std::sync::Arc::new(stats.clone()));
+            opts.run.measure_costs = true;
             opts.prod_stats = Some((path.clone(), stats));
             opts.run.scales = if self.scales.is_empty() {
                 default_scales.to_vec()
@@ -267,6 +268,7 @@ pub(super) fn check_options(
             layout: common.layout.or(file.layout),
             all: common.all,
             probe: None,
+            measure_costs: false,
             notes: staging.notes,
         },
         policy,

@@ -3,6 +3,7 @@
 //! and followed by a trace of locks, rewrites and new indexes.
 
 mod apply;
+pub mod calibrate;
 mod clock;
 mod exec;
 mod identity;

@@ -38,6 +38,9 @@ pub struct Outcome {
     pub aborted: Option<Aborted>,
     /// The simulated application traffic, when it ran (`--probe`).
     pub probe: Option<crate::measure::probe::ProbeInfo>,
+    /// What work costs on this server, when production's sizes are judged
+    /// (`--prod-stats`).
+    pub costs: Option<crate::measure::calibrate::Costs>,
 }
 
 impl Outcome {

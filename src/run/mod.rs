@@ -73,6 +73,7 @@ pub async fn execute(plan: &RunPlan, cancel: &Cancel) -> Result<Outcome> {
         timing: None,
         aborted: None,
         probe: None,
+        costs: None,
     };
     // A patch downtime cannot apply is refused before anything runs.
     if let Some(refused) = patches.iter().find(|p| p.refusal.is_some()) {

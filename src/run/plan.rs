@@ -57,6 +57,9 @@ pub struct RunPlan {
     pub all: bool,
     /// Run simulated application traffic while each patch applies.
     pub probe: Option<crate::measure::probe::ProbeOptions>,
+    /// Measure what work costs on the server (once; cached), to judge work
+    /// on tables staging holds no rows of at production's size.
+    pub measure_costs: bool,
     /// What resolving the options decided that the report records (a
     /// setting not applied, say).
     pub notes: Vec<String>,

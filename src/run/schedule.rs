@@ -149,6 +149,18 @@ pub(super) async fn measure_all(
     let patches: &[Patch] = patches;
     let admin = staging::connect_admin(backend).await?;
     let info = record_server(backend, &admin, outcome).await?;
+    if plan.measure_costs {
+        let root = plan.cache.as_deref();
+        match crate::measure::calibrate::costs(backend, &admin, &info.version, &info.settings, root)
+            .await
+        {
+            Ok(c) => {
+                ui::note(&c.describe());
+                outcome.costs = Some(c);
+            }
+            Err(e) => ui::warn(&format!("work costs on this server were not measured: {e}")),
+        }
+    }
     let t = &plan.timing;
     let scales = plan.scales();
     ui::progress_start(patches.len() * (t.warmup + t.runs) * t.cache.modes().len() * scales.len());

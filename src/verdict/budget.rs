@@ -295,6 +295,20 @@ fn patch_verdict(
         ));
     }
     let reasons = p.classification.map_or(&[][..], |c| &c.reasons[..]);
+    if let (Some(budget), false) = (v.budget_seconds, on_estimate) {
+        for r in reasons.iter().filter(|r| r.counts()) {
+            let Some(s) = r.size.as_ref().and_then(|s| s.production_seconds) else {
+                continue;
+            };
+            if s > budget {
+                v.warnings.push(format!(
+                    "{id}: line {} takes about {s:.1} s at production's size ({}), over its {budget:.2} s budget; --decide estimate gates on the estimate",
+                    r.statement_line.unwrap_or(0),
+                    r.relation.as_deref().unwrap_or("?"),
+                ));
+            }
+        }
+    }
     for r in reasons
         .iter()
         .filter(|r| r.severity == Severity::Error && r.counts() && r.rule != RuleId::InvalidIndex)

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::estimate::ProdStats;
+use crate::estimate::{ProdStats, WorkKind};
+use crate::measure::calibrate::Costs;
 use crate::pg::Relation;
 
 /// Where a table's judged size comes from.
@@ -57,6 +58,9 @@ pub struct Size {
     /// When production's statistics were exported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats_exported_at: Option<String>,
+    /// The statement's time at production's size, when it can be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_seconds: Option<f64>,
 }
 
 impl Size {
@@ -147,9 +151,88 @@ pub struct Sizes {
     /// is taken as the baseline's.
     #[serde(skip)]
     pub baseline: Option<Arc<BTreeSet<String>>>,
+    /// What work costs on this server, for tables staging holds no rows of.
+    #[serde(skip)]
+    pub costs: Option<Arc<Costs>>,
+}
+
+/// A statement's time at production's size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Predicted {
+    pub seconds: f64,
+    /// What it is from.
+    pub from: PredictedFrom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictedFrom {
+    /// The cost per row staging measured, scaled to production's rows.
+    StagingRows,
+    /// This server's measured cost of the kind of work, at production's size.
+    ServerCosts,
 }
 
 impl Sizes {
+    /// The time work of `kind` that took `seconds` here over the tables of
+    /// `sizes` (a partitioned table's leaves) takes in production.
+    pub fn predict_many(&self, sizes: &[&Size], kind: WorkKind, seconds: f64) -> Option<Predicted> {
+        match sizes {
+            [one] => self.predict(one, kind, seconds),
+            _ if sizes.iter().all(|s| s.basis == Basis::Production) => {
+                let staging: f64 = sizes.iter().map(|s| s.staging_rows).sum();
+                let production: f64 = sizes.iter().map(|s| s.rows()).sum();
+                if sizes.iter().all(|s| s.staging_rows >= 1.0) {
+                    return Some(Predicted {
+                        seconds: seconds * production / staging,
+                        from: PredictedFrom::StagingRows,
+                    });
+                }
+                let mut total = seconds;
+                for s in sizes {
+                    let empty = Size {
+                        staging_rows: 0.0,
+                        ..(*s).clone()
+                    };
+                    total += self.predict(&empty, kind, 0.0)?.seconds;
+                }
+                Some(Predicted {
+                    seconds: total,
+                    from: PredictedFrom::ServerCosts,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The time work of `kind` that took `seconds` here takes over a table
+    /// of `size` in production: scaled from staging's rows where it had
+    /// some, else from this server's costs and production's size.
+    pub fn predict(&self, size: &Size, kind: WorkKind, seconds: f64) -> Option<Predicted> {
+        if let Some(s) = size.at_production(seconds) {
+            return Some(Predicted {
+                seconds: s,
+                from: PredictedFrom::StagingRows,
+            });
+        }
+        if size.basis != Basis::Production {
+            return None;
+        }
+        let costs = self.costs.as_ref()?;
+        let bytes = size.production_bytes? as f64;
+        let rows = size.production_rows.unwrap_or(0.0);
+        let work = match kind {
+            WorkKind::Rewrite => costs.rewrite_per_byte * bytes,
+            WorkKind::Scan => costs.scan_per_byte * bytes,
+            WorkKind::Write | WorkKind::Update => costs.write_per_byte * bytes,
+            WorkKind::IndexBuild if rows >= 2.0 => costs.index_per_row_log * rows * rows.log2(),
+            WorkKind::IndexBuild => 0.0,
+        };
+        Some(Predicted {
+            seconds: seconds + work,
+            from: PredictedFrom::ServerCosts,
+        })
+    }
+
     /// The size `rel` is judged at; `small` adds the patch's own
     /// declarations.
     pub fn of(&self, rel: &Relation, small: &[String]) -> Size {
@@ -160,6 +243,7 @@ impl Sizes {
             production_rows: None,
             production_bytes: None,
             stats_exported_at: None,
+            production_seconds: None,
         };
         let staging_has_rows = rel.populated();
         if named(&self.small, &rel.name) || named(small, &rel.name) {

@@ -192,6 +192,19 @@ pub fn patch<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no patch {id} in {report}"))
 }
 
+/// The extra flags a rule fixture folder runs with (its `args` file;
+/// `$DIR` is the folder, for a stats file beside the patches).
+pub fn fixture_args(dir: &Path) -> Vec<String> {
+    let here = dir.to_str().unwrap();
+    std::fs::read_to_string(dir.join("args"))
+        .map(|a| {
+            a.split_whitespace()
+                .map(|w| w.replace("$DIR", here))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Rule ids of a patch's reasons.
 pub fn rules(patch: &Value) -> Vec<String> {
     patch["reasons"]

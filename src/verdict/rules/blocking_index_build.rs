@@ -2,6 +2,7 @@
 //! table while a lock that blocks the application is held.
 
 use super::{Measured, Reason, RuleInfo, Severity, StatementContext};
+use crate::estimate::WorkKind;
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
 
@@ -73,7 +74,11 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
                     cx.describe_lock(&lock)
                 ),
             )
-            .sized_work(&size, cx.measured.seconds),
+            .sized_work(
+                &size,
+                cx.predict(&size, WorkKind::IndexBuild),
+                cx.measured.seconds,
+            ),
         );
     }
     out

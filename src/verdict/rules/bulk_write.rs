@@ -77,18 +77,28 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             Basis::Production => format!(", about {} rows in production", rows_text(touched)),
             _ => String::new(),
         };
+        let what = if here <= 0.0 {
+            format!(
+                "{verb}{no_where} touches every row of {} ({})",
+                table.name,
+                size.describe()
+            )
+        } else {
+            format!(
+                "{verb} touches {} of {} of {} ({:.0} %){scale}{no_where}",
+                rows_text(affected),
+                size.describe(),
+                table.name,
+                (fraction * 100.0).min(100.0),
+            )
+        };
         out.push(
             INFO.reason(
                 Some(cx.statement.line),
                 Some(&table.name),
                 None,
                 format!(
-                    "{verb} touches {} of {} of {} ({:.0} %){scale}{no_where} in one transaction; \
-                     writers to those rows wait until the patch commits",
-                    rows_text(affected),
-                    size.describe(),
-                    table.name,
-                    (fraction * 100.0).min(100.0),
+                    "{what} in one transaction; writers to those rows wait until the patch commits"
                 ),
             )
             .sized(&size),

@@ -3,6 +3,7 @@
 //! that table that blocks the application.
 
 use super::{Measured, Reason, RuleInfo, Severity, StatementContext};
+use crate::estimate::WorkKind;
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
 use crate::verdict::size::rows_text;
@@ -49,12 +50,10 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
                     || touched >= cx.options.bulk_write_fraction * here)
         } else {
             // Nothing to count on an empty copy: a write without a WHERE
-            // clause, or a scan by a statement that is no row write, is a
-            // pass over whatever rows production has.
-            match write {
-                Some(whole) => whole,
-                None => reads.scans > 0,
-            }
+            // clause, or a sequential scan started (which the plan keeps
+            // where nothing but the whole table can answer the statement),
+            // is a pass over whatever rows production has.
+            write == Some(true) || reads.scans > 0
         };
         if !grows {
             continue;
@@ -69,6 +68,10 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
                 _ => None,
             })
             .unwrap_or("the statement");
+        let kind = match write {
+            Some(_) => WorkKind::Write,
+            None => WorkKind::Scan,
+        };
         let what = if reads.scans > 0 {
             format!("scans {}", table.name)
         } else {
@@ -94,7 +97,7 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
                     held.mode.effect()
                 ),
             )
-            .sized_work(&size, cx.measured.seconds),
+            .sized_work(&size, cx.predict(&size, kind), cx.measured.seconds),
         );
     }
     out

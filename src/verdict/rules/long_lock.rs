@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::{seconds_text, Measured, Reason, RuleInfo, Severity};
 use crate::measure::PatchRun;
-use crate::patch::Patch;
+use crate::patch::{Fact, Patch};
 use crate::rule_id::RuleId;
 use crate::verdict::ClassifyOptions;
 
@@ -80,6 +80,67 @@ pub fn check(
             ));
         }
     }
+    out.extend(row_locks(patch, run, options, explained, &seen));
+    out
+}
+
+/// On a copy without a table's rows, an UPDATE or DELETE locks none: what
+/// it would lock in production stays locked until its transaction ends.
+/// Held past the threshold, writers to those rows wait that long.
+fn row_locks(
+    patch: &Patch,
+    run: &PatchRun,
+    options: &ClassifyOptions,
+    explained: &[String],
+    seen: &BTreeSet<u32>,
+) -> Vec<Reason> {
+    let threshold = options.live_lock_threshold_seconds;
+    let mut out = Vec::new();
+    for sr in &run.statements {
+        let st = &patch.statements[sr.index];
+        for fact in &st.analysis.facts {
+            let Fact::Writes { rel, verb, .. } = fact else {
+                continue;
+            };
+            let Some(oid) = sr.pre.resolved.get(&rel.to_string()).copied().flatten() else {
+                continue;
+            };
+            let Some(table) = run.snapshot.get(oid).filter(|r| r.is_table()) else {
+                continue;
+            };
+            let size = options.sizes.of(table, &patch.small_tables);
+            // Where staging holds rows, what they show (and the probe
+            // measures) stands.
+            if size.staging_rows >= 1.0 || !size.has_rows() || seen.contains(&oid) {
+                continue;
+            }
+            let held = sr
+                .locks
+                .iter()
+                .filter(|l| l.oid == oid)
+                .map(|l| l.held_seconds);
+            let Some(held) = held.reduce(f64::max).filter(|h| *h > threshold) else {
+                continue;
+            };
+            if explained.contains(&table.name) {
+                continue;
+            }
+            out.push(
+                INFO.reason(
+                    Some(st.line),
+                    Some(&table.name),
+                    None,
+                    format!(
+                        "{verb} at line {} writes rows of {} ({}) that stay locked for {held:.2} s, until its transaction ends (threshold {threshold:.2} s): writers to them wait that long",
+                        st.line,
+                        table.name,
+                        size.describe()
+                    ),
+                )
+                .sized(&size),
+            );
+        }
+    }
     out
 }
 
@@ -106,7 +167,8 @@ fn grown_work(
                 .values()
                 .find(|r| r.name == work.relation)?;
             let size = options.sizes.of(rel, &patch.small_tables);
-            Some(size.at_production(s.seconds)? - s.seconds)
+            let kind = work.kind?;
+            Some(options.sizes.predict(&size, kind, s.seconds)?.seconds - s.seconds)
         })
         .map(|extra| extra.max(0.0))
         .sum()

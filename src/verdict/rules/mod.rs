@@ -20,7 +20,7 @@ mod validation_scan;
 
 use serde::{Deserialize, Serialize};
 
-use super::size::{Basis, Size};
+use super::size::{Basis, Predicted, PredictedFrom, Size};
 use super::ClassifyOptions;
 use crate::measure::{PatchRun, StatementRun};
 use crate::patch::{Patch, Statement};
@@ -88,15 +88,21 @@ impl Reason {
 
     /// With the size that decided it, and the time the work that took
     /// `seconds` here takes at production's size, when that can be told.
-    pub fn sized_work(mut self, size: &Size, seconds: f64) -> Reason {
-        if let Some(prod) = size.at_production(seconds) {
+    pub fn sized_work(mut self, size: &Size, predicted: Option<Predicted>, seconds: f64) -> Reason {
+        if let Some(p) = predicted {
+            let from = match p.from {
+                PredictedFrom::StagingRows => "",
+                PredictedFrom::ServerCosts => ", from this server's cost of such work",
+            };
             self.message.push_str(&format!(
-                "; about {} at production's size ({:.3} s here)",
-                seconds_text(prod),
+                "; about {} at production's size ({:.3} s here{from})",
+                seconds_text(p.seconds),
                 seconds
             ));
         }
-        self.sized(size)
+        let mut size = size.clone();
+        size.production_seconds = predicted.map(|p| p.seconds);
+        self.sized(&size)
     }
 
     /// Counts towards the class and the verdict.
@@ -242,6 +248,14 @@ impl Scanned<'_> {
         }
     }
 
+    /// The scan's time at production's size, over every table it read.
+    pub fn predict(&self, cx: &StatementContext<'_>) -> Option<Predicted> {
+        let sizes: Vec<&Size> = self.tables.iter().map(|(_, s)| s).collect();
+        cx.options
+            .sizes
+            .predict_many(&sizes, crate::estimate::WorkKind::Scan, cx.measured.seconds)
+    }
+
     /// The size that decided: the largest scanned table's, an unknown one
     /// first.
     pub fn deciding(&self) -> &Size {
@@ -276,6 +290,14 @@ impl<'a> StatementContext<'a> {
     /// The size `rel` is judged at.
     pub fn size(&self, rel: &Relation) -> Size {
         self.options.sizes.of(rel, &self.patch.small_tables)
+    }
+
+    /// The statement's time at production's size, for work of `kind` over
+    /// a table of `size`.
+    pub fn predict(&self, size: &Size, kind: crate::estimate::WorkKind) -> Option<Predicted> {
+        self.options
+            .sizes
+            .predict(size, kind, self.measured.seconds)
     }
 
     /// A pre-existing table (not an index) that holds rows where the patch

@@ -44,7 +44,7 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
                     cx.describe_lock(&scanned.lock)
                 ),
             )
-            .sized_work(scanned.deciding(), cx.measured.seconds),
+            .sized_work(scanned.deciding(), scanned.predict(cx), cx.measured.seconds),
         );
     }
     out

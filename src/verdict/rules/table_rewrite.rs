@@ -2,6 +2,7 @@
 //! that blocks the application.
 
 use super::{bytes, Measured, Reason, RuleInfo, Severity, StatementContext};
+use crate::estimate::WorkKind;
 use crate::patch::Fact;
 use crate::rule_id::RuleId;
 
@@ -47,7 +48,11 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
                     cx.describe_lock(&lock)
                 ),
             )
-            .sized_work(&size, cx.measured.seconds),
+            .sized_work(
+                &size,
+                cx.predict(&size, WorkKind::Rewrite),
+                cx.measured.seconds,
+            ),
         );
     }
     out
