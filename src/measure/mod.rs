@@ -83,6 +83,10 @@ pub struct PreCheck {
     pub blocks_before: HashMap<u32, Reads>,
     /// The leaf partitions of each partitioned table it validates.
     pub partitions: HashMap<u32, Vec<u32>>,
+    /// The unique keys (column names) of the tables it writes by a WHERE
+    /// clause comparing columns to constants, while its transaction holds
+    /// a lock that blocks the application.
+    pub unique_keys: HashMap<u32, Vec<Vec<String>>>,
 }
 
 /// One statement as it ran.

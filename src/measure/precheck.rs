@@ -17,12 +17,14 @@ use crate::pg::catalog;
 /// catalogue is read [`catalog::pinned`]. `in_transaction`: the session is
 /// in a transaction block. `held`: pre-existing tables the transaction
 /// holds a lock on that blocks the application, whose reads by the
-/// statement are counted as those of the tables it validates are.
+/// statement are counted as those of the tables it validates are;
+/// `snapshot`: the relations before the patch.
 pub(super) async fn precheck(
     client: &Client,
     st: &Statement,
     in_transaction: bool,
     held: &[u32],
+    snapshot: &crate::pg::Snapshot,
 ) -> Result<PreCheck> {
     let mut pre = PreCheck::default();
     for fact in &st.analysis.facts {
@@ -45,6 +47,25 @@ pub(super) async fn precheck(
     watched.extend(held.iter().filter(|o| !validated.contains(o)));
     if !watched.is_empty() {
         (pre.blocks_before, pre.partitions) = catalog::reads(client, &watched).await?;
+    }
+    // A write pinned by a unique key to a row is no work over the table.
+    let keyed: Vec<u32> = st
+        .analysis
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Writes { rel, keyed, .. } if !keyed.is_empty() => {
+                pre.resolved.get(&rel.to_string()).copied().flatten()
+            }
+            _ => None,
+        })
+        // Only where it matters: under a lock that blocks the application,
+        // or on a table staging holds no rows of (the fraction it writes
+        // cannot be measured there).
+        .filter(|oid| !held.is_empty() || snapshot.get(*oid).is_some_and(|r| !r.populated()))
+        .collect();
+    if !keyed.is_empty() {
+        pre.unique_keys = catalog::unique_keys(client, &keyed).await?;
     }
     if validated.is_empty() {
         return Ok(pre);

@@ -234,11 +234,59 @@ fn constant(c: &mut Cursor<'_, '_>) -> Option<()> {
 fn write(toks: &[Token<'_>], verb: &'static str) -> Option<Fact> {
     let mut c = Cursor::new(toks);
     let rel = c.relation_expr()?;
+    let whole_table = !has_word(c.rest(), "where");
+    let keyed = if whole_table {
+        Vec::new()
+    } else {
+        keyed(where_clause(c.rest())?)?
+    };
     Some(Fact::Writes {
         rel,
         verb,
-        whole_table: !has_word(c.rest(), "where"),
+        whole_table,
+        keyed,
     })
+}
+
+/// The tokens after the top-level WHERE.
+fn where_clause<'t, 'a>(toks: &'t [Token<'a>]) -> Option<&'t [Token<'a>]> {
+    let mut depth = 0usize;
+    for (i, t) in toks.iter().enumerate() {
+        if t.is_punct("(") || t.is_punct("[") {
+            depth += 1;
+        } else if t.is_punct(")") || t.is_punct("]") {
+            depth = depth.saturating_sub(1);
+        } else if depth == 0 && t.is("where") {
+            return Some(&toks[i + 1..]);
+        }
+    }
+    None
+}
+
+/// A WHERE clause of the one shape read here, `col = literal [AND col =
+/// literal …]`, to its columns (sorted, without repeats); any other shape
+/// is the parser's.
+fn keyed(toks: &[Token<'_>]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rest = toks;
+    loop {
+        let [col, eq, value, tail @ ..] = rest else {
+            return None;
+        };
+        let literal = matches!(value.kind, Kind::Number | Kind::Str);
+        if col.kind == Kind::Punct || !eq.is_punct("=") || !literal {
+            return None;
+        }
+        out.push(col.identifier()?);
+        match tail {
+            [] => break,
+            [and, more @ ..] if and.is("and") => rest = more,
+            _ => return None,
+        }
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
 }
 
 /// The subcommands of ALTER TABLE read here; any other gives up.

@@ -111,3 +111,51 @@ fn new_not_null_without_value(col: &protobuf::ColumnDef) -> bool {
     });
     not_null && !filled && !serial
 }
+
+/// The columns a WHERE clause compares with `=` to a constant or a
+/// parameter among its top-level AND conjuncts, sorted and without
+/// repeats.
+pub(super) fn keyed(filter: &protobuf::Node) -> Vec<String> {
+    let conjuncts: Vec<&protobuf::Node> = match &filter.node {
+        Some(NodeEnum::BoolExpr(b)) if b.boolop == protobuf::BoolExprType::AndExpr as i32 => {
+            b.args.iter().collect()
+        }
+        _ => vec![filter],
+    };
+    let mut out: Vec<String> = conjuncts.into_iter().filter_map(equals_constant).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `column = constant` (either way round): the column.
+fn equals_constant(n: &protobuf::Node) -> Option<String> {
+    let Some(NodeEnum::AExpr(e)) = &n.node else {
+        return None;
+    };
+    let is_eq = e.kind == protobuf::AExprKind::AexprOp as i32
+        && e.name.len() == 1
+        && e.name.first().and_then(string_of).as_deref() == Some("=");
+    if !is_eq {
+        return None;
+    }
+    let (l, r) = (e.lexpr.as_deref()?, e.rexpr.as_deref()?);
+    column(l)
+        .filter(|_| constant(r))
+        .or_else(|| column(r).filter(|_| constant(l)))
+}
+
+fn column(n: &protobuf::Node) -> Option<String> {
+    match &n.node {
+        Some(NodeEnum::ColumnRef(c)) => c.fields.last().and_then(string_of),
+        _ => None,
+    }
+}
+
+fn constant(n: &protobuf::Node) -> bool {
+    match &n.node {
+        Some(NodeEnum::AConst(_) | NodeEnum::ParamRef(_)) => true,
+        Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().is_some_and(constant),
+        _ => false,
+    }
+}

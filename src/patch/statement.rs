@@ -79,6 +79,11 @@ pub enum Fact {
         rel: RelRef,
         verb: &'static str,
         whole_table: bool,
+        /// Columns the WHERE clause compares with `=` to a constant or a
+        /// parameter, among its top-level AND conjuncts (sorted): a unique
+        /// key among them pins the statement to one row.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        keyed: Vec<String>,
     },
     /// TRUNCATE: new empty storage, no work proportional to the rows.
     Truncates { rel: RelRef },
@@ -221,10 +226,10 @@ fn describe(node: &NodeEnum, a: &mut Analysis) {
         NodeEnum::ReindexStmt(r) => reindex_facts(r, a),
         NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => vacuum_facts(v, a),
         NodeEnum::UpdateStmt(u) => {
-            write_facts(u.relation.as_ref(), "UPDATE", u.where_clause.is_none(), a)
+            write_facts(u.relation.as_ref(), "UPDATE", u.where_clause.as_deref(), a)
         }
         NodeEnum::DeleteStmt(d) => {
-            write_facts(d.relation.as_ref(), "DELETE", d.where_clause.is_none(), a)
+            write_facts(d.relation.as_ref(), "DELETE", d.where_clause.as_deref(), a)
         }
         NodeEnum::TruncateStmt(t) => {
             for r in &t.relations {
@@ -362,14 +367,15 @@ fn vacuum_facts(v: &protobuf::VacuumStmt, a: &mut Analysis) {
 fn write_facts(
     relation: Option<&protobuf::RangeVar>,
     verb: &'static str,
-    whole_table: bool,
+    filter: Option<&protobuf::Node>,
     a: &mut Analysis,
 ) {
     if let Some(rel) = relation {
         a.facts.push(Fact::Writes {
             rel: RelRef::from_range_var(rel),
             verb,
-            whole_table,
+            whole_table: filter.is_none(),
+            keyed: filter.map(requirement::keyed).unwrap_or_default(),
         });
     }
 }

@@ -45,9 +45,21 @@ fn writes_transactions_and_copy() {
                 name: "bug".into()
             },
             verb: "UPDATE",
-            whole_table: true
+            whole_table: true,
+            keyed: Vec::new(),
         }]
     );
+    let keyed = |sql: &str| match &analyse(sql).facts[..] {
+        [Fact::Writes { keyed, .. }] => keyed.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(keyed("update bug set heat = 0 where id = 7"), ["id"]);
+    assert_eq!(
+        keyed("update bug set heat = 0 where b.id = $1 and heat > 3 and 'x' = name"),
+        ["id", "name"]
+    );
+    assert!(keyed("update bug set heat = 0 where id % 20 = 0").is_empty());
+    assert!(keyed("delete from bug where id = 1 or id = 2").is_empty());
     let a = analyse("delete from bug where id = 3");
     assert!(matches!(
         a.facts[0],

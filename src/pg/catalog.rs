@@ -250,6 +250,29 @@ pub async fn invalid_indexes(client: &Client) -> Result<(Vec<(u32, String)>, Str
     Ok((oids.into_iter().zip(names).collect(), row.get(0)))
 }
 
+/// The unique keys of each table in `oids` (unique indexes over plain
+/// columns, not partial): their column names, in order. Schema-qualified:
+/// needs no pinned search path.
+pub async fn unique_keys(client: &Client, oids: &[u32]) -> Result<HashMap<u32, Vec<Vec<String>>>> {
+    let rows = client
+        .query(
+            "/*downtime*/ select i.indrelid, array(select a.attname::pg_catalog.text \
+               from pg_catalog.unnest(i.indkey::pg_catalog.int2[]) with ordinality k(n, o) \
+               join pg_catalog.pg_attribute a on a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+                and a.attnum OPERATOR(pg_catalog.=) k.n order by k.o) \
+             from pg_catalog.pg_index i \
+             where i.indrelid OPERATOR(pg_catalog.=) any ($1::pg_catalog.oid[]) and i.indisunique \
+               and i.indpred is null and i.indexprs is null",
+            &[&oids],
+        )
+        .await?;
+    let mut out: HashMap<u32, Vec<Vec<String>>> = HashMap::new();
+    for r in &rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(out)
+}
+
 /// What the session's transaction has read so far of each table in
 /// `oids` (PostgreSQL's pending, transaction-local statistics), and the
 /// leaf partitions of those that are partitioned (a validation of a

@@ -59,7 +59,7 @@ impl Tracer<'_> {
             return Ok(PreCheck::default());
         }
         let borrowed = self.as_downtime().await?;
-        let pre = precheck(self.client(), st, in_transaction, &held).await;
+        let pre = precheck(self.client(), st, in_transaction, &held, &self.run.snapshot).await;
         // Given back even when the precheck failed (an aborted
         // transaction refuses both; the failure is the precheck's).
         let back = self.back_to_patch(borrowed).await;

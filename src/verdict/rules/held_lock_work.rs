@@ -40,6 +40,9 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
         };
         let reads = cx.measured.scanned_blocks[&oid];
         let write = writes(cx, oid);
+        if pinned_by_key(cx, oid) {
+            continue;
+        }
         let here = size.staging_rows;
         let grows = if here >= 1.0 {
             let pinned = write.is_some_and(|whole| !whole) && affected <= 1.0;
@@ -101,6 +104,21 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
         );
     }
     out
+}
+
+/// The statement writes `oid` where its WHERE clause compares every column
+/// of a unique key to a constant: one row, whatever the table's size (on
+/// an empty copy the planner scans even then).
+pub(super) fn pinned_by_key(cx: &StatementContext<'_>, oid: u32) -> bool {
+    let Some(keys) = cx.measured.pre.unique_keys.get(&oid) else {
+        return false;
+    };
+    cx.statement.analysis.facts.iter().any(|f| match f {
+        Fact::Writes { rel, keyed, .. } if cx.resolved(rel).is_some_and(|r| r.oid == oid) => keys
+            .iter()
+            .any(|key| !key.is_empty() && key.iter().all(|c| keyed.contains(c))),
+        _ => false,
+    })
 }
 
 /// Whether the statement writes `oid` by name: `Some(whole table)`.

@@ -159,6 +159,9 @@ fn grown_work(
         .take_while(|s| !run.statements[from].outside_transaction && s.held.contains(&lock));
     std::iter::once(&run.statements[from])
         .chain(rest)
+        // A write by a WHERE clause on a table staging holds no rows of
+        // touches an unknown part of it: not counted as the whole table.
+        .filter(|s| !filtered_write_on_empty(patch, run, s))
         .filter_map(|s| {
             let work = crate::estimate::work::work_of(patch, run, s)?;
             let rel = run
@@ -172,4 +175,32 @@ fn grown_work(
         })
         .map(|extra| extra.max(0.0))
         .sum()
+}
+
+/// `s` is an UPDATE or DELETE with a WHERE clause of a table staging holds
+/// no rows of.
+fn filtered_write_on_empty(
+    patch: &Patch,
+    run: &PatchRun,
+    s: &crate::measure::StatementRun,
+) -> bool {
+    patch.statements[s.index]
+        .analysis
+        .facts
+        .iter()
+        .any(|f| match f {
+            Fact::Writes {
+                rel,
+                whole_table: false,
+                ..
+            } => s
+                .pre
+                .resolved
+                .get(&rel.to_string())
+                .copied()
+                .flatten()
+                .and_then(|oid| run.snapshot.get(oid))
+                .is_some_and(|r| !r.populated()),
+            _ => false,
+        })
 }
