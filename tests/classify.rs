@@ -555,6 +555,11 @@ fn production_statistics_predict_failures_staging_cannot_show() {
     assert!(predicted(sql, production_heat(0.2, -0.8)).is_none());
     // Without production's statistics nothing is predicted.
     assert!(find(&standard(sql, &brief()), "predicted-failure").is_none());
+    // A type change over rows staging lacks: unknowable, and said so.
+    let sql = "alter table bug alter column heat type bigint;\n";
+    let r = predicted(sql, production(900_000.0)).expect("a note");
+    assert_eq!(r.severity, Note, "{r:#?}");
+    assert!(r.message.contains("cannot be told here"), "{r:#?}");
 }
 
 // held-lock-work

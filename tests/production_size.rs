@@ -525,3 +525,47 @@ fn verdicts_at_production_size_match_the_full_data() {
         failures.join("\n\n")
     );
 }
+
+/// A patch production's statistics prove fails there: exit 1, its own
+/// status in JSON, in the text report's table, in Markdown and in JUnit.
+#[test]
+fn a_predicted_failure_has_its_own_status_in_every_format() {
+    let s = Scratch::new();
+    let dir = tests_dir().join("fixtures/rules/predicted-failure");
+    let baseline = tests_dir().join("fixtures/rules/baseline.sql");
+    let mut args: Vec<String> = vec![
+        dir.to_str().unwrap().into(),
+        "--baseline".into(),
+        baseline.to_str().unwrap().into(),
+        "--keep-going".into(),
+        "--scales".into(),
+        "1".into(),
+    ];
+    args.extend(common::fixture_args(&dir));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, report, stderr) = s.check_json(&args);
+    assert_eq!(code, 1, "{stderr}");
+    let status = |id: &str| common::patch(&report, id)["status"].clone();
+    assert_eq!(status("0001-bad"), "predicted-failure");
+    assert_eq!(status("0002-good"), "ok");
+    assert_eq!(status("0003-bad-set-not-null"), "predicted-failure");
+    assert!(
+        report["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("[predicted-failure]")),
+        "{}",
+        report["failures"]
+    );
+    let saved = s.path().join("run.json");
+    std::fs::write(&saved, report.to_string()).unwrap();
+    let render = |format: &str| {
+        let out = s.run(&["report", saved.to_str().unwrap(), "--format", format]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(render("text").contains("FAILS IN PRODUCTION"));
+    assert!(render("markdown").contains("fails in production"));
+    assert!(render("junit").contains("type=\"predicted-failure\""));
+    s.assert_clean();
+}

@@ -347,7 +347,8 @@ fn alter_command(rel: &RelRef, cmd: &[Token<'_>], facts: &mut Vec<Fact>) -> Opti
         }
         c.word("column");
         c.name()?;
-        if c.words(&["set", "not", "null"]) {
+        let type_change = c.word("type") || c.words(&["set", "data", "type"]);
+        if type_change || c.words(&["set", "not", "null"]) {
             // What the rows must satisfy is the parser's to say.
             return None;
         }

@@ -17,6 +17,9 @@ pub enum Requirement {
     NotNull { column: String },
     /// A new NOT NULL column without a default: only an empty table takes it.
     NewNotNull { column: String },
+    /// Every value of the column converts to its new type (ALTER COLUMN …
+    /// TYPE): told only by the values themselves.
+    Converts { column: String },
 }
 
 /// `column` must hold no NULL.

@@ -442,6 +442,12 @@ fn alter_table_cmd(rel: &RelRef, cmd: &protobuf::AlterTableCmd, a: &mut Analysis
                     .extend(requirement::of_new_column(col).map(|r| requires(rel, r)));
             }
         }
+        AlterTableType::AtAlterColumnType => a.facts.push(requires(
+            rel,
+            Requirement::Converts {
+                column: cmd.name.clone(),
+            },
+        )),
         AlterTableType::AtValidateConstraint => a.facts.push(Fact::Validates {
             rel: rel.clone(),
             validation: Validation::Constraint,

@@ -110,9 +110,11 @@ fn patch_report(p: &Patch, r: &PatchOutcome, a: &Assessed, v: &PatchVerdict) -> 
         ),
         PatchState::Applied(_) => match &a.error {
             Some(e) => (Status::Failed, Some(ErrorReport::from(e.clone()))),
-            None if reasons
-                .iter()
-                .any(|r| r.rule == crate::verdict::RuleId::PredictedFailure && r.counts()) =>
+            None if reasons.iter().any(|r| {
+                r.rule == crate::verdict::RuleId::PredictedFailure
+                    && r.severity == crate::verdict::Severity::Error
+                    && r.counts()
+            }) =>
             {
                 (Status::PredictedFailure, None)
             }

@@ -27,6 +27,10 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             continue;
         };
         let size = cx.size(table);
+        if let Requirement::Converts { column } = requirement {
+            out.extend(unknowable(cx, table, &size, column));
+            continue;
+        }
         if size.basis != Basis::Production {
             continue;
         }
@@ -80,6 +84,7 @@ fn proof(t: &TableStats, requirement: &Requirement) -> Option<String> {
                 )
             })
         }
+        Requirement::Converts { .. } => None,
         Requirement::Unique { columns } => {
             let [column] = &columns[..] else {
                 return None;
@@ -107,4 +112,32 @@ fn proof(t: &TableStats, requirement: &Requirement) -> Option<String> {
             })
         }
     }
+}
+
+/// A type change over rows staging does not hold: whether each converts
+/// cannot be told from statistics, and is said so (a note), not passed
+/// over in silence.
+fn unknowable(
+    cx: &StatementContext<'_>,
+    table: &crate::pg::Relation,
+    size: &crate::verdict::size::Size,
+    column: &str,
+) -> Option<Reason> {
+    if size.staging_rows >= 1.0 || !size.has_rows() {
+        return None;
+    }
+    let mut r = INFO.reason(
+        Some(cx.statement.line),
+        Some(&table.name),
+        None,
+        format!(
+            "whether every value of {}.{column} converts to its new type cannot be told here: \
+             staging holds none of its rows ({}), and statistics hold no values to try",
+            table.name,
+            size.describe()
+        ),
+    );
+    r.severity = Severity::Note;
+    r.size = Some(size.clone());
+    Some(r)
 }
