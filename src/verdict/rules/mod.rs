@@ -248,6 +248,19 @@ impl Scanned<'_> {
         }
     }
 
+    /// `info`'s reason for this scan at the statement's line: the named
+    /// table, the lock, `message`, the size that decided and the time at
+    /// production's size.
+    pub fn reason(&self, cx: &StatementContext<'_>, info: &RuleInfo, message: String) -> Reason {
+        info.reason(
+            Some(cx.statement.line),
+            Some(&self.named.name),
+            Some(self.lock.mode),
+            message,
+        )
+        .sized_work(self.deciding(), self.predict(cx), cx.measured.seconds)
+    }
+
     /// The scan's time at production's size, over every table it read.
     pub fn predict(&self, cx: &StatementContext<'_>) -> Option<Predicted> {
         let sizes: Vec<&Size> = self.tables.iter().map(|(_, s)| s).collect();

@@ -32,20 +32,13 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
         let Some(scanned) = cx.scanned_under_blocking_lock(rel) else {
             continue;
         };
-        out.push(
-            INFO.reason(
-                Some(cx.statement.line),
-                Some(&scanned.named.name),
-                Some(scanned.lock.mode),
-                format!(
-                    "SET NOT NULL on {}.{column} scans {} while holding {}",
-                    scanned.named.name,
-                    scanned.describe(),
-                    cx.describe_lock(&scanned.lock)
-                ),
-            )
-            .sized_work(scanned.deciding(), scanned.predict(cx), cx.measured.seconds),
+        let message = format!(
+            "SET NOT NULL on {}.{column} scans {} while holding {}",
+            scanned.named.name,
+            scanned.describe(),
+            cx.describe_lock(&scanned.lock)
         );
+        out.push(scanned.reason(cx, &INFO, message));
     }
     out
 }

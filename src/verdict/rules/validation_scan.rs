@@ -47,19 +47,12 @@ pub fn check(cx: &StatementContext<'_>) -> Vec<Reason> {
             continue;
         };
         let named = name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
-        out.push(
-            INFO.reason(
-                Some(cx.statement.line),
-                Some(&scanned.named.name),
-                Some(scanned.lock.mode),
-                format!(
-                    "validating {what}{named} scans {} while holding {}",
-                    scanned.describe(),
-                    cx.describe_lock(&scanned.lock)
-                ),
-            )
-            .sized_work(scanned.deciding(), scanned.predict(cx), cx.measured.seconds),
+        let message = format!(
+            "validating {what}{named} scans {} while holding {}",
+            scanned.describe(),
+            cx.describe_lock(&scanned.lock)
         );
+        out.push(scanned.reason(cx, &INFO, message));
     }
     out
 }
