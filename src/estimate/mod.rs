@@ -93,6 +93,11 @@ pub struct PatchEstimate {
     /// vacuumed in production).
     #[serde(default)]
     pub unknown_rows: Vec<String>,
+    /// Tables staging holds none of the rows of, whose work could be told
+    /// neither from a fit nor from this server's costs (a write by a WHERE
+    /// clause; costs not measured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmeasured: Vec<String>,
     /// Monthly growth used for the forecast (fraction).
     pub monthly_growth: Option<f64>,
     /// "2027-06": the last month it fits its budget; "over budget now";
@@ -109,6 +114,7 @@ impl PatchEstimate {
             .missing_tables
             .iter()
             .chain(&self.unknown_rows)
+            .chain(&self.unmeasured)
             .cloned()
             .collect();
         all.sort();
@@ -164,7 +170,10 @@ pub fn estimate(
             let (_, base) = runs.first()?;
             let mut unresolved = Unresolved::default();
             let statements: Vec<StatementEstimate> = (0..base.statements.len())
-                .map(|j| statement_estimate(patch, &runs, j, stats, &mut unresolved))
+                .map(|j| {
+                    let at = (stats, outcome.costs.as_ref());
+                    statement_estimate(patch, &runs, j, at, &mut unresolved)
+                })
                 .collect();
             let mut est = patch_estimate(statements, unresolved);
             let g = growth.or_else(|| {
@@ -189,6 +198,8 @@ struct Unresolved {
     missing: Vec<String>,
     /// In it without a row estimate.
     unknown_rows: Vec<String>,
+    /// Without rows on staging to measure on.
+    unmeasured: Vec<String>,
 }
 
 /// One statement's fit over the scales, and its prediction.
@@ -196,7 +207,7 @@ fn statement_estimate(
     patch: &Patch,
     runs: &[(&PatchOutcome, &PatchRun)],
     j: usize,
-    stats: &ProdStats,
+    (stats, costs): (&ProdStats, Option<&crate::measure::calibrate::Costs>),
     unresolved: &mut Unresolved,
 ) -> StatementEstimate {
     // (work, seconds, every run's seconds) at each scale
@@ -251,6 +262,60 @@ fn statement_estimate(
                 )),
             )
         }
+        // Staging holds none of the table's rows: nothing to fit; this
+        // server's cost of such work, at production's size, when measured.
+        Some((r, Some(t)))
+            if production_rows.is_some_and(|p| p > 0.0)
+                && samples.iter().all(|(w, _, _)| rows_of(w) <= 0.0) =>
+        {
+            let kind = samples.iter().find_map(|(w, _, _)| w.as_ref()?.kind);
+            let here = samples.iter().map(|(_, s, _)| *s).fold(0.0, f64::max);
+            // How many rows a WHERE clause touches there is not known here.
+            let filtered = runs
+                .first()
+                .and_then(|(_, run)| run.statements.get(j))
+                .is_some_and(|sr| {
+                    patch.statements[sr.index].analysis.facts.iter().any(|f| {
+                        matches!(
+                            f,
+                            crate::patch::Fact::Writes {
+                                whole_table: false,
+                                ..
+                            }
+                        )
+                    })
+                });
+            match (costs, kind) {
+                (Some(c), Some(kind)) if !filtered => {
+                    let rows = production_rows.unwrap_or(0.0);
+                    let s = here + work::at_costs(c, kind, rows, t.table_bytes as f64);
+                    (
+                        Some(s),
+                        None,
+                        None,
+                        Some(format!(
+                            "staging holds none of {r}'s rows: from this server's cost of such work"
+                        )),
+                    )
+                }
+                _ => {
+                    unresolved.unmeasured.push(r.clone());
+                    (
+                        None,
+                        None,
+                        None,
+                        Some(format!(
+                            "staging holds none of {r}'s rows: nothing to fit{}",
+                            if filtered {
+                                ", nor a fraction its WHERE clause touches"
+                            } else {
+                                ""
+                            }
+                        )),
+                    )
+                }
+            }
+        }
         _ => {
             let at = production_rows.unwrap_or(0.0);
             let s = fit.predict(at);
@@ -284,6 +349,7 @@ fn patch_estimate(statements: Vec<StatementEstimate>, unresolved: Unresolved) ->
     let Unresolved {
         mut missing,
         mut unknown_rows,
+        mut unmeasured,
     } = unresolved;
     let seconds: f64 = statements.iter().filter_map(|s| s.seconds).sum();
     let half: f64 = statements
@@ -291,7 +357,7 @@ fn patch_estimate(statements: Vec<StatementEstimate>, unresolved: Unresolved) ->
         .filter_map(|s| Some((s.high? - s.seconds?).powi(2)))
         .sum::<f64>()
         .sqrt();
-    for tables in [&mut missing, &mut unknown_rows] {
+    for tables in [&mut missing, &mut unknown_rows, &mut unmeasured] {
         tables.sort();
         tables.dedup();
     }
@@ -299,9 +365,10 @@ fn patch_estimate(statements: Vec<StatementEstimate>, unresolved: Unresolved) ->
         seconds,
         low: (seconds - half).max(0.0),
         high: seconds + half,
-        complete: missing.is_empty() && unknown_rows.is_empty(),
+        complete: missing.is_empty() && unknown_rows.is_empty() && unmeasured.is_empty(),
         missing_tables: missing,
         unknown_rows,
+        unmeasured,
         monthly_growth: None,
         fits_until: None,
         statements,

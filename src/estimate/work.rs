@@ -59,3 +59,20 @@ pub fn work_of(p: &Patch, run: &PatchRun, sr: &StatementRun) -> Option<Work> {
             kind: Some(kind),
         })
 }
+
+/// Seconds work of `kind` over a table of `rows` rows and `bytes` bytes
+/// takes at this server's measured `costs`.
+pub fn at_costs(
+    costs: &crate::measure::calibrate::Costs,
+    kind: WorkKind,
+    rows: f64,
+    bytes: f64,
+) -> f64 {
+    match kind {
+        WorkKind::Rewrite => costs.rewrite_per_byte * bytes,
+        WorkKind::Scan => costs.scan_per_byte * bytes,
+        WorkKind::Write | WorkKind::Update => costs.write_per_byte * bytes,
+        WorkKind::IndexBuild if rows >= 2.0 => costs.index_per_row_log * rows * rows.log2(),
+        WorkKind::IndexBuild => 0.0,
+    }
+}

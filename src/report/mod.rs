@@ -250,6 +250,12 @@ impl PatchReport {
                 e.unknown_rows.join(", ")
             ));
         }
+        if !e.unmeasured.is_empty() {
+            t.push_str(&format!(
+                " (incomplete: staging holds none of the rows of {})",
+                e.unmeasured.join(", ")
+            ));
+        }
         Some(t)
     }
 

@@ -419,6 +419,13 @@ pub fn render_estimate(report: &Report) -> String {
                 e.unknown_rows.join(", ")
             );
         }
+        if !e.unmeasured.is_empty() {
+            let _ = writeln!(
+                out,
+                "  incomplete: staging holds none of the rows of: {}",
+                e.unmeasured.join(", ")
+            );
+        }
     }
     errors_and_verdict(&mut out, report);
     out

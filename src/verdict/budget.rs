@@ -245,7 +245,7 @@ fn patch_verdict(
     if let (true, Some((_, missing))) = (on_estimate, p.estimate) {
         if !missing.is_empty() {
             v.failures.push(format!(
-                "{id}: no estimate for {} (not in the stats file, or without a row estimate there), and the estimate decides",
+                "{id}: no estimate for {} (not in the stats file, without a row estimate there, or without rows on staging to measure on), and the estimate decides",
                 missing.join(", ")
             ));
         }

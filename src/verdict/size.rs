@@ -220,13 +220,7 @@ impl Sizes {
         let costs = self.costs.as_ref()?;
         let bytes = size.production_bytes? as f64;
         let rows = size.production_rows.unwrap_or(0.0);
-        let work = match kind {
-            WorkKind::Rewrite => costs.rewrite_per_byte * bytes,
-            WorkKind::Scan => costs.scan_per_byte * bytes,
-            WorkKind::Write | WorkKind::Update => costs.write_per_byte * bytes,
-            WorkKind::IndexBuild if rows >= 2.0 => costs.index_per_row_log * rows * rows.log2(),
-            WorkKind::IndexBuild => 0.0,
-        };
+        let work = crate::estimate::work::at_costs(costs, kind, rows, bytes);
         Some(Predicted {
             seconds: seconds + work,
             from: PredictedFrom::ServerCosts,
