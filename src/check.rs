@@ -26,6 +26,8 @@ pub struct CheckOptions {
     /// Where sign-offs are read from, and the directory their paths are relative to.
     pub signoff_file: PathBuf,
     pub signoff_base: PathBuf,
+    /// The `--config` given, for the sign-off command a failure prints.
+    pub config_flag: Option<PathBuf>,
     /// The timing history: read for comparisons and the trend chart.
     pub history_file: Option<PathBuf>,
     /// Append this run's timings to the history file.
@@ -39,15 +41,43 @@ pub struct CheckOptions {
     pub growth: Option<f64>,
 }
 
+/// A finished run: its report, and the lines it adds to the history,
+/// appended once the report is out ([`Checked::record_history`]).
+#[derive(Debug)]
+pub struct Checked {
+    pub report: Report,
+    history: Option<(PathBuf, Vec<history::Entry>)>,
+}
+
+impl Checked {
+    fn report_only(report: Report) -> Checked {
+        Checked {
+            report,
+            history: None,
+        }
+    }
+
+    /// Append this run's lines to the history file (when it keeps one).
+    /// Called after the verdict is printed and the reports written, so a
+    /// failure here (a full disk) is reported after them.
+    pub fn record_history(&self) -> Result<()> {
+        match &self.history {
+            Some((file, entries)) => history::append(file, entries),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Run `check` end to end and return the report. `Err` is an input or
 /// infrastructure error (exit 2); a failing verdict is a report that says so.
-pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
+pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Checked> {
     // Every file read or written after the run is checked before it starts.
-    let signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
+    let mut signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
+    signoffs.config = opts.config_flag.clone();
     let history = match &opts.history_file {
         Some(f) => {
             if opts.record_history {
-                crate::fsutil::check_writable(f, "history file")?;
+                history::check_writable(f)?;
             }
             history::load(f)?
         }
@@ -55,7 +85,8 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
     };
     let outcome = run::execute(&opts.run, cancel).await?;
     if let Some(verdict) = verdict::budget::refused(&outcome) {
-        return Ok(report::build(&outcome, &[], &verdict, &opts.policy, None));
+        let report = report::build(&outcome, &[], &verdict, &opts.policy, None);
+        return Ok(Checked::report_only(report));
     }
     let policy = judging(&outcome, &opts.policy);
     let mut assessed = classify(&outcome, &policy);
@@ -103,12 +134,57 @@ pub async fn run(opts: &CheckOptions, cancel: &Cancel) -> Result<Report> {
         max_run_seconds: opts.run.max_run_seconds,
     };
     let verdict = verdict::decide(&judged, facts, &policy, &signoffs);
-    if let (Some(f), None, true) = (&opts.history_file, &outcome.aborted, opts.record_history) {
-        history::append(f, &history::entries(&outcome))?;
+    let record = match (&opts.history_file, &outcome.aborted, opts.record_history) {
+        (Some(f), None, true) => Some((f.clone(), judged_entries(&outcome, &verdict))),
+        _ => None,
+    };
+    Ok(Checked {
+        report: report::build(&outcome, &assessed, &verdict, &policy, estimate),
+        history: record,
+    })
+}
+
+/// The history lines of this run, each marked with how its patch did: a
+/// patch that failed, went over its budget without a valid sign-off,
+/// regressed or failed for any other reason, or whose run failed, is
+/// recorded as failing and never compared with.
+fn judged_entries(outcome: &Outcome, verdict: &verdict::Verdict) -> Vec<history::Entry> {
+    let run_failed = verdict.kind != verdict::VerdictKind::Pass;
+    let mut entries = history::entries(outcome);
+    for e in &mut entries {
+        let Some(v) = outcome
+            .patches
+            .iter()
+            .position(|p| p.file.id == e.patch)
+            .and_then(|i| verdict.patches.get(i))
+        else {
+            continue;
+        };
+        let signed_off = v
+            .signoff
+            .as_ref()
+            .is_some_and(|s| s.state == verdict::signoff::SignoffState::Valid);
+        let mut because = std::mem::take(&mut e.because);
+        if v.over_budget && !signed_off {
+            because.push("over-budget".into());
+        }
+        if v.regressed {
+            because.push("regressed".into());
+        }
+        if because.is_empty() && !v.failures.is_empty() {
+            because.push("rules".into());
+        }
+        if because.is_empty() && run_failed {
+            because.push("run".into());
+        }
+        e.verdict = if because.is_empty() {
+            history::Standing::Pass
+        } else {
+            history::Standing::Fail
+        };
+        e.because = because;
     }
-    Ok(report::build(
-        &outcome, &assessed, &verdict, &policy, estimate,
-    ))
+    entries
 }
 
 /// The policy the outcome is judged by: `policy`, knowing which tables the

@@ -543,3 +543,194 @@ fn charts_are_bounded_for_any_value_a_report_holds_in_memory() {
         assert!(html > 0 && charts > 0 && ok, "{v}: {html} {charts} {ok}");
     }
 }
+
+/// Plant `link` → `to`, with the folders it is in.
+fn link(s: &Scratch, link: &str, to: &Path) {
+    let at = s.path().join(link);
+    if let Some(dir) = at.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    if std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(&at).unwrap();
+    }
+    std::os::unix::fs::symlink(to, at).unwrap();
+}
+
+#[test]
+fn links_committed_in_the_repository_are_never_written_through() {
+    // A pull request can commit `reports/report.md -> ~/.bashrc`. Every
+    // output is refused before the server starts (`--pg-bin` names an
+    // empty folder: reaching the server would be another error), exit 2,
+    // naming the path and that it is a link; the file outside is untouched.
+    let s = Scratch::new();
+    s.patch("0001-a.sql", "select pg_sleep(30);");
+    std::fs::create_dir(s.path().join("nobin")).unwrap();
+    let outside = s.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let bashrc = outside.join("bashrc");
+    std::fs::write(&bashrc, "# the CI user's shell\n").unwrap();
+    let cases: Vec<(&str, &Path, Vec<&str>, &str)> = vec![
+        (
+            "reports/report.md",
+            &bashrc,
+            vec!["check", "--format", "text,markdown"],
+            "cannot write report reports/report.md: it is a symbolic link (to ",
+        ),
+        (
+            "reports",
+            &outside,
+            vec!["check", "--format", "json,junit"],
+            "cannot write output directory reports: it is a symbolic link (to ",
+        ),
+        (
+            "out/charts",
+            &outside,
+            vec!["check", "--output-dir", "out/charts/x", "--charts", "svg"],
+            "cannot write output directory out/charts/x: out/charts is a symbolic link (to ",
+        ),
+        (
+            "reports/patches.svg",
+            &bashrc,
+            vec!["check", "--charts", "svg"],
+            "cannot write chart reports/patches.svg: it is a symbolic link (to ",
+        ),
+        (
+            "reports/history.jsonl",
+            &bashrc,
+            vec!["check"],
+            "cannot write history file reports/history.jsonl: it is a symbolic link (to ",
+        ),
+        (
+            "reports/history.jsonl.lock",
+            &bashrc,
+            vec!["bench", "--runs", "1"],
+            "cannot write history file reports/history.jsonl.lock: it is a symbolic link (to ",
+        ),
+        (
+            "run.json",
+            &bashrc,
+            vec!["check", "--no-history", "--output", "run.json"],
+            "cannot write report run.json: it is a symbolic link (to ",
+        ),
+        (
+            "saved/sub",
+            &outside,
+            vec![
+                "estimate",
+                "--prod-stats",
+                "stats.json",
+                "-o",
+                "saved/sub/run.json",
+            ],
+            "cannot write report saved/sub/run.json: saved/sub is a symbolic link (to ",
+        ),
+        (
+            "patches/signoffs.toml",
+            &bashrc,
+            vec![
+                "signoff",
+                "patches/0001-a.sql",
+                "--by",
+                "A",
+                "--reason",
+                "r",
+            ],
+            "cannot write sign-off file patches/signoffs.toml: it is a symbolic link (to ",
+        ),
+        (
+            "patches/signoffs.toml.lock",
+            &bashrc,
+            vec![
+                "signoff",
+                "patches/0001-a.sql",
+                "--by",
+                "A",
+                "--reason",
+                "r",
+            ],
+            "cannot write sign-off file patches/signoffs.toml.lock: it is a symbolic link (to ",
+        ),
+        (
+            "stats.out",
+            &bashrc,
+            vec![
+                "stats",
+                "export",
+                "--url",
+                "postgres://nowhere/x",
+                "-o",
+                "stats.out",
+            ],
+            "cannot write stats file stats.out: it is a symbolic link (to ",
+        ),
+    ];
+    std::fs::write(
+        s.path().join("stats.json"),
+        r#"{"schema_version": 1, "exported_at": "2026-01-01T00:00:00Z", "server_version": "15", "source": "x", "tables": []}"#,
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    for (planted, to, mut args, message) in cases {
+        link(&s, planted, to);
+        if args[0] != "stats" {
+            args.extend(["--pg-bin", "nobin"]);
+        }
+        if ["check", "bench", "estimate"].contains(&args[0]) {
+            args.push("patches");
+        }
+        let (code, stderr) = run_within(&s, &args, Duration::from_secs(20));
+        eprintln!("{planted}: {args:?}: exit {code}: {}", stderr.trim());
+        if code != 2 || !stderr.contains(message) || !stderr.contains("never writes through a link")
+        {
+            failures.push(format!("{planted}: {args:?}: exit {code}: {stderr}"));
+        }
+        std::fs::remove_file(s.path().join(planted)).unwrap();
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(
+        std::fs::read_to_string(&bashrc).unwrap(),
+        "# the CI user's shell\n"
+    );
+    let beside: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
+    assert_eq!(beside.len(), 1, "nothing was made beside it: {beside:?}");
+    s.assert_clean();
+}
+
+#[test]
+fn a_real_run_writes_every_output_as_a_plain_file_and_leaves_no_temporary_file() {
+    let s = Scratch::new();
+    s.patch("0001-a.sql", "create table a (id int);");
+    let out = s.run(&[
+        "check",
+        "patches",
+        "--format",
+        "text,json,markdown,html,junit,github",
+        "--charts",
+        "svg,png",
+        "--output",
+        "run.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    let mut names: Vec<String> = std::fs::read_dir(s.path().join("reports"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            assert!(e.file_type().unwrap().is_file(), "{:?}", e.path());
+            e.file_name().to_string_lossy().into_owned()
+        })
+        .collect();
+    names.sort();
+    assert!(names.contains(&"report.md".to_string()), "{names:?}");
+    assert!(names.contains(&"history.jsonl".to_string()), "{names:?}");
+    assert!(names.contains(&"patches.png".to_string()), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with('.') && !n.ends_with(".lock")),
+        "{names:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("run.json")).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "pass");
+    s.assert_clean();
+}

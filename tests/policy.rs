@@ -345,3 +345,226 @@ fn waivers_cover_a_rule_with_a_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a reason"));
     s.assert_clean();
 }
+
+/// `signoff PATCH --by BY --reason because --max-seconds 5`.
+fn sign(s: &Scratch, patch: &str, by: &str) -> std::process::Output {
+    s.run(&[
+        "signoff",
+        patch,
+        "--by",
+        by,
+        "--reason",
+        "because",
+        "--max-seconds",
+        "5",
+    ])
+}
+
+#[test]
+fn a_copy_of_a_signed_patch_under_a_new_name_is_not_signed_off() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path().join("downtime.toml"),
+        "[budget]\nper-patch-seconds = 0.1\n",
+    )
+    .unwrap();
+    let slow = "select pg_sleep(0.3);";
+    s.patch("0001-slow.sql", slow);
+    let out = sign(&s, "patches/0001-slow.sql", "Ada Lovelace");
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    let (code, _, stderr) = s.check_json(&["--no-history"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // The same bytes under another name: not Ada's to approve.
+    s.patch("0002-copy.sql", slow);
+    let (code, report, stderr) = s.check_json(&["--no-history"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(patch(&report, "0001-slow")["signoff"]["state"], "valid");
+    let copy = patch(&report, "0002-copy");
+    assert!(copy["signoff"].is_null(), "{copy}");
+    let failures: Vec<String> = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        failures.len() == 1 && failures[0].starts_with("0002-copy took "),
+        "only the copy fails: {failures:#?}"
+    );
+
+    // Renamed (the old name gone): the sign-off follows it.
+    std::fs::remove_file(s.patches().join("0001-slow.sql")).unwrap();
+    let (code, report, stderr) = s.check_json(&["--no-history"]);
+    assert_eq!(code, 0, "{stderr}\n{}", report["failures"]);
+    let renamed = &patch(&report, "0002-copy")["signoff"];
+    assert_eq!(renamed["by"], "Ada Lovelace");
+    assert_eq!(renamed["state"], "valid");
+
+    // A sign-off without a path (an older or hand-written file) covers
+    // nothing, and the failure says to sign it again.
+    std::fs::write(
+        s.patches().join("signoffs.toml"),
+        format!(
+            "[[signoff]]\nsha256 = \"{}\"\nby = \"Grace\"\nat = \"2026-01-01T00:00:00Z\"\nreason = \"r\"\nmax-seconds = 5\n",
+            copy["sha256"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, report, _) = s.check_json(&["--no-history"]);
+    assert_eq!(code, 1);
+    let failures = report["failures"].to_string();
+    assert!(
+        failures.contains("the sign-off by Grace for this content names no patch"),
+        "{failures}"
+    );
+    let list = String::from_utf8_lossy(&s.run(&["signoff", "--list"]).stdout).into_owned();
+    assert!(list.contains("unnamed"), "{list}");
+    s.assert_clean();
+}
+
+/// The command a failure line prints between "(`" and "`)".
+fn printed_command(failures: &serde_json::Value) -> String {
+    let text = failures
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.contains("(`downtime signoff "))
+        .unwrap_or_else(|| panic!("no sign-off command in {failures}"));
+    let start = text.find("(`downtime signoff ").unwrap_or_default() + 2;
+    let end = start + text[start..].find("`)").unwrap_or_default();
+    text[start..end].to_string()
+}
+
+/// Run a printed command line with the shell, `downtime` on the PATH.
+fn run_as_printed(s: &Scratch, command: &str) -> std::process::Output {
+    let bin = std::path::Path::new(common::BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::process::Command::new("sh")
+        .args(["-c", command])
+        .env("PATH", path)
+        .env("TMPDIR", s.tmp())
+        .env("XDG_CACHE_HOME", s.path().join("cache"))
+        .current_dir(s.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_hint_signs_off_where_the_check_reads_and_runs_as_printed() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("db/migrate")).unwrap();
+    std::fs::write(
+        s.path().join("db/migrate/0001-slow.sql"),
+        "select pg_sleep(0.3);",
+    )
+    .unwrap();
+    // Patches named on the command line: the check reads
+    // db/migrate/signoffs.toml, and a bare `downtime signoff PATCH` would
+    // write patches/signoffs.toml.
+    let (code, report, stderr) = s.check_json(&["db/migrate", "--budget", "0.1", "--no-history"]);
+    assert_eq!(code, 1, "{stderr}");
+    let command = printed_command(&report["failures"]);
+    assert!(
+        command.starts_with(
+            "downtime signoff db/migrate/0001-slow.sql --signoff-file db/migrate/signoffs.toml "
+        ),
+        "{command}"
+    );
+    let out = run_as_printed(&s, &command);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{command}: {}",
+        common::text(&out)
+    );
+    assert!(!s.patches().join("signoffs.toml").exists());
+    let (code, report, stderr) = s.check_json(&["db/migrate", "--budget", "0.1", "--no-history"]);
+    assert_eq!(code, 0, "{stderr}\n{}", report["failures"]);
+    assert_eq!(patch(&report, "0001-slow")["signoff"]["state"], "valid");
+
+    // With --config elsewhere and its [signoff] file, the command names both.
+    std::fs::create_dir_all(s.path().join("ci")).unwrap();
+    std::fs::write(
+        s.path().join("ci/downtime.toml"),
+        "patches = [\"../db/migrate\"]\n[budget]\nper-patch-seconds = 0.1\n[signoff]\nfile = \"../approvals/signoffs.toml\"\n",
+    )
+    .unwrap();
+    let (code, report, stderr) = s.check_json(&["--config", "ci/downtime.toml", "--no-history"]);
+    assert_eq!(code, 1, "{stderr}");
+    let command = printed_command(&report["failures"]);
+    assert!(
+        command.contains("--signoff-file ci/../approvals/signoffs.toml --config ci/downtime.toml"),
+        "{command}"
+    );
+    let out = run_as_printed(&s, &command);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{command}: {}",
+        common::text(&out)
+    );
+    let (code, report, stderr) = s.check_json(&["--config", "ci/downtime.toml", "--no-history"]);
+    assert_eq!(code, 0, "{stderr}\n{}", report["failures"]);
+    assert!(s.path().join("approvals/signoffs.toml").is_file());
+    s.assert_clean();
+}
+
+#[test]
+fn concurrent_signoffs_each_keep_their_record() {
+    let s = Scratch::new();
+    for i in 1..=4 {
+        s.patch(&format!("000{i}-p.sql"), &format!("select {i};"));
+    }
+    for round in 0..6 {
+        let _ = std::fs::remove_file(s.patches().join("signoffs.toml"));
+        let children: Vec<_> = (1..=4)
+            .map(|i| {
+                s.command(&[
+                    "signoff",
+                    &format!("patches/000{i}-p.sql"),
+                    "--by",
+                    &format!("reviewer {i}"),
+                    "--reason",
+                    "r",
+                    "--max-seconds",
+                    "5",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+        }
+        let file = std::fs::read_to_string(s.patches().join("signoffs.toml")).unwrap();
+        assert_eq!(
+            file.matches("[[signoff]]").count(),
+            4,
+            "round {round}: {file}"
+        );
+        for i in 1..=4 {
+            assert!(
+                file.contains(&format!("patch = \"patches/000{i}-p.sql\""))
+                    && file.contains(&format!("by = \"reviewer {i}\"")),
+                "round {round}: {file}"
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(s.patches())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".sql") && n != "signoffs.toml")
+            .collect();
+        assert!(left.is_empty(), "no lock or temporary file left: {left:?}");
+    }
+    s.assert_clean();
+}

@@ -349,6 +349,11 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// The sign-off file, read by `check` and written by `signoff`
+    /// [default: `[signoff] file` in downtime.toml, else signoffs.toml in the first patch folder]
+    #[arg(long, value_name = "FILE")]
+    pub signoff_file: Option<PathBuf>,
+
     /// Staging data: a SQL script (run with psql) or a pg_dump custom/directory
     /// archive (pg_restore) [default: from downtime.toml, else baseline.sql beside the patches]
     #[arg(long, value_name = "FILE")]
@@ -484,10 +489,11 @@ pub struct SignoffArgs {
 }
 
 const SIGNOFF_AFTER_HELP: &str = "\
-A sign-off lets a patch over its budget pass `check`, as long as the patch's \
-content is unchanged (sha256) and it stays within the approved maximum. \
-Sign-offs are kept in `patches/signoffs.toml` (or `[signoff] file` in \
-downtime.toml); commit that file with the patch.";
+A sign-off lets a patch over its budget pass `check`, as long as the patch \
+keeps its path and content (sha256) and stays within the approved maximum. \
+Sign-offs are kept in `patches/signoffs.toml` (or `--signoff-file`, or \
+`[signoff] file` in downtime.toml); commit that file with the patch. A \
+failing `check` prints the command that signs off in the file it reads.";
 
 // The numbers of every flag, checked against the ranges of
 // `crate::limits`, the same ones downtime.toml's keys are checked against.

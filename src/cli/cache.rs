@@ -2,16 +2,17 @@
 
 use super::CacheAction;
 use crate::error::{Result, EXIT_PASS};
-use crate::staging::cache::{default_root, Cache};
+use crate::staging::cache::{self, default_root, Cache};
 use crate::staging::server;
 
 pub(super) async fn run(action: CacheAction) -> Result<i32> {
-    let cache = Cache {
-        root: default_root(),
-    };
     match action {
         CacheAction::Clear { url, config } => {
             let source = super::resolve::server_named(url.as_deref(), config)?;
+            // Only a cache of this user's own is cleared.
+            let cache = Cache {
+                root: cache::root()?,
+            };
             let n = cache.clear()?;
             println!(
                 "removed {n} cached baseline(s) from {}",
@@ -21,7 +22,7 @@ pub(super) async fn run(action: CacheAction) -> Result<i32> {
                 clear_server(&source).await?;
             }
         }
-        CacheAction::Dir => println!("{}", cache.root.display()),
+        CacheAction::Dir => println!("{}", default_root().display()),
     }
     Ok(EXIT_PASS)
 }

@@ -47,17 +47,38 @@ pub(super) fn targets(out: &OutputArgs) -> Targets {
 }
 
 /// Whether every file the output flags ask for can be written, and `json`
-/// (`--output FILE`): found before a run starts, not after it.
+/// (`--output FILE`): found before a run starts, not after it. No link is
+/// written through: not the output directory, nor a report file in it, nor,
+/// when charts are asked for, any `.png` or `.svg` there (their names come
+/// from the patches).
 pub(super) fn check_targets(out: &OutputArgs, json: Option<&std::path::Path>) -> Result<()> {
     let t = targets(out);
     if let Some(dir) = &t.dir {
         fsutil::check_dir(dir, "output directory")?;
+        if !out.charts.is_empty() {
+            check_chart_names(dir)?;
+        }
     }
     for (_, path) in &t.files {
         fsutil::check_writable(path, "report")?;
     }
     if let Some(path) = json {
         fsutil::check_writable(path, "report")?;
+    }
+    Ok(())
+}
+
+/// No link in the output directory is named like a chart.
+fn check_chart_names(dir: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let chart = path.extension().is_some_and(|x| x == "png" || x == "svg");
+        if chart && e.file_type().is_ok_and(|t| t.is_symlink()) {
+            fsutil::check_links(&path, "chart")?;
+        }
     }
     Ok(())
 }
@@ -74,11 +95,11 @@ pub fn emit(report: &Report, out: &OutputArgs) -> Result<()> {
         }
     }
     if let Some(dir) = &t.dir {
+        fsutil::check_links(dir, "output directory")?;
         std::fs::create_dir_all(dir).map_err(|e| Error::write("output directory", dir, e))?;
     }
     for (f, path) in &t.files {
-        std::fs::write(path, report::render(report, *f))
-            .map_err(|e| Error::write("report", path, e))?;
+        fsutil::replace(path, "report", report::render(report, *f).as_bytes())?;
         ui::note(&format!("wrote {}", path.display()));
     }
     if let (false, Some(dir)) = (out.charts.is_empty(), &t.dir) {

@@ -28,12 +28,18 @@ pub(super) fn run(patch: Option<String>, file: &Path) -> Result<i32> {
         return Ok(EXIT_PASS);
     }
     println!(
-        "{:<24} {:<20} {:>9} {:>21} {:>4} {:<5} {:<9} {:<16}",
+        "{:<24} {:<20} {:>9} {:>21} {:>4} {:<5} {:<9} {:<16} verdict",
         "patch", "at", "seconds", "95% CI", "runs", "cache", "commit", "settings"
     );
     for e in shown {
+        // Failing runs are recorded, and never compared with.
+        let verdict = match (e.passed(), e.because.is_empty()) {
+            (true, _) => "pass".to_string(),
+            (false, true) => "fail".to_string(),
+            (false, false) => format!("fail ({})", e.because.join(", ")),
+        };
         println!(
-            "{:<24} {:<20} {:>9.4} {:>21} {:>4} {:<5} {:<9} {:<16}",
+            "{:<24} {:<20} {:>9.4} {:>21} {:>4} {:<5} {:<9} {:<16} {verdict}",
             e.patch,
             e.at,
             e.seconds,

@@ -230,9 +230,10 @@ pub(super) fn check_options(
     } else {
         vec![PathBuf::from(DEFAULT_PATCH_DIR)]
     };
-    let signoff_file = match &file.signoff.file {
-        Some(f) => config.resolve(f),
-        None => paths
+    let signoff_file = match (&common.signoff_file, &file.signoff.file) {
+        (Some(f), _) => f.clone(),
+        (None, Some(f)) => config.resolve(f),
+        (None, None) => paths
             .iter()
             .find(|p| p.is_dir())
             .cloned()
@@ -263,7 +264,11 @@ pub(super) fn check_options(
                 .max_run_seconds
                 .or(config::value(&file.staging.max_run_seconds)),
             timing: crate::check::TimingOptions::default(),
-            cache: (!common.no_cache).then(crate::staging::cache::default_root),
+            cache: if common.no_cache {
+                None
+            } else {
+                Some(crate::staging::cache::root()?)
+            },
             scales: Vec::new(),
             layout: common.layout.or(file.layout),
             all: common.all,
@@ -274,6 +279,7 @@ pub(super) fn check_options(
         policy,
         signoff_file,
         signoff_base: config.base(),
+        config_flag: common.config.clone(),
         history_file: None,
         record_history: false,
         compare_history: None,

@@ -6,8 +6,8 @@ use super::emit::check_targets;
 use super::resolve::{bench_plan, check_plan, estimate_plan};
 use super::{emit, BenchArgs, CheckArgs, EstimateCmdArgs, OutputArgs, ReportArgs};
 use crate::cancel::{Abort, Cancel};
-use crate::check;
-use crate::error::{Error, Result, EXIT_PASS, EXIT_VERDICT};
+use crate::check::{self, Checked};
+use crate::error::{Result, EXIT_PASS, EXIT_VERDICT};
 use crate::report::{self, Format, Report};
 
 /// The exit status a report calls for.
@@ -28,20 +28,21 @@ enum Table {
 }
 
 /// The end of every run, the same for `check`, `bench` and `estimate`:
-/// write `--output`, print the report as asked (the text of each ends with
-/// the errors, the failures and the verdict), say on stderr what failed
-/// when the staging server did, and return the exit status the report
-/// calls for.
-fn finish(report: &Report, output: Option<&Path>, out: &OutputArgs, table: Table) -> Result<i32> {
-    if let Some(path) = output {
-        std::fs::write(path, report.to_json() + "\n")
-            .map_err(|e| Error::write("report", path, e))?;
-    }
+/// print the report as asked (the text of each ends with the errors, the
+/// failures and the verdict), write the report files and `--output`, say
+/// on stderr what failed when the staging server did, append the run to
+/// the history, and return the exit status the report calls for. A write
+/// that fails comes after the verdict is out: an error of its own (exit 2).
+fn finish(checked: &Checked, output: Option<&Path>, out: &OutputArgs, table: Table) -> Result<i32> {
+    let report = &checked.report;
     let own_table = out.format == [Format::Text] && out.output_dir.is_none();
     match table {
         Table::Bench if own_table => print!("{}", report::text::render_bench(report)),
         Table::Estimate if own_table => print!("{}", report::text::render_estimate(report)),
         _ => emit(report, out)?,
+    }
+    if let Some(path) = output {
+        crate::fsutil::replace(path, "report", (report.to_json() + "\n").as_bytes())?;
     }
     if let Some(a) = report
         .aborted
@@ -56,25 +57,32 @@ fn finish(report: &Report, output: Option<&Path>, out: &OutputArgs, table: Table
         let what = a.message.as_deref().unwrap_or("the staging server failed");
         eprintln!("downtime: error: {at}{what}");
     }
+    if let Err(e) = checked.record_history() {
+        crate::ui::warn(&format!(
+            "the verdict above stands ({}), but this run is not in the history",
+            report.verdict
+        ));
+        return Err(e);
+    }
     Ok(exit_code(report))
 }
 
 pub(super) async fn check(args: CheckArgs, cancel: &Cancel) -> Result<i32> {
     let opts = check_plan(&args)?;
-    let report = check::run(&opts, cancel).await?;
-    finish(&report, args.output.as_deref(), &args.out, Table::Check)
+    let checked = check::run(&opts, cancel).await?;
+    finish(&checked, args.output.as_deref(), &args.out, Table::Check)
 }
 
 pub(super) async fn bench(args: BenchArgs, cancel: &Cancel) -> Result<i32> {
     let opts = bench_plan(&args)?;
-    let report = check::run(&opts, cancel).await?;
-    finish(&report, args.output.as_deref(), &args.out, Table::Bench)
+    let checked = check::run(&opts, cancel).await?;
+    finish(&checked, args.output.as_deref(), &args.out, Table::Bench)
 }
 
 pub(super) async fn estimate(args: EstimateCmdArgs, cancel: &Cancel) -> Result<i32> {
     let opts = estimate_plan(&args)?;
-    let report = check::run(&opts, cancel).await?;
-    finish(&report, args.output.as_deref(), &args.out, Table::Estimate)
+    let checked = check::run(&opts, cancel).await?;
+    finish(&checked, args.output.as_deref(), &args.out, Table::Estimate)
 }
 
 /// `downtime report`: render a saved JSON report again.

@@ -32,7 +32,7 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
         // Found out now, not after measuring.
         signoff::check_writable(&opts.signoff_file)?;
     }
-    let mut signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
+    let signoffs = Signoffs::load(&opts.signoff_file, &opts.signoff_base)?;
     if args.list {
         return list(&signoffs, args.report.as_deref());
     }
@@ -63,7 +63,7 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
                 "measuring {} to set the approved maximum",
                 patch.display()
             ));
-            let report = check::run(&opts, cancel).await?;
+            let report = check::run(&opts, cancel).await?.report;
             if let Some(a) = &report.aborted {
                 return Err(Error::Aborted(a.reason));
             }
@@ -89,18 +89,23 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
         }
     };
     let key = signoffs.key_for(&patch);
-    signoffs.upsert(Signoff {
-        patch: key.clone(),
-        sha256,
-        by: by.clone(),
-        at: crate::time::now_rfc3339(),
-        reason,
-        max_seconds,
-    });
-    signoffs.save()?;
+    // Read again, changed and written under the file's lock: a sign-off
+    // recorded by another run meanwhile is kept.
+    let saved = signoff::record(
+        &opts.signoff_file,
+        &opts.signoff_base,
+        Signoff {
+            patch: key.clone(),
+            sha256,
+            by: by.clone(),
+            at: crate::time::now_rfc3339(),
+            reason,
+            max_seconds,
+        },
+    )?;
     println!(
         "signed off {key} for up to {max_seconds} s by {by} in {}",
-        signoffs.path.display()
+        saved.path.display()
     );
     Ok(EXIT_PASS)
 }
@@ -117,8 +122,11 @@ fn list(signoffs: &Signoffs, report: Option<&Path>) -> Result<i32> {
     );
     for s in &signoffs.entries {
         let path = signoffs.resolve(&s.patch);
-        let state = if !path.is_file() {
-            SignoffState::Orphaned
+        let state = if s.patch.is_empty() {
+            // Names no patch: covers none until signed again.
+            "unnamed".to_string()
+        } else if !path.is_file() {
+            SignoffState::Orphaned.to_string()
         } else {
             let sha = sha256_of(&path)?;
             let seconds = measured.as_ref().and_then(|r| {
@@ -127,16 +135,11 @@ fn list(signoffs: &Signoffs, report: Option<&Path>) -> Result<i32> {
                     .find(|p| p.sha256 == sha && p.status == Status::Ok)
                     .map(|p| p.seconds)
             });
-            signoff::state(s, &sha, seconds)
+            signoff::state(s, &sha, seconds).to_string()
         };
         println!(
             "{:<9} {:<40} {:<16} {:>8.1}  {:<20}  {}",
-            state.to_string(),
-            s.patch,
-            s.by,
-            s.max_seconds,
-            s.at,
-            s.reason
+            state, s.patch, s.by, s.max_seconds, s.at, s.reason
         );
     }
     if measured.is_none() {

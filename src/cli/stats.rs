@@ -15,8 +15,7 @@ pub(super) async fn run(action: StatsAction) -> Result<i32> {
             let stats = crate::estimate::prod_stats::export(&source, with_values).await?;
             let text = serde_json::to_string_pretty(&stats)
                 .map_err(|e| Error::write("stats file", &output, e))?;
-            std::fs::write(&output, text + "\n")
-                .map_err(|e| Error::write("stats file", &output, e))?;
+            crate::fsutil::replace(&output, "stats file", (text + "\n").as_bytes())?;
             let values = if stats.with_values {
                 "with data values (most common values, histogram bounds)"
             } else {

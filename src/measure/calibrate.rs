@@ -58,15 +58,9 @@ pub async fn costs(
     }
     let costs = measure(backend, admin, version).await?;
     if let Some(f) = &file {
-        if let Some(dir) = f.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
         let text = serde_json::to_string_pretty(&costs).unwrap_or_default();
-        if let Err(e) = std::fs::write(f, text) {
-            crate::ui::warn(&format!(
-                "the measured costs were not cached in {}: {e}",
-                f.display()
-            ));
+        if let Err(e) = crate::fsutil::replace_private(f, "baseline cache", text.as_bytes()) {
+            crate::ui::warn(&format!("the measured costs were not cached: {e}"));
         }
     }
     Ok(costs)

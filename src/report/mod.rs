@@ -512,12 +512,14 @@ pub fn write_charts(
                     ChartFormat::Svg => "svg",
                 }
             ));
-            match f {
-                ChartFormat::Png => charts::png(report, &chart, &path),
-                ChartFormat::Svg => charts::svg(report, &chart)
-                    .and_then(|svg| std::fs::write(&path, svg).map_err(|e| e.to_string())),
-            }
-            .map_err(|m| crate::Error::write("chart", &path, m))?;
+            // Drawn into a new file beside it, renamed over it: never
+            // through a link.
+            crate::fsutil::replace_with(&path, "chart", |file, tmp| match f {
+                ChartFormat::Png => charts::png(report, &chart, tmp),
+                ChartFormat::Svg => charts::svg(report, &chart).and_then(|svg| {
+                    std::io::Write::write_all(file, svg.as_bytes()).map_err(|e| e.to_string())
+                }),
+            })?;
             written.push(path);
         }
     }

@@ -18,14 +18,40 @@ pub const KEEP: usize = 5;
 /// size, so a copy can be checked for completeness.
 pub const MANIFEST: &str = "manifest";
 
-/// The cache directory: `$XDG_CACHE_HOME/downtime`, else `~/.cache/downtime`.
+/// The cache directory: `$XDG_CACHE_HOME/downtime`, else
+/// `~/.cache/downtime`; without either (HOME unset), this user's own
+/// `downtime-<uid>` in the temporary directory, never a shared one.
 pub fn default_root() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
+    let home = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("downtime")
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        });
+    match home {
+        Some(dir) => dir.join("downtime"),
+        None => std::env::temp_dir().join(format!("downtime-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// The cache directory a run uses, made (0700) when absent and checked:
+/// a directory of this user's that no one else can write, else an error
+/// naming it (a cached cluster is started as it is found). Without a home
+/// directory, a note says where it is.
+pub fn root() -> Result<PathBuf> {
+    let root = default_root();
+    crate::fsutil::check_own_dir(&root, "baseline cache")?;
+    let no_home = std::env::var_os("XDG_CACHE_HOME").is_none_or(|v| v.is_empty())
+        && std::env::var_os("HOME").is_none_or(|v| v.is_empty());
+    if no_home {
+        crate::ui::note(&format!(
+            "HOME is not set: the baseline cache is {}, this user's own (mode 0700)",
+            root.display()
+        ));
+    }
+    Ok(root)
 }
 
 /// Hash a regular file's bytes, as many as it had when opened.
@@ -94,8 +120,12 @@ impl Cache {
     /// drop the oldest entries beyond [`KEEP`].
     pub fn commit(&self, key: &str, staging: &Path) -> Result<()> {
         let manifest = manifest(&staging.join("data"))?;
-        std::fs::write(staging.join(MANIFEST), manifest).map_err(|e| Error::io(staging, e))?;
-        std::fs::write(staging.join("complete"), b"").map_err(|e| Error::io(staging, e))?;
+        crate::fsutil::replace_private(
+            &staging.join(MANIFEST),
+            "baseline cache",
+            manifest.as_bytes(),
+        )?;
+        crate::fsutil::replace_private(&staging.join("complete"), "baseline cache", b"")?;
         let entry = self.root.join(key);
         if entry.exists() {
             // Another run stored it meanwhile.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::classify::Classification;
 use super::history::Regression;
 use super::policy::Policy;
-use super::signoff::{self, SignoffRecord, SignoffState, Signoffs};
+use super::signoff::{self, RunPatch, SignoffRecord, SignoffState, Signoffs};
 use super::{RuleId, Severity};
 use crate::cancel::Abort;
 use crate::measure::PatchError;
@@ -55,6 +55,8 @@ pub struct PatchVerdict {
     pub budget_seconds: Option<f64>,
     pub over_budget: bool,
     pub signoff: Option<SignoffRecord>,
+    /// A regression against the history failed it.
+    pub regressed: bool,
     pub failures: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -112,6 +114,14 @@ pub fn decide(
     let mut verdicts = Vec::new();
     let mut failures = Vec::new();
     let mut warnings = Vec::new();
+    let in_run: Vec<RunPatch<'_>> = patches
+        .iter()
+        .map(|p| RunPatch {
+            path: &p.patch.file.path,
+            sha256: &p.patch.sha256,
+        })
+        .collect();
+    let signoffs = (signoffs, &in_run[..]);
     for p in patches {
         let v = patch_verdict(p, run.on_estimate, policy, signoffs);
         failures.extend(v.failures.iter().cloned());
@@ -197,21 +207,30 @@ fn aborted_failure(a: &Aborted, max_run_seconds: Option<f64>) -> (VerdictKind, S
     }
 }
 
+/// The sign-offs and the patches of the run (a sign-off covers the patch
+/// it names, or a renamed one whose old path is gone).
+type SignoffsIn<'a> = (&'a Signoffs, &'a [RunPatch<'a>]);
+
 /// The sign-off covering a patch, in the state its content and time put it.
-fn signoff_of(p: &Judged<'_>, signoffs: &Signoffs) -> Option<(SignoffRecord, Option<String>)> {
+fn signoff_of(p: &Judged<'_>, signoffs: SignoffsIn<'_>) -> Option<(SignoffRecord, Option<String>)> {
     let patch = p.patch;
-    let s = signoffs.find(&patch.file.path, &patch.sha256)?;
+    let (signoffs, in_run) = signoffs;
+    let s = signoffs.find(&patch.file.path, &patch.sha256, in_run)?;
     let seconds = p.result.seconds;
     let state = signoff::state(s, &patch.sha256, p.ran().then_some(seconds));
     let failure = match state {
         SignoffState::Stale => Some(format!(
             "{}: signed off by {} on {}, but the patch changed since (sha256 {} now, {} signed); \
-             review it again and run `downtime signoff`",
+             review it again and sign it off anew (`{}`)",
             patch.file.id,
             s.by,
             s.at,
             &patch.sha256[..12.min(patch.sha256.len())],
-            &s.sha256[..12.min(s.sha256.len())]
+            &s.sha256[..12.min(s.sha256.len())],
+            signoffs.command_for(
+                &patch.file.path,
+                signoff::default_max_seconds(p.result.seconds)
+            )
         )),
         SignoffState::Exceeded => Some(format!(
             "{} took {:.3} s, more than the {:.2} s {} approved",
@@ -227,7 +246,7 @@ fn patch_verdict(
     p: &Judged<'_>,
     on_estimate: bool,
     policy: &Policy,
-    signoffs: &Signoffs,
+    signoffs: SignoffsIn<'_>,
 ) -> PatchVerdict {
     let budget = &policy.budget;
     let id = &p.patch.file.id;
@@ -268,18 +287,37 @@ fn patch_verdict(
             .extend(failed_runs(&path, id, &p.result.failed_runs));
     }
     if v.over_budget && !signed_off {
+        let (signoffs, _) = signoffs;
+        let unnamed = signoffs
+            .unnamed(&p.patch.sha256)
+            .map(|s| {
+                format!(
+                    "; the sign-off by {} for this content names no patch and covers none: sign it again",
+                    s.by
+                )
+            })
+            .unwrap_or_default();
         v.failures.push(format!(
-            "{id} {} {judged:.3} s, over its {:.2} s budget{}; speed it up or record a sign-off (`downtime signoff {path}`)",
+            "{id} {} {judged:.3} s, over its {:.2} s budget{}; speed it up or record a sign-off (`{}`){unnamed}",
             if on_estimate { "is estimated at" } else { "took" },
             v.budget_seconds.unwrap_or_default(),
             if p.patch.post_deploy { " (post-deploy)" } else { "" },
+            signoffs.command_for(&p.patch.file.path, signoff::default_max_seconds(seconds)),
         ));
     }
     if let Some(r) = p.regression.filter(|r| r.regressed) {
-        v.failures.push(format!(
+        let line = format!(
             "{id} regressed: {seconds:.3} s now, {:.3} s on {} ({:+.0} %, over the {:.0} % threshold, confidence intervals apart)",
             r.previous_seconds, r.previous_at, r.change_percent, r.threshold_percent
-        ));
+        );
+        // A reviewer's sign-off of this content approves its time; the
+        // regression is then shown, and this run becomes the comparison point.
+        if signed_off {
+            v.warnings.push(format!("{line}; signed off"));
+        } else {
+            v.regressed = true;
+            v.failures.push(line);
+        }
     }
     if let Some(warn) = budget.warn_at_seconds {
         if p.ran() && seconds > warn && !v.over_budget {

@@ -3,8 +3,16 @@
 //! way: only regular files (after following links), opened without blocking
 //! (a named pipe cannot hang the run), the size checked on the opened
 //! handle, and never more than the cap read (a file growing meanwhile
-//! cannot pass it). Writing: whether a file can be written is found out
-//! before a run starts.
+//! cannot pass it). Writing ([`write`]): never through a link, found
+//! writable before a run starts, replaced atomically, under a lock where
+//! several writers meet.
+
+mod write;
+
+pub use write::{
+    check_dir, check_links, check_own_dir, check_writable, lock_beside, lock_path, replace,
+    replace_private, replace_with, Lock,
+};
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
@@ -242,80 +250,6 @@ pub fn read_text_if_exists(path: &Path, cap: Cap) -> Result<Option<String>> {
     }
 }
 
-/// Whether `path` can be written as a file (created, appended to or
-/// replaced) without writing it: a regular file that opens for writing, or
-/// absent with a writable directory to be made in. The error reads "cannot
-/// write {what} {path}: …".
-pub fn check_writable(path: &Path, what: &'static str) -> Result<()> {
-    let fail = |why: String| Error::write(what, path, why);
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => OpenOptions::new()
-            .append(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(path)
-            .map(drop)
-            .map_err(|e| fail(e.to_string())),
-        Ok(meta) => Err(fail(format!("it is {}", kind(&meta)))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            check_dir_writable(dir).map_err(fail)
-        }
-        Err(e) => Err(fail(e.to_string())),
-    }
-}
-
-/// Whether files can be made in `dir` (which is made later, with its
-/// parents, when absent).
-pub fn check_dir(dir: &Path, what: &'static str) -> Result<()> {
-    check_dir_writable(dir).map_err(|why| Error::write(what, dir, why))
-}
-
-/// The nearest existing ancestor of `dir` must be a directory files can be
-/// made in; what does not exist yet is created later, by the writer.
-fn check_dir_writable(dir: &Path) -> std::result::Result<(), String> {
-    let mut existing = dir;
-    let meta = loop {
-        match std::fs::metadata(existing) {
-            Ok(m) => break m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && existing != Path::new(".") => {
-                existing = existing
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-            }
-            Err(e) => return Err(format!("{}: {e}", existing.display())),
-        }
-    };
-    if !meta.is_dir() {
-        return Err(if existing == dir {
-            format!("it is {}", kind(&meta))
-        } else {
-            format!("{} is {}", existing.display(), kind(&meta))
-        });
-    }
-    // Permission bits do not tell (root, ACLs, read-only mounts): try, with
-    // a name no one else uses, and remove it again.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let probe = existing.join(format!(
-        ".downtime-write-check-{}-{nanos}",
-        std::process::id()
-    ));
-    match OpenOptions::new().write(true).create_new(true).open(&probe) {
-        Ok(f) => {
-            drop(f);
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) if existing == dir => Err(e.to_string()),
-        Err(e) => Err(format!("{}: {e}", existing.display())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,25 +296,5 @@ mod tests {
         );
         let e = text(p, b"\n\n\xff".to_vec()).unwrap_err().to_string();
         assert!(e.starts_with("a.sql:3:"), "{e}");
-    }
-
-    #[test]
-    fn writability_is_found_before_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        std::fs::write(&file, "").unwrap();
-        assert!(check_writable(&dir.path().join("new/deeper/x.json"), "report").is_ok());
-        let e = check_writable(&file.join("x.json"), "report")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("cannot write report "), "{e}");
-        let e = check_writable(dir.path(), "history file")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("a directory"), "{e}");
-        assert!(check_dir(&file, "output directory").is_err());
-        assert!(check_dir(&dir.path().join("reports"), "output directory").is_ok());
-        // Nothing was left behind by the checks.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
