@@ -160,6 +160,7 @@ fn resolved(o: &CheckOptions, flag: &str) -> f64 {
         "--cold-window-budget" => b.cold_window_seconds.unwrap(),
         "--live-lock-threshold" => o.policy.classify.live_lock_threshold_seconds,
         "--bulk-write-fraction" => o.policy.classify.bulk_write_fraction,
+        "--bulk-write-rows" => o.policy.classify.bulk_write_rows,
         "--timeout" => o.run.statement_cap.as_secs_f64(),
         "--max-run-seconds" => o.run.max_run_seconds.unwrap(),
         "--runs" => o.run.timing.runs as f64,
@@ -176,6 +177,7 @@ const CHECK_FLAGS: &[(&str, Quantity)] = &[
     ("--cold-window-budget", limits::SECONDS),
     ("--live-lock-threshold", limits::SECONDS),
     ("--bulk-write-fraction", limits::FRACTION),
+    ("--bulk-write-rows", limits::ROWS),
     ("--timeout", limits::STATEMENT_TIMEOUT),
     ("--max-run-seconds", limits::SECONDS),
     ("--runs", limits::RUNS),
@@ -234,6 +236,7 @@ fn key_value(o: &CheckOptions, key: &str) -> f64 {
         "staging.max-run-seconds" => o.run.max_run_seconds.unwrap(),
         "classify.live-lock-threshold-seconds" => c.live_lock_threshold_seconds,
         "classify.bulk-write-fraction" => c.bulk_write_fraction,
+        "classify.bulk-write-rows" => c.bulk_write_rows,
         probe if probe.starts_with("probe.") => {
             let p = o.run.probe.as_ref().expect("[probe] enabled = true");
             match probe {
@@ -365,7 +368,7 @@ proptest! {
 
     #[test]
     fn every_config_number_resolves_in_range_or_is_refused_at_its_line(
-        which in 0..15usize,
+        which in 0..16usize,
         v in prop_oneof![
             any::<f64>(),
             (-10.0f64..10.0),
@@ -378,7 +381,7 @@ proptest! {
     ) {
         thread_local!(static SETUP: Setup = Setup::new());
         let keys = config_keys();
-        prop_assert_eq!(keys.len(), 15);
+        prop_assert_eq!(keys.len(), 16);
         let (key, q) = keys[which];
         let (value, expected) = match form {
             0 => (toml_literal(v), Some(v).filter(|v| q.contains(*v))),
