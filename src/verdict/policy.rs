@@ -124,7 +124,7 @@ pub struct ClassifyOptions {
     pub bulk_write_rows: f64,
     /// The sizes tables are judged at: production's statistics, tables
     /// declared small, the baseline's tables.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "super::size::Sizes::is_empty")]
     pub sizes: super::size::Sizes,
 }
 

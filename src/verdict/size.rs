@@ -173,6 +173,11 @@ pub enum PredictedFrom {
 }
 
 impl Sizes {
+    /// Nothing the report records: no table declared small.
+    pub fn is_empty(&self) -> bool {
+        self.small.is_empty()
+    }
+
     /// The time work of `kind` that took `seconds` here over the tables of
     /// `sizes` (a partitioned table's leaves) takes in production.
     pub fn predict_many(&self, sizes: &[&Size], kind: WorkKind, seconds: f64) -> Option<Predicted> {
