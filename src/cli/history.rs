@@ -32,7 +32,7 @@ pub(super) fn run(patch: Option<String>, file: &Path) -> Result<i32> {
         "patch", "at", "seconds", "95% CI", "runs", "cache", "commit", "settings"
     );
     for e in shown {
-        println!(
+        let line = format!(
             "{:<24} {:<20} {:>9.4} {:>21} {:>4} {:<5} {:<9} {:<16}",
             e.patch,
             e.at,
@@ -49,6 +49,7 @@ pub(super) fn run(patch: Option<String>, file: &Path) -> Result<i32> {
                 .unwrap_or("-"),
             e.fingerprint
         );
+        println!("{}", crate::escape::log_line(&line));
     }
     Ok(EXIT_PASS)
 }

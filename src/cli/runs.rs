@@ -54,7 +54,7 @@ fn finish(report: &Report, output: Option<&Path>, out: &OutputArgs, table: Table
             _ => String::new(),
         };
         let what = a.message.as_deref().unwrap_or("the staging server failed");
-        eprintln!("downtime: error: {at}{what}");
+        crate::ui::error(&format!("{at}{what}"));
     }
     Ok(exit_code(report))
 }

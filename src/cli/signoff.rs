@@ -99,8 +99,11 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
     });
     signoffs.save()?;
     println!(
-        "signed off {key} for up to {max_seconds} s by {by} in {}",
-        signoffs.path.display()
+        "{}",
+        crate::escape::log_line(&format!(
+            "signed off {key} for up to {max_seconds} s by {by} in {}",
+            signoffs.path.display()
+        ))
     );
     Ok(EXIT_PASS)
 }
@@ -129,7 +132,8 @@ fn list(signoffs: &Signoffs, report: Option<&Path>) -> Result<i32> {
             });
             signoff::state(s, &sha, seconds)
         };
-        println!(
+        // Names and reasons are the sign-off file's: shown visibly.
+        let line = format!(
             "{:<9} {:<40} {:<16} {:>8.1}  {:<20}  {}",
             state.to_string(),
             s.patch,
@@ -138,6 +142,7 @@ fn list(signoffs: &Signoffs, report: Option<&Path>) -> Result<i32> {
             s.at,
             s.reason
         );
+        println!("{}", crate::escape::log_line(&line));
     }
     if measured.is_none() {
         println!("(pass --report FILE from `check --output FILE` to see which are exceeded)");
