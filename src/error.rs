@@ -12,17 +12,17 @@ pub const EXIT_ERROR: i32 = 2;
 /// Errors that stop a run before a verdict can be given.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {message}")]
+    #[error("{}: {message}", shown(.path))]
     Input { path: PathBuf, message: String },
 
-    #[error("{path}:{line}: {message}")]
+    #[error("{}:{line}: {message}", shown(.path))]
     InputAt {
         path: PathBuf,
         line: usize,
         message: String,
     },
 
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", shown(.path))]
     Io {
         path: PathBuf,
         #[source]
@@ -31,7 +31,7 @@ pub enum Error {
 
     /// A file downtime writes (a report, the history, sign-offs) cannot be
     /// written; found before a run starts where it can be.
-    #[error("cannot write {what} {path}: {reason}")]
+    #[error("cannot write {what} {}: {reason}", shown(.path))]
     Write {
         what: &'static str,
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum Error {
     #[error("PostgreSQL server: {0}")]
     Server(String),
 
-    #[error("baseline {path}: {message}")]
+    #[error("baseline {}: {message}", shown(.path))]
     Baseline { path: PathBuf, message: String },
 
     #[error("Docker: {0}")]
@@ -60,6 +60,12 @@ pub enum Error {
 
     #[error("aborted by {0}")]
     Aborted(crate::cancel::Abort),
+}
+
+/// A path in an error: a file name's hidden characters (a line break, an
+/// escape) shown by their code, so the name reads as one.
+fn shown(path: &std::path::Path) -> String {
+    crate::escape::visible(&path.display().to_string())
 }
 
 impl Error {

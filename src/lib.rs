@@ -12,11 +12,13 @@
 //!
 //! Beneath them all, the ground floor: [`pg`] (PostgreSQL's vocabulary and
 //! catalogue queries), [`rule_id`], [`error`], [`cancel`], [`time`], [`ui`],
-//! [`limits`] (the range of every number a user gives) and [`fsutil`]
-//! (reading user files safely, checking outputs before a run).
+//! [`limits`] (the range of every number a user gives), [`fsutil`]
+//! (reading user files safely, checking outputs before a run) and
+//! [`escape`] (foreign text made safe for each output).
 
 pub mod cancel;
 pub mod error;
+pub mod escape;
 pub mod fsutil;
 pub mod limits;
 pub mod pg;

@@ -53,7 +53,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("downtime: error: {e}");
+            downtime::ui::error(&e.to_string());
             std::process::exit(e.exit_code());
         }
     }

@@ -23,7 +23,11 @@ fn with_bar<T>(f: impl FnOnce(&Option<ProgressBar>) -> T) -> T {
     }
 }
 
+/// A line on stderr: foreign text in it (file names, the server's words)
+/// shown visibly, continuation lines indented, none a workflow command.
 fn line(msg: &str) {
+    let msg = crate::escape::log_lines(msg);
+    let msg = msg.as_str();
     with_bar(|bar| match bar {
         Some(b) => b.println(msg),
         None => eprintln!("{msg}"),
@@ -40,6 +44,11 @@ pub fn note(msg: &str) {
 /// Something the user should look at, that does not stop the run.
 pub fn warn(msg: &str) {
     line(&format!("downtime: warning: {msg}"));
+}
+
+/// An error that ends the run (printed even with `--quiet`).
+pub fn error(msg: &str) {
+    line(&format!("downtime: error: {msg}"));
 }
 
 /// Start a progress bar over `total` patches, when stderr is a terminal.
@@ -68,7 +77,7 @@ pub fn progress_start(total: usize) {
 pub fn progress_patch(id: &str) {
     let shown = with_bar(|bar| {
         if let Some(b) = bar {
-            b.set_message(format!("applying {id}"));
+            b.set_message(format!("applying {}", crate::escape::visible(id)));
             true
         } else {
             false

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The top-level modules in pipeline order; a module may use the ones on
 /// its own level and before it. The ground floor comes first.
 const LAYERS: &[&[&str]] = &[
-    &["cancel", "time", "ui", "rule_id"],
+    &["cancel", "time", "ui", "rule_id", "escape"],
     &["error"],
     &["limits", "fsutil"],
     &["pg"],

@@ -38,7 +38,7 @@ pub(super) fn run(patch: Option<String>, file: &Path) -> Result<i32> {
             (false, true) => "fail".to_string(),
             (false, false) => format!("fail ({})", e.because.join(", ")),
         };
-        println!(
+        let line = format!(
             "{:<24} {:<20} {:>9.4} {:>21} {:>4} {:<5} {:<9} {:<16} {verdict}",
             e.patch,
             e.at,
@@ -55,6 +55,7 @@ pub(super) fn run(patch: Option<String>, file: &Path) -> Result<i32> {
                 .unwrap_or("-"),
             e.fingerprint
         );
+        println!("{}", crate::escape::log_line(&line));
     }
     Ok(EXIT_PASS)
 }

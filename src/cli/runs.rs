@@ -55,7 +55,7 @@ fn finish(checked: &Checked, output: Option<&Path>, out: &OutputArgs, table: Tab
             _ => String::new(),
         };
         let what = a.message.as_deref().unwrap_or("the staging server failed");
-        eprintln!("downtime: error: {at}{what}");
+        crate::ui::error(&format!("{at}{what}"));
     }
     if let Err(e) = checked.record_history() {
         crate::ui::warn(&format!(

@@ -104,8 +104,11 @@ pub async fn run(args: SignoffArgs, cancel: &Cancel) -> Result<i32> {
         },
     )?;
     println!(
-        "signed off {key} for up to {max_seconds} s by {by} in {}",
-        saved.path.display()
+        "{}",
+        crate::escape::log_line(&format!(
+            "signed off {key} for up to {max_seconds} s by {by} in {}",
+            saved.path.display()
+        ))
     );
     Ok(EXIT_PASS)
 }
@@ -137,10 +140,12 @@ fn list(signoffs: &Signoffs, report: Option<&Path>) -> Result<i32> {
             });
             signoff::state(s, &sha, seconds).to_string()
         };
-        println!(
+        // Names and reasons are the sign-off file's: shown visibly.
+        let line = format!(
             "{:<9} {:<40} {:<16} {:>8.1}  {:<20}  {}",
             state, s.patch, s.by, s.max_seconds, s.at, s.reason
         );
+        println!("{}", crate::escape::log_line(&line));
     }
     if measured.is_none() {
         println!("(pass --report FILE from `check --output FILE` to see which are exceeded)");

@@ -1,22 +1,13 @@
 //! GitHub Actions workflow commands: `::error`, `::warning` and `::notice`
-//! annotations at the offending statement's line.
+//! annotations at the offending statement's line. The only workflow
+//! commands downtime prints; foreign text in them is command data or a
+//! property value, escaped as GitHub escapes them.
 
 use std::fmt::Write;
 
 use super::{PatchReport, Report};
+use crate::escape::{command_data as data, command_property as property};
 use crate::verdict::Severity;
-
-/// Escape a command's message.
-fn data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escape a command's property value.
-fn property(s: &str) -> String {
-    data(s).replace(':', "%3A").replace(',', "%2C")
-}
 
 fn line_of(p: &PatchReport) -> usize {
     p.error
@@ -76,15 +67,4 @@ pub fn render(report: &Report) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping() {
-        assert_eq!(data("50% a\nb"), "50%25 a%0Ab");
-        assert_eq!(property("a:b,c"), "a%3Ab%2Cc");
-    }
 }

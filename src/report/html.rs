@@ -4,9 +4,9 @@
 use std::fmt::Write;
 
 use super::charts::{self, Kind};
-use super::junit::xml_escape as esc;
 use super::markdown::{blocking_locks, histogram, rewrites, verdict_word, BUCKETS};
 use super::{PatchReport, Report, Status};
+use crate::escape::xml as esc;
 use crate::verdict::{Reason, Severity};
 
 const STYLE: &str = "

@@ -1,29 +1,13 @@
 //! JUnit XML: one test suite per run, one test case per patch, in the shape
 //! Jenkins and GitLab read (validated against `tests/fixtures/junit.xsd`).
+//! Foreign text is escaped by [`crate::escape::xml`]: no character XML 1.0
+//! forbids is written.
 
 use std::fmt::Write;
 
 use super::{PatchReport, Report, Status};
+use crate::escape::xml as xml_escape;
 use crate::verdict::Severity;
-
-/// Escape text for XML content and attribute values; characters XML 1.0
-/// cannot carry are dropped.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 pub fn render(report: &Report) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");

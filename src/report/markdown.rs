@@ -1,13 +1,28 @@
 //! Markdown for a merge-request comment: fits under the comment limit.
+//! Foreign text (ids, SQL, the server's messages and settings, sign-off
+//! names) is escaped for its place, once, by [`Writer`]: no markup, HTML,
+//! image, link or mention comes from it, and none of it starts a line.
 
+use std::cell::Cell;
 use std::fmt::Write;
 
 use super::{PatchReport, Report, Status};
+use crate::escape::{md_code, md_html, md_text};
 use crate::verdict::signoff::SignoffState;
 use crate::verdict::Severity;
 
-/// GitHub and GitLab refuse comments longer than 65 536 characters; stay under.
+/// GitHub and GitLab refuse comments longer than 65 536 characters; stay
+/// under. Counted in bytes, never fewer than characters or UTF-16 units.
 pub const COMMENT_LIMIT: usize = 65_000;
+
+/// The most characters of one foreign text the comment shows.
+const TEXT_CHARS: usize = 600;
+
+/// Room for the run's failures and warnings at the top.
+const HEAD_ROOM: usize = 16_000;
+
+/// Room kept for the notes on what was left out.
+const NOTE_ROOM: usize = 800;
 
 /// GitLab's runtime buckets, upper bounds in seconds.
 pub const BUCKETS: [(&str, f64); 5] = [
@@ -35,17 +50,52 @@ pub fn histogram(report: &Report) -> [usize; 5] {
     counts
 }
 
-/// Escape text for a Markdown table cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
+/// Whitespace collapsed to single spaces, cut at `max` characters.
 fn one_line(s: &str, max: usize) -> String {
     let joined: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if joined.chars().count() > max {
         format!("{}…", joined.chars().take(max).collect::<String>())
     } else {
         joined
+    }
+}
+
+/// Foreign text as the comment shows it: escaped for its place by
+/// [`crate::escape`], each text at most [`TEXT_CHARS`] characters, and a
+/// count of what was left out for the note at the end.
+#[derive(Default)]
+struct Writer {
+    /// Texts shortened to [`TEXT_CHARS`].
+    shortened: Cell<usize>,
+}
+
+impl Writer {
+    /// `s` cut to `max` characters, and how many were left out.
+    fn short<'a>(&self, s: &'a str, max: usize) -> (std::borrow::Cow<'a, str>, usize) {
+        let n = s.chars().count();
+        if n <= max {
+            return (s.into(), 0);
+        }
+        self.shortened.set(self.shortened.get() + 1);
+        (s.chars().take(max).collect::<String>().into(), n - max)
+    }
+
+    /// Foreign text in a list item or a table cell.
+    fn text(&self, s: &str) -> String {
+        match self.short(s, TEXT_CHARS) {
+            (t, 0) => md_text(&t),
+            (t, more) => format!("{}… _({more} more characters)_", md_text(&t)),
+        }
+    }
+
+    /// Foreign text as a code span in a table cell.
+    fn code(&self, s: &str) -> String {
+        md_code(&self.short(s, TEXT_CHARS).0)
+    }
+
+    /// Foreign text in the comment's own HTML.
+    fn html(&self, s: &str) -> String {
+        md_html(&self.short(s, TEXT_CHARS).0)
     }
 }
 
@@ -104,7 +154,7 @@ pub(crate) fn rewrites(p: &PatchReport) -> Vec<String> {
         .collect()
 }
 
-fn patch_row(p: &PatchReport) -> String {
+fn patch_row(w: &Writer, p: &PatchReport) -> String {
     let budget = p
         .budget_seconds
         .map_or_else(|| "–".to_string(), |b| format!("{b:.2}"));
@@ -112,9 +162,9 @@ fn patch_row(p: &PatchReport) -> String {
         .slowest_statement()
         .map(|s| {
             format!(
-                "L{} `{}` {:.3} s",
+                "L{} {} {:.3} s",
                 s.line,
-                one_line(&s.sql, 40).replace('`', "'"),
+                md_code(&one_line(&s.sql, 40)),
                 s.seconds
             )
         })
@@ -122,30 +172,30 @@ fn patch_row(p: &PatchReport) -> String {
     let signoff = p
         .signoff
         .as_ref()
-        .map(|s| format!("{} ({})", s.by, s.state))
+        .map(|s| format!("{} ({})", w.text(&s.by), s.state))
         .unwrap_or_default();
     let estimate = p
         .estimate_text()
-        .map(|e| format!(" | {}", cell(&e)))
+        .map(|e| format!(" | {}", w.text(&e)))
         .unwrap_or_default();
     format!(
-        "| `{}` | {} | {:.3} / {} | {} | {} | {} | {} | {}{estimate} |\n",
-        p.id,
+        "| {} | {} | {:.3} / {} | {} | {} | {} | {} | {}{estimate} |\n",
+        w.code(&p.id),
         p.classification.map_or("–".into(), |c| c.to_string()),
         p.seconds,
         budget,
         verdict_cell(p),
-        cell(&slowest),
-        cell(&blocking_locks(p).join(", ")),
-        cell(&rewrites(p).join(", ")),
-        cell(&signoff)
+        slowest,
+        w.text(&blocking_locks(p).join(", ")),
+        w.text(&rewrites(p).join(", ")),
+        signoff
     )
 }
 
-fn reasons_block(p: &PatchReport) -> String {
+fn reasons_block(w: &Writer, p: &PatchReport) -> String {
     let mut out = String::new();
     for line in p.failed_run_lines() {
-        let _ = writeln!(out, "  - **error** {}", cell(&line));
+        let _ = writeln!(out, "  - **error** {}", w.text(&line));
     }
     for r in p.reasons.iter().filter(|r| r.severity >= Severity::Warning) {
         let at = r
@@ -155,15 +205,15 @@ fn reasons_block(p: &PatchReport) -> String {
         let waived = r
             .waived
             .as_deref()
-            .map(|w| format!(" — waived: {w}"))
+            .map(|why| format!(" — waived: {}", w.text(why)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
             "  - **{}** `{}` {at}{}{waived}<br>fix: {}",
             r.severity.word(),
             r.rule,
-            cell(&r.message),
-            cell(&r.hint)
+            w.text(&r.message),
+            w.text(&r.hint)
         );
     }
     out
@@ -171,29 +221,62 @@ fn reasons_block(p: &PatchReport) -> String {
 
 /// Render the comment.
 pub fn render(report: &Report) -> String {
-    let head = head(report);
-    let tail = tail(report);
+    let w = Writer::default();
+    let (head, items_left) = head(&w, report);
+    let tail = tail(&w, report);
     // Patches that fail or are cold first in the details, all in the table.
-    let room = COMMENT_LIMIT.saturating_sub(head.len() + tail.len() + 400);
-    let (table, details, shown) = patch_table(report, room);
+    let room = COMMENT_LIMIT.saturating_sub(head.len() + tail.len() + 2 * NOTE_ROOM);
+    let (table, details, shown) = patch_table(&w, report, room);
     let mut out = head;
     out.push_str(&table);
-    if shown < report.patches.len() {
+    let patches_left = report.patches.len() - shown;
+    if patches_left > 0 {
         let _ = writeln!(
             out,
-            "\n_{} more patch(es) not shown to fit the comment limit; the JSON and HTML reports have them all._",
-            report.patches.len() - shown
+            "\n_{patches_left} more patch(es) not shown to fit the comment limit; the JSON and HTML reports have them all._"
         );
     }
     if !details.is_empty() {
         let _ = writeln!(out, "\n**Reasons**\n\n{details}");
     }
     out.push_str(&tail);
+    let left_out = [
+        (patches_left, "patch(es) not in the table"),
+        (items_left, "failure(s) or warning(s) not listed"),
+        (w.shortened.get(), "text(s) shortened"),
+    ];
+    cut_note(&mut out, &left_out);
     out
 }
 
-/// The title line with the verdict, then the run's failures and warnings.
-fn head(report: &Report) -> String {
+/// Say what was left out, and where the rest is; past the limit still
+/// (it cannot be, by the rooms above), cut the comment at a line.
+fn cut_note(out: &mut String, left_out: &[(usize, &str)]) {
+    let what: Vec<String> = left_out
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if out.len() + NOTE_ROOM > COMMENT_LIMIT {
+        let mut at = COMMENT_LIMIT - NOTE_ROOM;
+        while !out.is_char_boundary(at) {
+            at -= 1;
+        }
+        out.truncate(out[..at].rfind('\n').unwrap_or(0));
+        out.push_str("\n\n_The rest of the comment is cut here._\n");
+    } else if what.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n_Left out to fit the comment limit: {}. The full report is `report.html` (and `report.json`) in the job's artifact or `--output-dir`._",
+        if what.is_empty() { "the end".to_string() } else { what.join(", ") }
+    );
+}
+
+/// The title line with the verdict, then the run's failures and warnings
+/// (as many as fit in [`HEAD_ROOM`]), and how many did not fit.
+fn head(w: &Writer, report: &Report) -> (String, usize) {
     let mut head = String::new();
     let ran = report
         .patches
@@ -217,6 +300,7 @@ fn head(report: &Report) -> String {
         cold,
         report.total_seconds
     );
+    let mut left = 0;
     for (title, items) in [
         ("Failures", &report.failures),
         ("Warnings", &report.warnings),
@@ -224,16 +308,23 @@ fn head(report: &Report) -> String {
         if !items.is_empty() {
             let _ = writeln!(head, "**{title}**\n");
             for i in items {
-                let _ = writeln!(head, "- {}", cell(i));
+                let before = w.shortened.get();
+                let item = format!("- {}\n", w.text(i));
+                if head.len() + item.len() > HEAD_ROOM {
+                    w.shortened.set(before);
+                    left += 1;
+                } else {
+                    head.push_str(&item);
+                }
             }
             head.push('\n');
         }
     }
-    head
+    (head, left)
 }
 
 /// The totals, the runtime histogram and the server settings.
-fn tail(report: &Report) -> String {
+fn tail(w: &Writer, report: &Report) -> String {
     let mut tail = String::new();
     let window = report
         .policy
@@ -255,7 +346,7 @@ fn tail(report: &Report) -> String {
         "\n**Totals:** all patches {:.3} s{total}; cold window {:.3} s{window}; profile `{}`{layout}.\n",
         report.total_seconds, report.cold_seconds, report.policy.profile
     );
-    tail.push_str(&probe_table(report));
+    tail.push_str(&probe_table(w, report));
     let _ = writeln!(
         tail,
         "**Runtime histogram**\n\n| runtime | patches |\n|---|---:|"
@@ -266,13 +357,13 @@ fn tail(report: &Report) -> String {
     let _ = writeln!(
         tail,
         "\n<details><summary>PostgreSQL {} ({}), baseline {} loaded in {:.1} s</summary>\n\n| setting | value |\n|---|---|",
-        report.postgres.version,
-        report.postgres.describe_backend(),
-        cell(&report.baseline.source),
+        w.html(&report.postgres.version),
+        w.html(&report.postgres.describe_backend()),
+        w.html(&report.baseline.source),
         report.baseline.load_seconds
     );
     for (k, v) in &report.postgres.settings {
-        let _ = writeln!(tail, "| `{k}` | {} |", cell(v));
+        let _ = writeln!(tail, "| {} | {} |", w.code(k), w.text(v));
     }
     let _ = writeln!(tail, "\n</details>");
     tail
@@ -280,7 +371,7 @@ fn tail(report: &Report) -> String {
 
 /// What the application probe saw, per patch (at most 20 rows: those that
 /// blocked the application first).
-fn probe_table(report: &Report) -> String {
+fn probe_table(w: &Writer, report: &Report) -> String {
     let Some(info) = &report.probe else {
         return String::new();
     };
@@ -313,7 +404,7 @@ fn probe_table(report: &Report) -> String {
                     .statement_line
                     .map(|l| format!(", line {l}"))
                     .unwrap_or_default();
-                format!("`{}` ({mode}{line})", r.relation)
+                format!("{} ({mode}{line})", w.code(&r.relation))
             })
             .collect();
         if let Some(q) = &pr.long_query {
@@ -325,13 +416,13 @@ fn probe_table(report: &Report) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.3} s | {:.4} s ({:.4} s) | {} |",
-            cell(&p.id),
+            w.text(&p.id),
             pr.queries,
             pr.blocked_queries,
             pr.max_wait_seconds,
             pr.p99_seconds,
             pr.idle_p99_seconds,
-            cell(&place.join("; "))
+            place.join("; ")
         );
     }
     out.push('\n');
@@ -340,7 +431,7 @@ fn probe_table(report: &Report) -> String {
 
 /// The patch table and the reasons under it, as many patches as fit in
 /// `room` characters, and how many that is.
-fn patch_table(report: &Report, room: usize) -> (String, String, usize) {
+fn patch_table(w: &Writer, report: &Report, room: usize) -> (String, String, usize) {
     let mut table = if report.estimate.is_some() {
         String::from(
             "| patch | class | seconds / budget | verdict | slowest statement | locks blocking the app | rewrites | sign-off | production estimate |\n|---|---|---:|---|---|---|---|---|---|\n",
@@ -353,14 +444,17 @@ fn patch_table(report: &Report, room: usize) -> (String, String, usize) {
     let mut shown = 0;
     let mut details = String::new();
     for p in &report.patches {
-        let row = patch_row(p);
-        let more = reasons_block(p);
+        let before = w.shortened.get();
+        let row = patch_row(w, p);
+        let more = reasons_block(w, p);
         let extra = if more.is_empty() {
             String::new()
         } else {
-            format!("- `{}`\n{more}", p.id)
+            format!("- **{}**\n{more}", w.text(&p.id))
         };
         if table.len() + details.len() + row.len() + extra.len() > room {
+            // Left out whole: counted as a patch, not as shortened texts.
+            w.shortened.set(before);
             break;
         }
         table.push_str(&row);

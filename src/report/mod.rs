@@ -554,8 +554,12 @@ pub fn load(path: &std::path::Path) -> Result<Report, crate::Error> {
 
 impl Report {
     pub fn to_json(&self) -> String {
-        // Serializing plain data cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        // Serializing plain data cannot fail. Foreign text in strings keeps
+        // no terminal control and no workflow command (`escape::json`).
+        crate::escape::json(
+            &serde_json::to_string_pretty(self)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+        )
     }
 
     pub fn passed(&self) -> bool {

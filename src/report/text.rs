@@ -1,9 +1,23 @@
-//! The terminal table.
-
-use std::fmt::Write;
+//! The terminal table. Every line goes through [`put`].
 
 use super::{PatchReport, Report, Status, VerdictKind};
 use crate::verdict::signoff::SignoffState;
+
+/// Append one line of the report. Foreign text in it (ids, paths, SQL, the
+/// server's messages, sign-off names) is shown visibly, a line break too,
+/// so no patch can clear the screen, print a line of its own above the
+/// verdict or pass for a workflow command.
+fn put(out: &mut String, line: std::fmt::Arguments) {
+    out.push_str(&crate::escape::log_line(&line.to_string()));
+    out.push('\n');
+}
+
+/// `put!(out, "format", args…)`: [`put`] with `format!`'s arguments.
+macro_rules! put {
+    ($out:expr, $($arg:tt)*) => {
+        put($out, format_args!($($arg)*))
+    };
+}
 
 fn truncate(s: &str, width: usize) -> String {
     let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -25,10 +39,14 @@ pub fn render(report: &Report) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
-    let _ = writeln!(
-        out,
+    put!(
+        &mut out,
         "{:<id_width$}  {:<5}  {:>8}  {:>7}  {:<11}  slowest statement",
-        "patch", "class", "seconds", "budget", "verdict"
+        "patch",
+        "class",
+        "seconds",
+        "budget",
+        "verdict"
     );
     for p in &report.patches {
         patch_row(&mut out, p, id_width);
@@ -72,7 +90,7 @@ fn patch_row(out: &mut String, p: &PatchReport, id_width: usize) {
             )
         })
         .unwrap_or_default();
-    let _ = writeln!(
+    put!(
         out,
         "{:<id_width$}  {:<5}  {:>8.3}  {:>7}  {:<11}  {}",
         p.id,
@@ -87,13 +105,17 @@ fn patch_row(out: &mut String, p: &PatchReport, id_width: usize) {
 /// Under the row: the estimate, the sign-off, the error and why it was skipped.
 fn patch_details(out: &mut String, p: &PatchReport) {
     if let Some(e) = p.estimate_text() {
-        let _ = writeln!(out, "    estimate: {e}");
+        put!(out, "    estimate: {e}");
     }
     if let Some(s) = &p.signoff {
-        let _ = writeln!(
+        put!(
             out,
             "    signed off by {} on {} for up to {:.2} s ({}): {}",
-            s.by, s.at, s.max_seconds, s.state, s.reason
+            s.by,
+            s.at,
+            s.max_seconds,
+            s.state,
+            s.reason
         );
     }
     if let Some(e) = &p.error {
@@ -102,30 +124,30 @@ fn patch_details(out: &mut String, p: &PatchReport) {
             .as_deref()
             .map(|s| format!(" (SQLSTATE {s})"))
             .unwrap_or_default();
-        let _ = writeln!(out, "    error {}:{}: {}{state}", p.path, e.line, e.message);
+        put!(out, "    error {}:{}: {}{state}", p.path, e.line, e.message);
         // The server's DETAIL and HINT (and downtime's own hint) say why
         // and what to do: a missing extension, a newer server's feature.
         if let Some(detail) = &e.detail {
-            let _ = writeln!(out, "      detail: {detail}");
+            put!(out, "      detail: {detail}");
         }
         if let Some(hint) = &e.hint {
-            let _ = writeln!(out, "      hint: {hint}");
+            put!(out, "      hint: {hint}");
         }
         if e.partially_applied {
-            let _ = writeln!(
+            put!(
                 out,
                 "    note: transactions before the failing statement were already committed"
             );
         }
     }
     for line in p.failed_run_lines() {
-        let _ = writeln!(out, "    {line}");
+        put!(out, "    {line}");
     }
     for line in p.probe_lines() {
-        let _ = writeln!(out, "    {line}");
+        put!(out, "    {line}");
     }
     if let Some(why) = &p.skipped_because {
-        let _ = writeln!(out, "    {why}");
+        put!(out, "    {why}");
     }
 }
 
@@ -138,13 +160,13 @@ fn reason_lines(out: &mut String, p: &PatchReport) {
             .map(|l| format!("{}:{l}: ", p.path))
             .unwrap_or_default();
         let level = if r.waived.is_some() { "waived" } else { level };
-        let _ = writeln!(out, "    {level:<7} [{}] {at}{}", r.rule, r.message);
+        put!(out, "    {level:<7} [{}] {at}{}", r.rule, r.message);
         match &r.waived {
             Some(because) => {
-                let _ = writeln!(out, "            because: {because}");
+                put!(out, "            because: {because}");
             }
             None => {
-                let _ = writeln!(out, "            fix: {}", r.hint);
+                put!(out, "            fix: {}", r.hint);
             }
         }
     }
@@ -167,9 +189,10 @@ fn summary(out: &mut String, report: &Report) {
         .total_seconds
         .map(|t| format!(" of {t:.2} s budget"))
         .unwrap_or_default();
-    let _ = writeln!(
+    out.push('\n');
+    put!(
         out,
-        "\n{} patch(es) applied{failed} in {:.3} s{total_budget}; cold window {:.3} s; profile {}; PostgreSQL {} ({})",
+        "{} patch(es) applied{failed} in {:.3} s{total_budget}; cold window {:.3} s; profile {}; PostgreSQL {} ({})",
         count(Status::Ok) + count(Status::PredictedFailure),
         report.total_seconds,
         report.cold_seconds,
@@ -182,10 +205,10 @@ fn summary(out: &mut String, report: &Report) {
             .table()
             .map(|t| format!(" (the tool's books: {t})"))
             .unwrap_or_default();
-        let _ = writeln!(out, "layout: {}{books}", l.name());
+        put!(out, "layout: {}{books}", l.name());
     }
     for n in &report.notes {
-        let _ = writeln!(out, "note: {n}");
+        put!(out, "note: {n}");
     }
     verdict_lines(out, report);
 }
@@ -194,12 +217,12 @@ fn summary(out: &mut String, report: &Report) {
 /// warnings, failures, and the verdict.
 fn verdict_lines(out: &mut String, report: &Report) {
     for w in &report.warnings {
-        let _ = writeln!(out, "warning: {w}");
+        put!(out, "warning: {w}");
     }
     for f in &report.failures {
-        let _ = writeln!(out, "FAIL: {f}");
+        put!(out, "FAIL: {f}");
     }
-    let _ = writeln!(
+    put!(
         out,
         "verdict: {}",
         match report.verdict {
@@ -231,7 +254,7 @@ fn errors_and_verdict(out: &mut String, report: &Report) {
             out.push('\n');
             first = false;
         }
-        let _ = writeln!(out, "{}: {why}", p.id);
+        put!(out, "{}: {why}", p.id);
     }
     if first {
         out.push('\n');
@@ -255,8 +278,8 @@ pub fn render_bench(report: &Report) -> String {
                 super::CacheMode::Cold => "cold",
             })
             .collect();
-        let _ = writeln!(
-            out,
+        put!(
+            &mut out,
             "{} timed run(s) after {} warm-up, cache {}, deciding by {}{}",
             t.runs,
             t.warmup,
@@ -275,10 +298,16 @@ pub fn render_bench(report: &Report) -> String {
             }
         );
     }
-    let _ = writeln!(
-        out,
+    put!(
+        &mut out,
         "{:<28} {:<5} {:>9} {:>9} {:>9} {:>9} {:>21}",
-        "patch / statement", "cache", "min", "median", "max", "MAD", "95% CI of median"
+        "patch / statement",
+        "cache",
+        "min",
+        "median",
+        "max",
+        "MAD",
+        "95% CI of median"
     );
     for p in &report.patches {
         let rows: Vec<(&str, &crate::measure::stats::Stats)> = p
@@ -288,8 +317,8 @@ pub fn render_bench(report: &Report) -> String {
             .filter_map(|(m, s)| s.map(|s| (m, s)))
             .collect();
         if rows.is_empty() {
-            let _ = writeln!(
-                out,
+            put!(
+                &mut out,
                 "{:<28} {:<5} {:>9}",
                 truncate(&p.id, 28),
                 "-",
@@ -297,8 +326,8 @@ pub fn render_bench(report: &Report) -> String {
             );
         }
         for (mode, st) in rows {
-            let _ = writeln!(
-                out,
+            put!(
+                &mut out,
                 "{:<28} {:<5} {:>9} {:>9} {:>9} {:>9} {:>21}",
                 truncate(&p.id, 28),
                 mode,
@@ -310,12 +339,12 @@ pub fn render_bench(report: &Report) -> String {
             );
         }
         for line in p.failed_run_lines() {
-            let _ = writeln!(out, "  {line}");
+            put!(&mut out, "  {line}");
         }
         for s in &p.statements {
             if let Some(st) = &s.stats {
-                let _ = writeln!(
-                    out,
+                put!(
+                    &mut out,
                     "  {:<26} {:<5} {:>9} {:>9} {:>9} {:>9} {:>21}",
                     truncate(&format!("line {}: {}", s.line, s.sql), 26),
                     "",
@@ -342,8 +371,8 @@ pub fn render_estimate(report: &Report) -> String {
             .iter()
             .map(|s| format!("{:.0} %", s * 100.0))
             .collect();
-        let _ = writeln!(
-            out,
+        put!(
+            &mut out,
             "measured at {} of the staging rows; production statistics {} (exported {}){}",
             scales.join(", "),
             e.stats_file,
@@ -353,8 +382,8 @@ pub fn render_estimate(report: &Report) -> String {
                 .unwrap_or_default()
         );
     }
-    let _ = writeln!(
-        out,
+    put!(
+        &mut out,
         "{:<24} {:<5} {:>9} {:>11} {:>25} {:>8}  fits until",
         "patch / statement",
         "class",
@@ -365,8 +394,8 @@ pub fn render_estimate(report: &Report) -> String {
     );
     for p in &report.patches {
         let Some(e) = &p.estimate else {
-            let _ = writeln!(
-                out,
+            put!(
+                &mut out,
                 "{:<24} {:<5} {:>9.4}  (no estimate: {})",
                 truncate(&p.id, 24),
                 p.classification.map_or("-".into(), |c| c.to_string()),
@@ -378,8 +407,8 @@ pub fn render_estimate(report: &Report) -> String {
             );
             continue;
         };
-        let _ = writeln!(
-            out,
+        put!(
+            &mut out,
             "{:<24} {:<5} {:>9.4} {:>11.3} {:>25} {:>8}  {}",
             truncate(&p.id, 24),
             p.classification.map_or("-".into(), |c| c.to_string()),
@@ -403,25 +432,25 @@ pub fn render_estimate(report: &Report) -> String {
                 (None, _, Some(sec)) => format!("constant (catalogue only) -> {sec:.4} s"),
                 _ => s.note.clone().unwrap_or_default(),
             };
-            let _ = writeln!(out, "  line {:<5} {what}", s.line);
+            put!(&mut out, "  line {:<5} {what}", s.line);
         }
         if !e.missing_tables.is_empty() {
-            let _ = writeln!(
-                out,
+            put!(
+                &mut out,
                 "  incomplete: not in the stats file: {}",
                 e.missing_tables.join(", ")
             );
         }
         if !e.unknown_rows.is_empty() {
-            let _ = writeln!(
-                out,
+            put!(
+                &mut out,
                 "  incomplete: no row estimate in the stats file: {}",
                 e.unknown_rows.join(", ")
             );
         }
         if !e.unmeasured.is_empty() {
-            let _ = writeln!(
-                out,
+            put!(
+                &mut out,
                 "  incomplete: staging holds none of the rows of: {}",
                 e.unmeasured.join(", ")
             );

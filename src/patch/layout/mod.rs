@@ -158,6 +158,9 @@ pub(crate) fn entries(dir: &Path, exclude: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect::<Result<_>>()?;
     out.retain(|p| !file_name(p).starts_with('.') && !is_excluded(p, exclude));
     out.sort();
+    for p in &out {
+        plain_name(p)?;
+    }
     if let Some(dir) = out
         .iter()
         .find(|p| p.is_dir() && file_name(p).ends_with(".sql"))
@@ -176,8 +179,27 @@ pub(crate) fn named_like_a_patch(path: &Path) -> Error {
     )
 }
 
-/// What a named root is; a folder named like a patch file is refused.
+/// A name with a control character (a line break, a carriage return, an
+/// escape, a line or paragraph separator, a bidirectional override) is
+/// refused: shown in a report or a CI log it could forge lines there.
+fn plain_name(path: &Path) -> Result<()> {
+    match crate::escape::first_hidden(&file_name(path)) {
+        None => Ok(()),
+        Some(c) => Err(Error::input(
+            path,
+            format!(
+                "the file name holds a control character ({}); rename it: \
+                 names are shown in reports and CI logs, where it could forge lines",
+                crate::escape::code(c)
+            ),
+        )),
+    }
+}
+
+/// What a named root is; a folder named like a patch file is refused, and
+/// a name with a control character.
 fn root_meta(root: &Path) -> Result<std::fs::Metadata> {
+    plain_name(root)?;
     let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
     if meta.is_dir() && file_name(root).ends_with(".sql") {
         return Err(named_like_a_patch(root));

@@ -54,6 +54,7 @@ pub(super) type DrawResult<DB> =
 
 /// `s` cut to `n` characters, the last one an ellipsis when cut.
 pub(super) fn short(s: &str, n: usize) -> String {
+    let s = &crate::escape::visible(s);
     if s.chars().count() > n {
         format!(
             "{}…",

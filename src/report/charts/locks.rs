@@ -23,7 +23,12 @@ pub(super) fn lock_rows(p: &PatchReport) -> Vec<LockRow> {
     for s in &p.statements {
         for l in &s.locks {
             rows.push(LockRow {
-                label: format!("{} {} (line {})", l.relation, l.mode, s.line),
+                label: format!(
+                    "{} {} (line {})",
+                    crate::escape::visible(&l.relation),
+                    l.mode,
+                    s.line
+                ),
                 start: secs(offset + secs(l.waited_seconds)),
                 end: secs(offset + secs(l.waited_seconds) + secs(l.held_seconds)),
                 mode: l.mode,

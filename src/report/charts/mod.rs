@@ -20,6 +20,7 @@ use plotters::prelude::*;
 pub use common::{COLD, LIVE, NOT_RUN, OVER};
 
 use super::{PatchReport, Report, Status};
+use crate::escape::visible;
 use crate::patch::Class;
 use common::DrawResult;
 
@@ -119,7 +120,7 @@ fn probe_charts(ran: &Ran) -> Vec<Chart> {
         .into_iter()
         .map(|(i, p)| Chart {
             name: format!("probe-{}", file_safe(&p.id)),
-            title: format!("What the application felt: {}", p.id),
+            title: format!("What the application felt: {}", visible(&p.id)),
             kind: Kind::Probe(*i),
             size: (1000, 460),
         })
@@ -149,7 +150,7 @@ fn statement_charts(report: &Report, ran: &Ran) -> Vec<Chart> {
             let rows = p.statements.len().min(30) as u32;
             Chart {
                 name: format!("statements-{}", file_safe(&p.id)),
-                title: format!("Where the time went: {}", p.id),
+                title: format!("Where the time went: {}", visible(&p.id)),
                 kind: Kind::Statements(i),
                 size: (1000, 110 + 26 * rows.max(3)),
             }
@@ -164,7 +165,7 @@ fn scaling_charts(ran: &Ran) -> Vec<Chart> {
         .take(8)
         .map(|(i, p)| Chart {
             name: format!("scaling-{}", file_safe(&p.id)),
-            title: format!("Scaling of {}", p.id),
+            title: format!("Scaling of {}", visible(&p.id)),
             kind: Kind::Scaling(*i),
             size: (1000, 420),
         })
@@ -180,7 +181,7 @@ fn lock_charts(ran: &Ran) -> Vec<Chart> {
             let rows = locks::lock_rows(p).len() as u32;
             (rows > 0).then(|| Chart {
                 name: format!("locks-{}", file_safe(&p.id)),
-                title: format!("Locks held by {}", p.id),
+                title: format!("Locks held by {}", visible(&p.id)),
                 kind: Kind::Locks(*i),
                 size: (1000, 110 + 30 * rows.clamp(3, 20)),
             })

@@ -90,7 +90,7 @@ fn frame<'a, DB: DrawingBackend>(
             format!(
                 "{title}: line {} on {}{}",
                 d.line,
-                d.relation.as_deref().unwrap_or("-"),
+                crate::escape::visible(d.relation.as_deref().unwrap_or("-")),
                 match (budget, extent.budget_drawn) {
                     (Some(b), None) => format!(" (budget {b:.0} s, above the chart)"),
                     _ => String::new(),
