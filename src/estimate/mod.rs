@@ -270,51 +270,10 @@ fn statement_estimate(
         {
             let kind = samples.iter().find_map(|(w, _, _)| w.as_ref()?.kind);
             let here = samples.iter().map(|(_, s, _)| *s).fold(0.0, f64::max);
-            // How many rows a WHERE clause touches there is not known here.
-            let filtered = runs
-                .first()
-                .and_then(|(_, run)| run.statements.get(j))
-                .is_some_and(|sr| {
-                    patch.statements[sr.index].analysis.facts.iter().any(|f| {
-                        matches!(
-                            f,
-                            crate::patch::Fact::Writes {
-                                whole_table: false,
-                                ..
-                            }
-                        )
-                    })
-                });
-            match (costs, kind) {
-                (Some(c), Some(kind)) if !filtered => {
-                    let rows = production_rows.unwrap_or(0.0);
-                    let s = here + work::at_costs(c, kind, rows, t.table_bytes as f64);
-                    (
-                        Some(s),
-                        None,
-                        None,
-                        Some(format!(
-                            "staging holds none of {r}'s rows: from this server's cost of such work"
-                        )),
-                    )
-                }
-                _ => {
-                    unresolved.unmeasured.push(r.clone());
-                    (
-                        None,
-                        None,
-                        None,
-                        Some(format!(
-                            "staging holds none of {r}'s rows: nothing to fit{}",
-                            if filtered {
-                                ", nor a fraction its WHERE clause touches"
-                            } else {
-                                ""
-                            }
-                        )),
-                    )
-                }
-            }
+            let filtered = filtered_write(patch, runs, j);
+            let rows = production_rows.unwrap_or(0.0);
+            let table = (r, t.table_bytes as f64, rows);
+            from_costs(table, kind, here, filtered, costs, unresolved)
         }
         _ => {
             let at = production_rows.unwrap_or(0.0);
@@ -340,6 +299,63 @@ fn statement_estimate(
         high,
         note,
         fit: Some(fit),
+    }
+}
+
+/// Statement `j` writes by a WHERE clause: how many rows it touches where
+/// staging holds none is not known.
+fn filtered_write(patch: &Patch, runs: &[(&PatchOutcome, &PatchRun)], j: usize) -> bool {
+    runs.first()
+        .and_then(|(_, run)| run.statements.get(j))
+        .is_some_and(|sr| {
+            patch.statements[sr.index].analysis.facts.iter().any(|f| {
+                matches!(
+                    f,
+                    crate::patch::Fact::Writes {
+                        whole_table: false,
+                        ..
+                    }
+                )
+            })
+        })
+}
+
+/// (seconds, low, high, note) of work of `kind` over a table staging holds
+/// none of the rows of (`(name, production bytes, production rows)`): from
+/// this server's costs, or unmeasured.
+fn from_costs(
+    (r, bytes, rows): (&String, f64, f64),
+    kind: Option<WorkKind>,
+    here: f64,
+    filtered: bool,
+    costs: Option<&crate::measure::calibrate::Costs>,
+    unresolved: &mut Unresolved,
+) -> (Option<f64>, Option<f64>, Option<f64>, Option<String>) {
+    match (costs, kind) {
+        (Some(c), Some(kind)) if !filtered => (
+            Some(here + work::at_costs(c, kind, rows, bytes)),
+            None,
+            None,
+            Some(format!(
+                "staging holds none of {r}'s rows: from this server's cost of such work"
+            )),
+        ),
+        _ => {
+            unresolved.unmeasured.push(r.clone());
+            let why = if filtered {
+                ", nor a fraction its WHERE clause touches"
+            } else {
+                ""
+            };
+            (
+                None,
+                None,
+                None,
+                Some(format!(
+                    "staging holds none of {r}'s rows: nothing to fit{why}"
+                )),
+            )
+        }
     }
 }
 
