@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
                     session.pid,
                     named,
                     ProbeOptions::default(),
+                    downtime::measure::OwnSessions::default(),
                 ))
                 .expect("probe")
         });

@@ -116,6 +116,9 @@ pub struct CommandSection {
     /// Run with `sh -c` when the copy is done with, the same
     /// `DOWNTIME_CLONE` set.
     pub destroy: Option<String>,
+    /// How long each of them may run before its process group is killed
+    /// (default 600).
+    pub timeout_seconds: Number,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +250,11 @@ impl ConfigFile {
             ("probe.rate", &p.rate, limits::PROBE_RATE),
             ("probe.sessions", &p.sessions, limits::PROBE_SESSIONS),
             ("probe.tables", &p.tables, limits::PROBE_TABLES),
+            (
+                "staging.command.timeout-seconds",
+                st.command.as_ref().map_or(&None, |c| &c.timeout_seconds),
+                limits::COMMAND_SECONDS,
+            ),
         ]
     }
 }

@@ -51,6 +51,17 @@ pub const STATEMENT_TIMEOUT: Quantity = Quantity {
     range: "from 0.001 to 2147483.647 (PostgreSQL's largest statement_timeout, 2147483647 ms)",
 };
 
+/// `[staging.command] timeout-seconds`: how long a provisioner's `create`
+/// or `destroy` may run, a second up to a day.
+pub const COMMAND_SECONDS: Quantity = Quantity {
+    what: "seconds",
+    min: 1.0,
+    min_inclusive: true,
+    max: 86_400.0,
+    integer: false,
+    range: "from 1 to 86400 (a day)",
+};
+
 /// `--bulk-write-fraction`, `--scales`: a share of a table's rows.
 pub const FRACTION: Quantity = Quantity {
     what: "a fraction",

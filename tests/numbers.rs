@@ -237,6 +237,10 @@ fn key_value(o: &CheckOptions, key: &str) -> f64 {
         "classify.live-lock-threshold-seconds" => c.live_lock_threshold_seconds,
         "classify.bulk-write-fraction" => c.bulk_write_fraction,
         "classify.bulk-write-rows" => c.bulk_write_rows,
+        "staging.command.timeout-seconds" => {
+            let command = o.run.command.as_ref().expect("backend = \"command\"");
+            command.timeout.as_secs_f64()
+        }
         probe if probe.starts_with("probe.") => {
             let p = o.run.probe.as_ref().expect("[probe] enabled = true");
             match probe {
@@ -275,14 +279,17 @@ fn check_key(
     for i in 0..padding {
         text.push_str(if i % 2 == 0 { "# policy\n" } else { "\n" });
     }
-    // The probe's numbers resolve only when it is on.
+    // The probe's numbers resolve only when it is on, the provisioner's
+    // only on the command backend.
     let on = if table == "probe" {
         "enabled = true\n"
+    } else if name.starts_with("command.") {
+        "backend = \"command\"\ncommand.create = \"true\"\ncommand.destroy = \"true\"\n"
     } else {
         ""
     };
     text.push_str(&format!("[{table}]\n{on}{name} = {value}\n"));
-    let line = padding + 2 + usize::from(!on.is_empty());
+    let line = padding + 2 + on.matches('\n').count();
     std::fs::write(setup.dir.path().join("cfg.toml"), &text).unwrap();
     let file = setup.path("cfg.toml");
     match (setup.resolve("check", "cfg.toml", &[]), expected) {
@@ -368,7 +375,7 @@ proptest! {
 
     #[test]
     fn every_config_number_resolves_in_range_or_is_refused_at_its_line(
-        which in 0..16usize,
+        which in 0..17usize,
         v in prop_oneof![
             any::<f64>(),
             (-10.0f64..10.0),
@@ -381,7 +388,7 @@ proptest! {
     ) {
         thread_local!(static SETUP: Setup = Setup::new());
         let keys = config_keys();
-        prop_assert_eq!(keys.len(), 16);
+        prop_assert_eq!(keys.len(), 17);
         let (key, q) = keys[which];
         let (value, expected) = match form {
             0 => (toml_literal(v), Some(v).filter(|v| q.contains(*v))),

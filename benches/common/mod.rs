@@ -87,6 +87,7 @@ impl Staged {
             backend: &self.server,
             clock_dbid,
             templates: Vec::new(),
+            copy: None,
         }
     }
 }

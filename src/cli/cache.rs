@@ -27,7 +27,8 @@ pub(super) async fn run(action: CacheAction) -> Result<i32> {
     Ok(EXIT_PASS)
 }
 
-/// Drop the cached baselines the server keeps.
+/// Drop the cached baselines the server keeps: those downtime made and
+/// marked; a database only named like one is kept, and said so.
 async fn clear_server(source: &crate::staging::source::Source) -> Result<()> {
     let client = server::connect_maintenance(source).await?;
     let cached = server::cached_baselines(&client).await?;
@@ -39,5 +40,11 @@ async fn clear_server(source: &crate::staging::source::Source) -> Result<()> {
         cached.len(),
         source.redacted()
     );
+    for name in server::unmarked_caches(&client).await? {
+        println!(
+            "kept database {name}: named like a cached baseline, but downtime did not make it \
+             (it lacks the comment downtime puts on its own)"
+        );
+    }
     Ok(())
 }

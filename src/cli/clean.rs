@@ -126,6 +126,19 @@ async fn databases(
 ) -> Result<()> {
     let client = server::connect_maintenance(source).await?;
     for left in server::leftovers(&client).await? {
+        if !left.live {
+            for name in &left.unmarked {
+                println!(
+                    "kept database {name} on {}: named like a run's, but downtime did not make \
+                     it (it lacks the comment downtime puts on its own)",
+                    source.redacted()
+                );
+                count.kept += 1;
+            }
+            if left.databases.is_empty() {
+                continue;
+            }
+        }
         let what = format!(
             "databases of run {} on {} ({})",
             left.run,

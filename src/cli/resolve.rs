@@ -499,10 +499,19 @@ fn command_options(
                 ))
             })
     };
+    let timeout = match section.and_then(|s| config::value(&s.timeout_seconds)) {
+        Some(seconds) => crate::limits::duration(seconds).map_err(|e| {
+            Error::Usage(format!(
+                "[staging.command] timeout-seconds in {where_}: {e}"
+            ))
+        })?,
+        None => crate::staging::command::DEFAULT_TIMEOUT,
+    };
     let opts = CommandOptions {
         create: command("create", section.and_then(|s| s.create.as_ref()))?,
         destroy: command("destroy", section.and_then(|s| s.destroy.as_ref()))?,
         production_patterns,
+        timeout,
     };
     if common.baseline.is_some() || common.from_url.is_some() {
         return Err(Error::Usage(

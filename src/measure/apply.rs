@@ -19,6 +19,7 @@ use crate::pg::locks::LockMode;
 
 mod books;
 mod chain;
+mod elsewhere;
 mod failure;
 mod own;
 mod record;
@@ -110,6 +111,8 @@ struct Tracer<'a> {
     record_inside: bool,
     /// The tool sends the file as one query (its own BEGIN opens the transaction).
     implicit: bool,
+    /// Connections to the copy when the patch started (see [`elsewhere`]).
+    connections: elsewhere::AtStart,
 }
 
 /// Apply `patch` on `session`'s database, as downtime sends it. Nothing
@@ -177,6 +180,7 @@ pub async fn apply_with(
             Transaction::Single | Transaction::Split
         ),
         implicit: patch.tool.transaction == Transaction::Implicit,
+        connections: elsewhere::AtStart::default(),
     };
     if let Transaction::Mixed(line) = patch.tool.transaction {
         // The tool refuses the migration before sending anything.
@@ -273,6 +277,7 @@ impl<'a> Tracer<'a> {
                 .0;
         }
         self.clock.begin().await?;
+        self.elsewhere_start().await?;
         let trace = self.first_trace().await?;
         self.timeouts = trace
             .timeouts
@@ -376,7 +381,10 @@ impl<'a> Tracer<'a> {
                     .insert(name.clone(), (value.clone(), Some(index)));
             }
         }
-        self.check_templates(index, &trace).await
+        if self.check_templates(index, &trace).await? {
+            return Ok(true);
+        }
+        self.check_elsewhere(index).await
     }
 
     /// Open or close downtime's own transaction before `st`, as it needs;

@@ -32,11 +32,12 @@ impl<'a> Clock<'a> {
     }
 
     /// Before the patch's first statement. With the server's clock, what
-    /// `pg_stat_statements` kept so far is forgotten first, so that each
-    /// reading costs a row per statement of this patch only.
+    /// `pg_stat_statements` kept so far for the copy is forgotten first, so
+    /// that each reading costs a row per statement of this patch only
+    /// (other databases' entries are kept: see [`catalog::reset_statements`]).
     pub async fn begin(&mut self) -> Result<()> {
-        if self.watch.clock_dbid.is_some() {
-            catalog::reset_statements(self.watch.admin).await;
+        if let Some(dbid) = self.watch.clock_dbid {
+            catalog::reset_statements(self.watch.admin, dbid).await;
             self.prepared = Some(catalog::prepare_statements_exec_ms(self.watch.admin).await?);
         }
         self.last = None;

@@ -24,7 +24,7 @@ pub use crate::pg::trace::Reads;
 pub use crate::pg::{Relation, Snapshot};
 pub use apply::{apply, apply_with};
 pub use exec::{own_work, GRACE};
-pub use session::{Session, Watch};
+pub use session::{CopyWatch, OwnSessions, Session, Watch};
 
 /// How patches are applied.
 #[derive(Debug, Clone)]

@@ -462,7 +462,7 @@ fn body(text: &str) -> Option<String> {
 }
 
 /// `-- …` and `/* … */` removed (nested block comments as PostgreSQL nests them).
-fn without_comments(text: &str) -> String {
+pub(super) fn without_comments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
@@ -486,7 +486,7 @@ fn without_comments(text: &str) -> String {
 }
 
 /// Identifier-like words with their byte offsets.
-fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
+pub(super) fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
     text.char_indices()
         .filter(move |&(i, c)| is_word(c) && !text[..i].ends_with(is_word))

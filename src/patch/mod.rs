@@ -1,6 +1,7 @@
 //! Patches: discovery and ordering, splitting into statements, and what each
 //! statement does.
 
+pub mod calls;
 pub mod directives;
 pub mod discover;
 pub mod file;

@@ -341,14 +341,18 @@ pub async fn statements_exec_ms(client: &Client, prepared: &Statement, dbid: u32
     Ok(row.get(0))
 }
 
-/// Forget what `pg_stat_statements` recorded so far, everywhere on the
-/// staging server: reading it costs a row per statement it keeps (the
+/// Forget what `pg_stat_statements` recorded so far in database `dbid`
+/// (the copy) only: reading it costs a row per statement it keeps (the
 /// baseline's thousands of DDL statements among them), and downtime only
-/// ever reads differences within one patch. `false` when the server
-/// refuses (a role without the right).
-pub async fn reset_statements(client: &Client) -> bool {
+/// ever reads differences within one patch. The other databases' entries
+/// are left alone: on a shared server they are someone else's statistics
+/// (`pg_stat_statements_reset()` without arguments would wipe them all).
+/// `false` when the server refuses (a role without the right, an
+/// extension older than 1.7 without the three-argument form): the clock
+/// then reads differences from a larger view.
+pub async fn reset_statements(client: &Client, dbid: u32) -> bool {
     client
-        .simple_query("select public.pg_stat_statements_reset()")
+        .query("select public.pg_stat_statements_reset(0, $1, 0)", &[&dbid])
         .await
         .is_ok()
 }

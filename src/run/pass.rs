@@ -6,11 +6,11 @@ use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::ledger::{Plan, Step};
 use crate::measure::probe::{self, Probe, ProbeInfo};
-use crate::measure::{self, ApplyOptions, PatchError, Session, Watch};
+use crate::measure::{self, ApplyOptions, CopyWatch, OwnSessions, PatchError, Session, Watch};
 use crate::outcome::{Aborted, PatchOutcome, Phase};
 use crate::patch::Patch;
 use crate::pg::catalog;
-use crate::staging::cluster::{Changed, ClusterWatch};
+use crate::staging::cluster::{Changed, ClusterWatch, NotOwned};
 use crate::staging::{self, Admin, Backend};
 use crate::ui;
 
@@ -47,7 +47,8 @@ pub(super) struct Copy<'a> {
 /// their tool sends them (its table created first, as the tool does). A
 /// failure of the server or of a connection is where the pass stopped, not
 /// an `Err`; an `Err` is a patch that changed a template or made the
-/// cluster unreadable (it names the patch).
+/// cluster unreadable (it names the patch), or probe SQL refused once the
+/// copy's functions could be read (it names the probe's file and line).
 pub(super) async fn run_patches(
     copy: &Copy<'_>,
     patches: &[Patch],
@@ -88,11 +89,17 @@ pub(super) async fn run_patches(
             return Ok(pass);
         }
     };
+    let own = OwnSessions::default();
     let watch = Watch {
         admin: copy.admin,
         backend: copy.backend,
         clock_dbid: copy.backend.has_statement_stats().then_some(copy_oid),
         templates: copy.templates.to_vec(),
+        copy: Some(CopyWatch {
+            oid: copy_oid,
+            own: own.clone(),
+            private: copy.backend.private_copies(),
+        }),
     };
     if let Some(b) = copy.books.filter(|b| b.keeps_books()) {
         let ensured = measure::own_work(
@@ -119,8 +126,14 @@ pub(super) async fn run_patches(
             return Ok(pass);
         }
     }
-    let probe = match start_probe(copy, &session, patches, plan).await {
+    let probe = match start_probe(copy, &session, patches, plan, own).await {
         Ok(p) => p,
+        // Refused probe SQL (a function it calls ends sessions, say): the
+        // probe's error, at its file and line, not any patch's.
+        Err(e @ (Error::Input { .. } | Error::InputAt { .. })) => {
+            session.close().await;
+            return Err(e);
+        }
         Err(e) => {
             let mut a = failed(&e);
             a.message = Some(format!("starting the application probe: {e}"));
@@ -161,6 +174,7 @@ async fn start_probe(
     session: &Session,
     patches: &[Patch],
     plan: &RunPlan,
+    own: OwnSessions,
 ) -> Result<Option<Probe>> {
     let Some(opts) = &plan.probe else {
         return Ok(None);
@@ -173,6 +187,7 @@ async fn start_probe(
         session.pid,
         named,
         opts.clone(),
+        own,
     )
     .await
     .map(Some)
@@ -271,6 +286,10 @@ async fn apply_each(
                 .check(copy.admin, copy_oid, &cluster, &p.file.path)
                 .await?
             {
+                if copy.backend.shared() && run.error.is_none() {
+                    let theirs = copy.cluster.not_owned(&cluster, &now, &changes);
+                    run.error = not_owned_error(p, &theirs);
+                }
                 if !changes.is_empty() {
                     pass.changed.push(Changed {
                         path: p.file.path.clone(),
@@ -318,6 +337,70 @@ async fn apply_each(
         }
     }
     Ok(())
+}
+
+/// The error of a patch that changed what its run does not own on a shared
+/// server (`theirs`), at the statement that names it when one does.
+fn not_owned_error(p: &Patch, theirs: &[NotOwned]) -> Option<PatchError> {
+    if theirs.is_empty() {
+        return None;
+    }
+    let names: Vec<&String> = theirs.iter().flat_map(|t| &t.names).collect();
+    let at = statement_naming(p, &names);
+    let labels: Vec<&str> = theirs.iter().map(|t| t.label.as_str()).collect();
+    let line = at.or(p.statements.first()).map_or(1, |s| s.line);
+    let which = if at.is_some() {
+        "this statement"
+    } else {
+        "this patch (the statement is not known)"
+    };
+    Some(PatchError {
+        message: format!(
+            "{which} changed what the staging run does not own on a server it shares: {}. \
+             downtime puts it back after the run, but meanwhile it is so for everyone on the \
+             server; a patch may change only its own database and the roles and databases it \
+             makes",
+            labels.join("; ")
+        ),
+        sqlstate: None,
+        line,
+        statement_line: line,
+        detail: None,
+        hint: None,
+        partially_applied: false,
+        ended_by: None,
+    })
+}
+
+/// The first statement of `p` that names one of `names` as an identifier,
+/// one about roles or databases first (or, failing that, inside a string
+/// constant: SQL run by `EXECUTE`).
+fn statement_naming<'p>(p: &'p Patch, names: &[&String]) -> Option<&'p crate::patch::Statement> {
+    use crate::patch::words::{tokens, Kind};
+    const ABOUT: &[&str] = &[
+        "role", "user", "group", "database", "grant", "revoke", "owner", "comment",
+    ];
+    // 0: a name and a word about roles; 1: a name; 2: a name in a string.
+    let rank = |st: &crate::patch::Statement| -> Option<u8> {
+        let toks = tokens(&st.sql)?;
+        let named = |t: &crate::patch::words::Token<'_>| {
+            t.identifier()
+                .is_some_and(|id| names.iter().any(|n| **n == id))
+        };
+        if toks.iter().any(named) {
+            let about = toks.iter().any(|t| ABOUT.iter().any(|w| t.is(w)));
+            return Some(if about { 0 } else { 1 });
+        }
+        toks.iter()
+            .any(|t| t.kind == Kind::Str && names.iter().any(|n| t.text.contains(n.as_str())))
+            .then_some(2)
+    };
+    let ranked: Vec<(u8, &crate::patch::Statement)> = p
+        .statements
+        .iter()
+        .filter_map(|st| rank(st).map(|r| (r, st)))
+        .collect();
+    (0..3).find_map(|r| ranked.iter().find(|(k, _)| *k == r).map(|(_, st)| *st))
 }
 
 /// A statement that needs a newer PostgreSQL than the staging server's:

@@ -317,7 +317,18 @@ impl Runner<'_> {
                         books: self.books.as_ref(),
                         major: self.version_num / 10000,
                     };
-                    let pass = run_patches(&place, patches, plan, cancel).await?;
+                    let pass = match run_patches(&place, patches, plan, cancel).await {
+                        Ok(pass) => pass,
+                        Err(e) => {
+                            // A patch changed a template or hid the
+                            // cluster: on a server that outlives the run,
+                            // what can be put back still is.
+                            if backend.shared() {
+                                self.undo_anyway(&[], outcome).await;
+                            }
+                            return Err(e);
+                        }
+                    };
                     if outcome.probe.is_none() {
                         outcome.probe = pass.probe.clone();
                     }
@@ -331,6 +342,9 @@ impl Runner<'_> {
                             || a.ended_by == Some(Ended::ServerStop);
                         if !server_gone {
                             let _ = staging::drop_copy(self.admin()?, &copy).await;
+                            if backend.shared() {
+                                self.undo_anyway(&pass.changed, outcome).await;
+                            }
                         }
                         outcome.aborted = Some(a);
                         return Ok(());
@@ -342,11 +356,18 @@ impl Runner<'_> {
                         .unwrap_or_default();
                     self.done = format!("dropping staging copy {n}{upto}");
                     staging::drop_copy(self.admin()?, &copy).await?;
-                    if n < total {
+                    // Before the next pass; after the last one too where
+                    // the server outlives the run (a shared server: other
+                    // people's roles and databases), so that a single run
+                    // leaves the cluster as it found it. A server of
+                    // downtime's own goes with the run.
+                    if n < total || backend.shared() {
                         self.done = format!(
                             "undoing what pass {n}{upto} changed in the cluster's roles, databases and settings"
                         );
                         self.undo(&pass.changed, outcome).await?;
+                    } else {
+                        self.note_changes(&pass.changed, outcome);
                     }
                 }
             }
@@ -371,11 +392,28 @@ impl Runner<'_> {
         Ok(watched)
     }
 
+    /// [`Runner::undo`] on a way out that already has its error: what
+    /// cannot be put back is a warning.
+    async fn undo_anyway(&mut self, changed: &[Changed], outcome: &mut Outcome) {
+        if let Err(e) = self.undo(changed, outcome).await {
+            ui::warn(&format!(
+                "what the patches changed in the cluster's roles, databases and settings could \
+                 not all be put back: {e}"
+            ));
+        }
+    }
+
     /// Put the cluster-level state back after a run, and say once per
     /// patch what of it the patch changed.
     async fn undo(&mut self, changed: &[Changed], outcome: &mut Outcome) -> Result<()> {
         let admin = self.admin.as_ref().ok_or_else(no_admin)?;
         self.cluster.restore(admin, changed).await?;
+        self.note_changes(changed, outcome);
+        Ok(())
+    }
+
+    /// Say once per patch what it changed in the cluster outside its database.
+    fn note_changes(&mut self, changed: &[Changed], outcome: &mut Outcome) {
         for c in changed {
             if self.noted.insert(c.id.clone()) {
                 let mut labels: Vec<&str> = c.changes.iter().map(|x| x.label.as_str()).collect();
@@ -384,8 +422,10 @@ impl Runner<'_> {
                     labels.push("…");
                 }
                 let note = format!(
-                    "{} changes the cluster outside its database ({}); undone after each run, so \
-                     that every run starts from the same roles, databases and settings",
+                    "{} changes the cluster outside its database ({}); undone after every run (on \
+                     a server of downtime's own, the last run's goes with the server), so that \
+                     every run starts from the same roles, databases and settings and a server \
+                     others use is left as it was",
                     c.id,
                     labels.join("; ")
                 );
@@ -393,7 +433,6 @@ impl Runner<'_> {
                 outcome.notes.push(note);
             }
         }
-        Ok(())
     }
 }
 

@@ -153,7 +153,8 @@ fn state_query(version_num: i32) -> String {
     let mut parts = vec![
         "select jsonb_build_object('kind', 'role', 'oid', a.oid::int8, 'name', a.rolname, \
            'value', to_jsonb(a) - 'oid' - 'rolname' - 'rolvaliduntil' \
-             || jsonb_build_object('rolvaliduntil', coalesce(a.rolvaliduntil, 'infinity')::text)) \
+             || jsonb_build_object('rolvaliduntil', coalesce(a.rolvaliduntil, 'infinity')::text, \
+                                   'rolvaliduntil_null', a.rolvaliduntil is null)) \
          from pg_authid a"
             .to_string(),
         "select jsonb_build_object('kind', 'member', \
@@ -420,7 +421,10 @@ fn role_options(v: &Value) -> String {
         Some(p) => format!("password {}", literal(p)),
         None => "password null".into(),
     });
-    if let Some(t) = v.get("rolvaliduntil").and_then(Value::as_str) {
+    // No expiry (NULL) has no spelling in SQL: it is left out here, and
+    // put back in the catalogue where a patch set one (see `restore`).
+    let never = v.get("rolvaliduntil_null").and_then(Value::as_bool) == Some(true);
+    if let (false, Some(t)) = (never, v.get("rolvaliduntil").and_then(Value::as_str)) {
         o.push(format!("valid until {}", literal(t)));
     }
     o.join(" ")
@@ -458,5 +462,7 @@ fn acl_statements(object: &str, before: Option<&Value>, now: Option<&Value>) -> 
     out
 }
 
+mod owned;
 mod restore;
+pub use owned::NotOwned;
 pub use restore::{Changed, ClusterWatch};

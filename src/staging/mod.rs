@@ -12,6 +12,7 @@ mod cleanup;
 pub mod cluster;
 pub mod command;
 mod connection;
+mod databases;
 pub mod docker;
 pub mod embedded;
 pub mod scale;
@@ -35,6 +36,8 @@ pub(crate) use connection::answers;
 pub use connection::{
     connect, connect_admin, connect_watched, plain_tls, Admin, ConnectionEnd, EndWatch, ADMIN_DB,
 };
+pub(crate) use databases::create_database;
+pub use databases::{create_copy, create_copy_of, drop_copy, drop_subscriptions};
 
 /// Name of the database the baseline is loaded into. Never patched itself.
 pub const TEMPLATE_DB: &str = "downtime_baseline";
@@ -70,6 +73,16 @@ pub trait Backend {
     /// the run watches.
     fn foreign_databases(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The server is shared with others (the server backend): what a
+    /// patch changes there beyond what the run made fails the patch.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Only downtime connects to the copies (not so for a provisioner's
+    /// clone, which its platform may watch).
+    fn private_copies(&self) -> bool {
+        true
     }
     /// Connection arguments for PostgreSQL client programs (`psql`, `pg_restore`).
     fn client_args(&self, dbname: &str) -> Vec<String>;
@@ -334,9 +347,9 @@ pub async fn prepare_template(
 ) -> Result<()> {
     let admin = connect_admin(backend).await?;
     let template = backend.template_db();
-    admin
-        .simple_query(&format!("create database {}", ident(template)))
-        .await?;
+    // From template0, which takes no connections: a session idling on
+    // template1 (someone's psql on a shared server) cannot stop the copy.
+    create_database(&admin, template, "template0", "").await?;
     if *baseline != Baseline::Empty {
         // The loaders' output, and a source's dump, stay in a private directory.
         let work = workdir::WorkDir::create()?;
@@ -500,74 +513,4 @@ fn missing_role_hint(output: &str, script: bool) -> String {
          at the top of the baseline (CREATE ROLE {} NOLOGIN;)",
         ident(role)
     )
-}
-
-/// Make a fresh copy of the template. PostgreSQL 15 and later are asked for
-/// the FILE_COPY strategy (a file-level copy, as earlier versions always did).
-pub async fn create_copy(admin: &Client, name: &str, version_num: i32) -> Result<()> {
-    create_copy_of(admin, name, TEMPLATE_DB, version_num).await
-}
-
-/// Make a fresh copy of `template` (the baseline, or a scaled-down copy of
-/// it), file by file: the copy's pages are in the OS cache and none in
-/// shared buffers, whichever template it came from.
-pub async fn create_copy_of(
-    admin: &Client,
-    name: &str,
-    template: &str,
-    version_num: i32,
-) -> Result<()> {
-    let strategy = if version_num >= 150000 {
-        " strategy file_copy"
-    } else {
-        ""
-    };
-    admin
-        .simple_query(&format!(
-            "create database {} template {}{strategy}",
-            ident(name),
-            ident(template)
-        ))
-        .await?;
-    Ok(())
-}
-
-/// Drop the logical replication subscriptions in the database `db` is
-/// connected to: PostgreSQL will not drop a database a subscription lives
-/// in. Each is disabled and cut from its replication slot first, so no
-/// publisher is contacted.
-pub async fn drop_subscriptions(db: &Client) -> Result<()> {
-    let names: Vec<String> = db
-        .query(
-            "/*downtime*/ select subname::text from pg_catalog.pg_subscription \
-             where subdbid operator(pg_catalog.=) (select oid from pg_catalog.pg_database \
-               where datname operator(pg_catalog.=) pg_catalog.current_database())",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for name in &names {
-        let s = ident(name);
-        db.batch_execute(&format!(
-            "/*downtime*/ alter subscription {s} disable; \
-             alter subscription {s} set (slot_name = none)"
-        ))
-        .await?;
-        db.batch_execute(&format!("/*downtime*/ drop subscription {s}"))
-            .await?;
-    }
-    Ok(())
-}
-
-/// Drop a copy, disconnecting anyone still on it.
-pub async fn drop_copy(admin: &Client, name: &str) -> Result<()> {
-    admin
-        .simple_query(&format!(
-            "drop database if exists {} with (force)",
-            ident(name)
-        ))
-        .await?;
-    Ok(())
 }

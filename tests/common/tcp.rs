@@ -57,6 +57,12 @@ impl TcpServer {
         TcpServer::boot_with("postgres", Some(password), None, &["wal_level=logical"])
     }
 
+    /// As [`TcpServer::with_password`], with these settings given to the
+    /// server (`name=value`, as `-c` takes them).
+    pub fn with_settings(password: &str, settings: &[&str]) -> TcpServer {
+        TcpServer::boot_with("postgres", Some(password), None, settings)
+    }
+
     fn boot(superuser: &str, password: Option<&str>, tls: Option<Tls>) -> TcpServer {
         TcpServer::boot_with(superuser, password, tls, &[])
     }

@@ -207,20 +207,23 @@ pub struct Probe {
 impl Probe {
     /// Connect to the copy (`config`), derive the workload (tables the
     /// patches name, `named`, first), and wait for traffic to be asked for.
-    /// `patch_pid` is the server process applying the patches.
+    /// `patch_pid` is the server process applying the patches; the probe's
+    /// own sessions are counted in `own`, so they are not taken for the
+    /// patch's.
     pub async fn start(
         config: tokio_postgres::Config,
         tls: crate::staging::tls::Tls,
         patch_pid: i32,
         named: Vec<String>,
         options: ProbeOptions,
+        own: crate::measure::OwnSessions,
     ) -> Result<Probe> {
         let (commands, receiver) = tokio::sync::mpsc::unbounded_channel();
         let (ready, started) = tokio::sync::oneshot::channel();
         let opts = options.clone();
         let thread = std::thread::Builder::new()
             .name("downtime-probe".into())
-            .spawn(move || traffic::run(config, tls, patch_pid, named, opts, receiver, ready))
+            .spawn(move || traffic::run(config, tls, patch_pid, named, opts, own, receiver, ready))
             .map_err(|e| Error::Server(format!("cannot start the probe: {e}")))?;
         let (info, queries) = match started.await {
             Ok(Ok(w)) => w,

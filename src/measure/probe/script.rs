@@ -225,6 +225,16 @@ fn statement(sql: &str) -> std::result::Result<Step, String> {
     if let Some(why) = a.host_access {
         return Err(format!("refused: {why}"));
     }
+    if let Some((name, what)) = crate::patch::calls::outside_the_query(&probe) {
+        // Its effect outlives the probe's rolled-back transaction and
+        // reaches the patch's session: a failure it caused would be taken
+        // for the patch's.
+        return Err(format!(
+            "refused: {name}() {what}; probe queries act only inside their own transaction, \
+             which is rolled back, so that what the patch suffers is the patch's (a statement \
+             failing because the probe ended or cancelled it would be blamed on the patch)"
+        ));
+    }
     let mut parts = parts;
     if let Some(Part::Text(t)) = parts.first_mut() {
         *t = format!("/*downtime*/ {t}");
@@ -232,6 +242,65 @@ fn statement(sql: &str) -> std::result::Result<Step, String> {
         parts.insert(0, Part::Text("/*downtime*/ ".into()));
     }
     Ok(Step::Template(parts))
+}
+
+/// How deep calls of the copy's own functions are followed.
+const FUNCTION_DEPTH: usize = 4;
+
+/// Before the probe sends anything: the functions of the copy that the
+/// application's queries call (and those they call, a few levels down),
+/// read from the copy and checked as the queries themselves are, so that
+/// `select app.purge_sessions()` cannot end the patch's session from inside
+/// a body the query text does not show. An error names the script's line.
+pub(super) async fn check_functions(
+    client: &tokio_postgres::Client,
+    scripts: &[Script],
+) -> Result<()> {
+    for script in scripts {
+        let text: String = script
+            .steps
+            .iter()
+            .map(Step::text)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut seen: Vec<String> = Vec::new();
+        let mut names = crate::patch::calls::called_functions(&text);
+        for _ in 0..FUNCTION_DEPTH {
+            names.retain(|n| !seen.contains(n));
+            if names.is_empty() {
+                break;
+            }
+            seen.extend(names.iter().cloned());
+            let rows = client
+                .query(
+                    "/*downtime*/ select p.oid::regprocedure::text, p.prosrc \
+                     from pg_catalog.pg_proc p \
+                     join pg_catalog.pg_language l on l.oid operator(pg_catalog.=) p.prolang \
+                     join pg_catalog.pg_namespace n on n.oid operator(pg_catalog.=) p.pronamespace \
+                     where p.proname operator(pg_catalog.=) any($1::pg_catalog.text[]) \
+                       and n.nspname operator(pg_catalog.<>) 'pg_catalog' \
+                       and l.lanname operator(pg_catalog.<>) 'internal'",
+                    &[&names],
+                )
+                .await?;
+            names = Vec::new();
+            for row in rows {
+                let (function, body): (String, String) = (row.get(0), row.get(1));
+                if let Some((name, what)) = crate::patch::calls::outside_the_query(&body) {
+                    return Err(Error::input(
+                        &script.label,
+                        format!(
+                            "refused: the probe query calls {function}, which calls {name}() \
+                             (it {what}); probe queries act only inside their own transaction, \
+                             which is rolled back, so that what the patch suffers is the patch's"
+                        ),
+                    ));
+                }
+                names.extend(crate::patch::calls::called_functions(&body));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Split `sql` at `:NAME` variables (not `::` casts).
@@ -314,6 +383,10 @@ mod tests {
             ("select 1\ncommit\n", 2),
             ("vacuum account\n", 1),
             ("select pg_read_file('/etc/passwd')\n", 1),
+            (
+                "select 1\nselect pg_terminate_backend(pid) from pg_stat_activity\n",
+                2,
+            ),
             ("\\sleep 10\n", 1),
             ("\\set x random(5, 1)\n", 1),
             ("-- rate: -1\nselect 1\n", 1),

@@ -13,6 +13,7 @@ use super::script::{Part, Step};
 use super::workload::{self, ProbeQuery};
 use super::{monitor, LockWait, PatchWait, ProbeInfo, ProbeOptions, Recording, Sample};
 use crate::error::{Error, Result};
+use crate::measure::OwnSessions;
 use crate::staging::tls::Tls;
 
 /// How long the queries still in line may take to finish after a patch.
@@ -66,13 +67,15 @@ pub(super) struct Shared {
 type State = Rc<RefCell<Shared>>;
 
 /// Run the probe until it is told to stop; `ready` gets the workload, or
-/// why the probe could not start.
+/// why the probe could not start. Its sessions are counted in `own`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     config: tokio_postgres::Config,
     tls: Tls,
     patch_pid: i32,
     named: Vec<String>,
     opts: ProbeOptions,
+    own: OwnSessions,
     commands: mpsc::UnboundedReceiver<Command>,
     ready: oneshot::Sender<Result<(ProbeInfo, Vec<ProbeQuery>)>>,
 ) {
@@ -88,7 +91,7 @@ pub(super) fn run(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let started = start(config, tls, patch_pid, &named, &opts).await;
+        let started = start(config, tls, patch_pid, &named, &opts, own).await;
         let probe = match started {
             Ok(p) => p,
             Err(e) => {
@@ -126,23 +129,24 @@ async fn start(
     patch_pid: i32,
     named: &[String],
     opts: &ProbeOptions,
+    own: OwnSessions,
 ) -> Result<Traffic> {
     config.options(format!(
         "-c statement_timeout={}",
         opts.statement_cap.as_millis().clamp(1, i32::MAX as u128)
     ));
-    let first = connect(&config, &tls).await?;
-    let (info, queries) = workload::derive(&first, named, opts).await?;
+    let first = connect(&config, &tls, &own).await?;
+    super::script::check_functions(&first.0, &opts.scripts).await?;
+    let (info, queries) = workload::derive(&first.0, named, opts).await?;
     let queries: Rc<[ProbeQuery]> = queries.into();
     let state: State = Rc::default();
     let jobs = Rc::new(Notify::new());
     let wake = Rc::new(Notify::new());
     let mut clients = vec![first];
     for _ in 1..opts.sessions {
-        clients.push(connect(&config, &tls).await?);
+        clients.push(connect(&config, &tls, &own).await?);
     }
-    for client in clients {
-        let pid = backend_pid(&client).await?;
+    for (client, pid) in clients {
         state
             .borrow_mut()
             .cancels
@@ -152,6 +156,7 @@ async fn start(
             pid,
             config: config.clone(),
             tls: tls.clone(),
+            own: own.clone(),
             queries: queries.clone(),
             state: state.clone(),
             jobs: jobs.clone(),
@@ -164,7 +169,7 @@ async fn start(
         jobs.clone(),
         wake.clone(),
     ));
-    let watcher = connect(&config, &tls).await?;
+    let (watcher, _) = connect(&config, &tls, &own).await?;
     tokio::task::spawn_local(monitor::watch(
         watcher,
         patch_pid,
@@ -172,7 +177,7 @@ async fn start(
         state.clone(),
         opts.threshold,
     ));
-    let long = Rc::new(connect(&config, &tls).await?);
+    let long = Rc::new(connect(&config, &tls, &own).await?.0);
     Ok(Traffic {
         opts: opts.clone(),
         info,
@@ -184,7 +189,14 @@ async fn start(
     })
 }
 
-async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<Client> {
+/// A session on the copy, and its server process, counted among
+/// downtime's own (`own`) before it is made.
+async fn connect(
+    config: &tokio_postgres::Config,
+    tls: &Tls,
+    own: &OwnSessions,
+) -> Result<(Client, i32)> {
+    own.opening();
     let (client, connection) = config
         .connect(tls.clone())
         .await
@@ -197,7 +209,9 @@ async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<Client> {
     let _ = client
         .batch_execute("/*downtime*/ set deadlock_timeout = '100ms'")
         .await;
-    Ok(client)
+    let pid = backend_pid(&client).await?;
+    own.opened(pid);
+    Ok((client, pid))
 }
 
 async fn backend_pid(client: &Client) -> Result<i32> {
@@ -419,6 +433,7 @@ struct Worker {
     pid: i32,
     config: tokio_postgres::Config,
     tls: Tls,
+    own: OwnSessions,
     queries: Rc<[ProbeQuery]>,
     state: State,
     jobs: Rc<Notify>,
@@ -468,18 +483,16 @@ impl Worker {
     /// A new session for one whose connection ended (a patch may
     /// terminate backends); `false` when none can be had.
     async fn reconnect(&mut self) -> bool {
-        match connect(&self.config, &self.tls).await {
-            Ok(c) => match backend_pid(&c).await {
-                Ok(pid) => {
-                    let mut s = self.state.borrow_mut();
-                    s.cancels.remove(&self.pid);
-                    s.cancels.insert(pid, c.cancel_token());
-                    self.client = c;
-                    self.pid = pid;
-                    true
-                }
-                Err(e) => self.lose(e.to_string()),
-            },
+        self.own.closed(self.pid);
+        match connect(&self.config, &self.tls, &self.own).await {
+            Ok((c, pid)) => {
+                let mut s = self.state.borrow_mut();
+                s.cancels.remove(&self.pid);
+                s.cancels.insert(pid, c.cancel_token());
+                self.client = c;
+                self.pid = pid;
+                true
+            }
             Err(e) => self.lose(e.to_string()),
         }
     }

@@ -293,6 +293,14 @@ fn roles(before: &ClusterState, now: &ClusterState, out: &mut Vec<Step>) {
                         format!("alter role {name} with {options}"),
                     ));
                 }
+                let never = |i: &Item| i.field("rolvaliduntil_null") == Some(&Value::Bool(true));
+                if never(b) && !never(n) {
+                    let sql = format!(
+                        "update pg_authid set rolvaliduntil = null where rolname = {}",
+                        literal(&b.name)
+                    );
+                    out.push(step(b, "changed", sql));
+                }
             }
         }
     }

@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 use crate::ui;
 pub use record::{destroy_recorded, is_record, Record};
 
+/// How long `create` and `destroy` may each run unless
+/// `[staging.command] timeout-seconds` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a fresh clone may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `destroy` may take when downtime cannot wait properly (a
@@ -35,7 +38,7 @@ const DESTROY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The commands of `[staging.command]`, and what the production guard
 /// judges a clone's URL by.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CommandOptions {
     /// Makes a clone named `$DOWNTIME_CLONE`; prints its URL last.
     pub create: String,
@@ -43,6 +46,8 @@ pub struct CommandOptions {
     pub destroy: String,
     /// Words in a host or database name that mean production.
     pub production_patterns: Vec<String>,
+    /// How long `create` and `destroy` may each run.
+    pub timeout: Duration,
 }
 
 /// Makes the clones of one run, each named `downtime-<run>-<n>`.
@@ -77,6 +82,7 @@ impl Provisioner {
             id: id.clone(),
             record: self.record.path().to_path_buf(),
             destroy: self.opts.destroy.clone(),
+            timeout: self.opts.timeout,
             job: None,
             destroying: Arc::default(),
             source: None,
@@ -125,7 +131,14 @@ impl Provisioner {
     /// `create`, its URL read, judged and connected to.
     async fn provision(&self, clone: &mut Clone, cancel: &Cancel) -> Result<()> {
         let id = clone.id.clone();
-        let ran = shell::run(&self.opts.create, &id, "[staging.command] create", cancel).await?;
+        let ran = shell::run(
+            &self.opts.create,
+            &id,
+            "[staging.command] create",
+            self.opts.timeout,
+            cancel,
+        )
+        .await?;
         if !ran.status.success() {
             return Err(Error::Server(format!(
                 "[staging.command] create failed for clone {id} ({}); the last lines it wrote \
@@ -134,14 +147,23 @@ impl Provisioner {
                 ran.stderr_tail(8)
             )));
         }
-        let last = ran.stdout.lines().map(str::trim).rfind(|l| !l.is_empty());
-        let Some(url) = last.filter(|l| looks_like_conninfo(l)) else {
+        let url = match ran.last_line() {
+            shell::LastLine::Text(l) if looks_like_conninfo(l) => l,
             // The line is not shown: it may hold a secret.
-            return Err(Error::Server(format!(
-                "[staging.command] create for clone {id} printed no connection URL: its last \
-                 line of output must be the clone's URL (postgresql://…) or a key=value \
-                 connection string"
-            )));
+            shell::LastLine::NotText => {
+                return Err(Error::Server(format!(
+                    "[staging.command] create for clone {id} printed no connection URL: its last \
+                     line of output is not UTF-8 text, and it must be the clone's URL \
+                     (postgresql://…) or a key=value connection string"
+                )))
+            }
+            _ => {
+                return Err(Error::Server(format!(
+                    "[staging.command] create for clone {id} printed no connection URL: its last \
+                     line of output must be the clone's URL (postgresql://…) or a key=value \
+                     connection string"
+                )))
+            }
         };
         let source = Source::writable("[staging.command] create", url)?;
         source.guard(&self.opts.production_patterns, false)?;
@@ -174,6 +196,8 @@ pub struct Clone {
     record: PathBuf,
     /// The `destroy` command.
     destroy: String,
+    /// How long `destroy` may run.
+    timeout: Duration,
     /// The emergency job destroying it; `None` once destroyed.
     job: Option<u64>,
     /// `destroy` runs now (the emergency job then waits for it).
@@ -233,6 +257,7 @@ impl Clone {
             &self.destroy,
             &self.id,
             "[staging.command] destroy",
+            self.timeout,
             &Cancel::never(),
         )
         .await;
@@ -292,6 +317,10 @@ impl Backend for Clone {
 
     fn client_bin_dir(&self) -> &Path {
         Path::new("")
+    }
+
+    fn private_copies(&self) -> bool {
+        false
     }
 
     async fn shutdown(&mut self) -> Result<()> {

@@ -2,7 +2,10 @@
 //! their environment: to their end without blocking the async runtime,
 //! their output in anonymous temporary files (a URL with a password in it
 //! is on no disk once they end), stopped with their process group when a
-//! run is cancelled.
+//! run is cancelled or when they outlive their time limit. Their output is
+//! read as bytes: a line that is not UTF-8 (a progress bar, a locale's
+//! message) is shown with replacement characters, and only the line that
+//! must be a URL has to be text.
 
 use std::io::{Read, Seek};
 use std::os::unix::process::CommandExt;
@@ -20,23 +23,52 @@ pub const CLONE_VAR: &str = "DOWNTIME_CLONE";
 /// How often a running command is looked at.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How long a command's process group has between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
 /// What a command printed, and how it ended.
 pub struct Ran {
     pub status: ExitStatus,
-    pub stdout: String,
+    /// Its standard output, as written.
+    pub stdout: Vec<u8>,
+    /// Its error output, lossily as text (it is only shown).
     pub stderr: String,
 }
 
+/// The last non-empty line of a command's output, trimmed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LastLine<'a> {
+    None,
+    Text(&'a str),
+    /// Not UTF-8: it cannot be a URL.
+    NotText,
+}
+
 impl Ran {
+    /// The last non-empty line of standard output (lines before it may
+    /// hold any bytes).
+    pub fn last_line(&self) -> LastLine<'_> {
+        let last = self
+            .stdout
+            .split(|b| *b == b'\n')
+            .map(|l| l.trim_ascii())
+            .rfind(|l| !l.is_empty());
+        match last {
+            None => LastLine::None,
+            Some(bytes) => std::str::from_utf8(bytes).map_or(LastLine::NotText, LastLine::Text),
+        }
+    }
+
     /// The last `n` non-empty lines of its error output.
     pub fn stderr_tail(&self, n: usize) -> String {
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        tail(&self.stderr, n)
     }
+}
+
+/// The last `n` non-empty lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// `sh -c script` for `clone`, in a process group of its own.
@@ -50,9 +82,16 @@ pub fn command(script: &str, clone: &str) -> Command {
     cmd
 }
 
-/// Run `script` for `clone` to its end; a fired `cancel` kills its whole
-/// process group and is `Error::Aborted`. `what` names it in messages.
-pub async fn run(script: &str, clone: &str, what: &str, cancel: &Cancel) -> Result<Ran> {
+/// Run `script` for `clone` to its end, for at most `limit`; a fired
+/// `cancel` kills its whole process group and is `Error::Aborted`, and so
+/// does the limit, with an error saying so. `what` names it in messages.
+pub async fn run(
+    script: &str,
+    clone: &str,
+    what: &str,
+    limit: Duration,
+    cancel: &Cancel,
+) -> Result<Ran> {
     let file = || {
         tempfile::tempfile()
             .map_err(|e| Error::Server(format!("cannot create a temporary file: {e}")))
@@ -64,6 +103,7 @@ pub async fn run(script: &str, clone: &str, what: &str, cancel: &Cancel) -> Resu
         .spawn()
         .map_err(|e| Error::Server(format!("cannot run {what} (sh -c): {e}")))?;
     let pid = Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child
             .try_wait()
@@ -77,13 +117,43 @@ pub async fn run(script: &str, clone: &str, what: &str, cancel: &Cancel) -> Resu
             let _ = child.wait();
             return Err(Error::Aborted(a));
         }
+        if Instant::now() >= deadline {
+            kill_group(pid, &mut child).await;
+            let stderr = String::from_utf8_lossy(&read_back(&mut err)).into_owned();
+            return Err(Error::Server(format!(
+                "{what} for clone {clone} was still running after {} s, the limit \
+                 ([staging.command] timeout-seconds): its process group was killed; the last \
+                 lines it wrote on stderr:\n{}",
+                limit.as_secs_f64(),
+                tail(&stderr, 8)
+            )));
+        }
         tokio::time::sleep(POLL).await;
     };
     Ok(Ran {
         status,
         stdout: read_back(&mut out),
-        stderr: read_back(&mut err),
+        stderr: String::from_utf8_lossy(&read_back(&mut err)).into_owned(),
     })
+}
+
+/// End the process group `pid` leads: SIGTERM, then SIGKILL to whatever
+/// of it is left after [`KILL_GRACE`] (the group outlives its leader while
+/// a member lives).
+async fn kill_group(pid: Pid, child: &mut std::process::Child) {
+    let _ = signal::killpg(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + KILL_GRACE;
+    while Instant::now() < deadline {
+        let leader_done = matches!(child.try_wait(), Ok(Some(_)));
+        // Signal 0: is any member of the group still there?
+        if leader_done && signal::killpg(pid, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let _ = signal::killpg(pid, Signal::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Run `script` for `clone` to its end, blocking, for at most `within`
@@ -111,10 +181,10 @@ fn clone_file(f: &std::fs::File) -> Result<std::fs::File> {
         .map_err(|e| Error::Server(format!("cannot open a temporary file: {e}")))
 }
 
-/// What was written to a temporary file.
-fn read_back(f: &mut std::fs::File) -> String {
-    let mut text = String::new();
+/// What was written to a temporary file, as bytes.
+fn read_back(f: &mut std::fs::File) -> Vec<u8> {
+    let mut bytes = Vec::new();
     let _ = f.rewind();
-    let _ = f.read_to_string(&mut text);
-    text
+    let _ = f.read_to_end(&mut bytes);
+    bytes
 }

@@ -26,7 +26,9 @@ use super::tls::Tls;
 use super::{binaries, cache, cleanup, connect_admin, ident, Admin, Backend};
 use crate::error::{Error, Result};
 use crate::ui;
-pub use leftovers::{cached_baselines, drop_cached, drop_leftover, leftovers, Leftover};
+pub use leftovers::{
+    cached_baselines, drop_cached, drop_leftover, leftovers, unmarked_caches, Leftover,
+};
 use names::RunId;
 
 /// How many cached baselines a server keeps (the oldest go first).
@@ -217,27 +219,21 @@ impl Server {
     pub async fn template_from_cache(&mut self, key: &str) -> Result<bool> {
         let cached = names::cache_db(key);
         let keeper = self.keeper()?;
-        let found = keeper
-            .query_opt(
-                "/*downtime*/ select 1 from pg_database where datname = $1",
-                &[&cached],
-            )
-            .await?;
-        if found.is_none() {
+        if !leftovers::is_cached(keeper, &cached).await? {
             return Ok(false);
         }
-        let made = keeper
-            .simple_query(&format!(
-                "create database {} template {}{}",
-                ident(&self.template),
-                ident(&cached),
-                file_copy(self.version_num)
-            ))
-            .await;
+        let made =
+            super::create_database(keeper, &self.template, &cached, file_copy(self.version_num))
+                .await;
         match made {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some(&SqlState::UNDEFINED_DATABASE) => Ok(false),
-            Err(e) => Err(e.into()),
+            Ok(()) => Ok(true),
+            Err(e) => match e {
+                // Evicted meanwhile.
+                Error::Database { .. } if !leftovers::is_cached(keeper, &cached).await? => {
+                    Ok(false)
+                }
+                e => Err(e),
+            },
         }
     }
 
@@ -440,6 +436,10 @@ impl Backend for Server {
         self.run.foreign()
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn client_args(&self, dbname: &str) -> Vec<String> {
         let target = self.source.on_database(dbname);
         vec!["--dbname".into(), target.client_conninfo(None, "downtime")]
@@ -505,7 +505,7 @@ impl Backend for Server {
             ))
             .await;
         match made {
-            Ok(_) => {}
+            Ok(_) => leftovers::mark_cached(keeper, &cached, key).await?,
             // Another run kept it meanwhile.
             Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
             Err(e) => return Err(e.into()),

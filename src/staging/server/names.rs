@@ -3,7 +3,10 @@
 //! no other live run holds; the cached baselines are `downtime_cache_<key>`.
 //! A live run holds the advisory lock ([`LOCK_CLASS`], its run number) on
 //! a connection of its own for as long as it runs, so `downtime clean` can
-//! tell a dead run's databases from a live one's.
+//! tell a dead run's databases from a live one's. A name alone does not
+//! make a database downtime's: each one downtime makes carries a comment
+//! ([`RUN_MARK`], [`cache_mark`]), and only databases with both the name
+//! and the comment are ever dropped by `clean` and `cache clear`.
 
 use crate::error::Result;
 
@@ -16,8 +19,14 @@ pub const CACHE_PREFIX: &str = "downtime_cache_";
 pub const LOCK_CLASS: i32 = 0x646f_776e;
 /// The names of every run's databases, as a regular expression.
 pub const ANY_RUN: &str = "^downtime_[0-9a-f]{8}_";
-/// The names of the cached baselines, as a regular expression.
-pub const ANY_CACHE: &str = "^downtime_cache_";
+/// The names of the cached baselines, as a regular expression: the
+/// prefix and a 24-hex-digit cache key.
+pub const ANY_CACHE: &str = "^downtime_cache_[0-9a-f]{24}$";
+/// The comment on every database a run makes (its template, copies and
+/// scaled copies): `downtime clean --url` drops a dead run's databases only
+/// when they carry it.
+pub const RUN_MARK: &str = "downtime staging database: made by a downtime run, dropped when the \
+                            run ends (or by downtime clean --url when the run was killed)";
 
 /// A run's number on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +82,19 @@ pub fn cache_db(key: &str) -> String {
     format!("{CACHE_PREFIX}{key}")
 }
 
+/// The comment on the cached baseline with this key: `downtime cache
+/// clear --url` drops a `downtime_cache_…` database only when it carries
+/// the comment made for its own key.
+pub fn cache_mark(key: &str) -> String {
+    format!("downtime baseline cache {key}: made by downtime, dropped by downtime cache clear")
+}
+
+/// The key of a cached baseline's name, when it is one by its name.
+pub fn cache_key(name: &str) -> Option<&str> {
+    let key = name.strip_prefix(CACHE_PREFIX)?;
+    (key.len() == 24 && key.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))).then_some(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +118,15 @@ mod tests {
         assert_eq!(run.lock_key(), 0x00ab_cdef);
         assert_eq!(RunId(u32::MAX).lock_key(), -1);
         assert_eq!(cache_db("k1"), "downtime_cache_k1");
+        let key = "0123456789abcdef01234567";
+        assert_eq!(cache_key(&cache_db(key)), Some(key));
+        for other in [
+            "downtime_cache_mine",
+            "downtime_cache_0123456789ABCDEF01234567",
+            "app",
+        ] {
+            assert_eq!(cache_key(other), None, "{other}");
+        }
+        assert!(cache_mark(key).contains(key));
     }
 }
