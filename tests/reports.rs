@@ -3,11 +3,14 @@
 //! under the comment limit, GitHub annotations.
 
 mod common;
+#[path = "common/outputs.rs"]
+mod outputs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Scratch;
+use outputs::assert_valid_junit;
 
 const FORMATS: [&str; 6] = ["text", "json", "markdown", "html", "junit", "github"];
 
@@ -21,24 +24,6 @@ fn render(s: &Scratch, report: &Path, format: &str) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),
     )
-}
-
-/// Validate JUnit XML with xmllint (Debian's libxml2-utils) against the schema.
-fn assert_valid_junit(file: &Path) {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit.xsd");
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(&schema)
-        .arg(file)
-        .output()
-        .expect("xmllint is needed for the JUnit schema check: apt-get install libxml2-utils");
-    assert!(
-        out.status.success(),
-        "{} does not validate: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
